@@ -1,0 +1,1 @@
+//! Yuma Consensus as a pure function (work in progress).
