@@ -8,7 +8,9 @@ use std::{fmt, str::FromStr};
 pub const SS58_PREFIX: u16 = 42;
 
 /// An account: a 32-byte sr25519 public key. Coldkeys and hotkeys are both `AccountId`s.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, MaxEncodedLen)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, MaxEncodedLen,
+)]
 pub struct AccountId(pub [u8; 32]);
 
 /// Why a string is not an SS58 address.
@@ -68,7 +70,9 @@ impl AccountId {
 
     /// Parses an SS58 address under any prefix, returning the account and its prefix.
     pub fn from_ss58_with_prefix(s: &str) -> Result<(Self, u16), Ss58Error> {
-        let data = bs58::decode(s).into_vec().map_err(|_| Ss58Error::BadBase58)?;
+        let data = bs58::decode(s)
+            .into_vec()
+            .map_err(|_| Ss58Error::BadBase58)?;
         let (prefix, prefix_len) = match data.first() {
             Some(&b) if b < 64 => (u16::from(b), 1usize),
             Some(&b) if b < 128 => {

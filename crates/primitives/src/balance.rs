@@ -7,8 +7,20 @@ pub const RAO_PER_TOKEN: u64 = 1_000_000_000;
 
 /// An amount in rao. Only checked and saturating arithmetic is offered: an amount never wraps.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
-    Encode, Decode, MaxEncodedLen, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Encode,
+    Decode,
+    MaxEncodedLen,
+    Serialize,
+    Deserialize,
 )]
 #[serde(transparent)]
 pub struct Balance(pub u64);
@@ -119,7 +131,10 @@ impl FromStr for Balance {
             let scale = 10u64.pow(9 - frac.len() as u32);
             v * scale
         };
-        whole_rao.checked_add(frac_rao).map(Balance).ok_or_else(overflow)
+        whole_rao
+            .checked_add(frac_rao)
+            .map(Balance)
+            .ok_or_else(overflow)
     }
 }
 

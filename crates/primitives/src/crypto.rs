@@ -23,7 +23,8 @@ pub const SIGNING_CONTEXT: &[u8] = b"substrate";
 
 /// The phrase behind Substrate's well-known development accounts (`//Alice`, `//Bob`, ...).
 /// Anyone can derive these keys: they exist for local networks only.
-pub const DEV_PHRASE: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+pub const DEV_PHRASE: &str =
+    "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
 
 /// Why a key could not be made or a signature could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +95,9 @@ impl Pair {
     }
 
     fn from_mini_secret(mini: &MiniSecretKey) -> Self {
-        Pair { keypair: mini.expand_to_keypair(ExpansionMode::Ed25519) }
+        Pair {
+            keypair: mini.expand_to_keypair(ExpansionMode::Ed25519),
+        }
     }
 
     /// The key for a BIP39 phrase and optional password, as Substrate derives it.
@@ -119,7 +122,8 @@ impl Pair {
             Self::from_phrase(DEV_PHRASE, password)?
         } else if let Some(h) = phrase.strip_prefix("0x") {
             let mut seed = [0u8; 32];
-            hex::decode_to_slice(h, &mut seed).map_err(|_| KeyError::Material("seed is not 32 hex bytes"))?;
+            hex::decode_to_slice(h, &mut seed)
+                .map_err(|_| KeyError::Material("seed is not 32 hex bytes"))?;
             Self::from_seed(&seed)
         } else {
             Self::from_phrase(phrase, password)?
@@ -133,12 +137,17 @@ impl Pair {
         for (hard, junction) in parse_path(path)? {
             let cc = ChainCode(chain_code(junction));
             secret = if hard {
-                secret.hard_derive_mini_secret_key(Some(cc), b"").0.expand(ExpansionMode::Ed25519)
+                secret
+                    .hard_derive_mini_secret_key(Some(cc), b"")
+                    .0
+                    .expand(ExpansionMode::Ed25519)
             } else {
                 secret.derived_key_simple(cc, []).0
             };
         }
-        Ok(Pair { keypair: secret.to_keypair() })
+        Ok(Pair {
+            keypair: secret.to_keypair(),
+        })
     }
 
     /// The public key as an account.
@@ -163,8 +172,11 @@ impl Pair {
 
     /// The inverse of [`Pair::to_ed25519_expanded_bytes`] for the 64-byte secret part.
     pub fn from_ed25519_expanded_secret(secret: &[u8]) -> Result<Self, KeyError> {
-        let s = SecretKey::from_ed25519_bytes(secret).map_err(|_| KeyError::Material("expanded secret key"))?;
-        Ok(Pair { keypair: s.to_keypair() })
+        let s = SecretKey::from_ed25519_bytes(secret)
+            .map_err(|_| KeyError::Material("expanded secret key"))?;
+        Ok(Pair {
+            keypair: s.to_keypair(),
+        })
     }
 }
 
@@ -237,9 +249,15 @@ mod tests {
     #[test]
     fn dev_accounts_match_substrate() {
         let alice = Pair::from_uri("//Alice").unwrap();
-        assert_eq!(alice.account().to_ss58(), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+        assert_eq!(
+            alice.account().to_ss58(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        );
         let bob = Pair::from_uri("//Bob").unwrap();
-        assert_eq!(bob.account().to_ss58(), "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty");
+        assert_eq!(
+            bob.account().to_ss58(),
+            "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+        );
     }
 
     #[test]
@@ -249,7 +267,10 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(p.account().to_ss58(), "5EHgWw2Af1pnoc7f1A8bfmM97W3DAYW8xr82RfhLL9oAabAe");
+        assert_eq!(
+            p.account().to_ss58(),
+            "5EHgWw2Af1pnoc7f1A8bfmM97W3DAYW8xr82RfhLL9oAabAe"
+        );
     }
 
     #[test]
@@ -272,8 +293,17 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert!(matches!(Pair::from_phrase("not a phrase", None), Err(KeyError::Mnemonic(_))));
-        assert!(matches!(Pair::from_uri("//Alice//"), Err(KeyError::Path(_))));
-        assert!(matches!(Pair::from_uri("0x1234"), Err(KeyError::Material(_))));
+        assert!(matches!(
+            Pair::from_phrase("not a phrase", None),
+            Err(KeyError::Mnemonic(_))
+        ));
+        assert!(matches!(
+            Pair::from_uri("//Alice//"),
+            Err(KeyError::Path(_))
+        ));
+        assert!(matches!(
+            Pair::from_uri("0x1234"),
+            Err(KeyError::Material(_))
+        ));
     }
 }

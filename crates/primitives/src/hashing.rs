@@ -9,7 +9,9 @@ use std::fmt;
 type Blake2b256 = blake2::Blake2b<U32>;
 
 /// A 32-byte digest, shown as `0x`-prefixed hex.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, MaxEncodedLen)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, MaxEncodedLen,
+)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {

@@ -7,16 +7,40 @@ pub type BlockNumber = u64;
 
 /// Identifies a subnet (Bittensor's `netuid`).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
-    Encode, Decode, MaxEncodedLen, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Encode,
+    Decode,
+    MaxEncodedLen,
+    Serialize,
+    Deserialize,
 )]
 #[serde(transparent)]
 pub struct NetUid(pub u16);
 
 /// A neuron's slot within one subnet (Bittensor's `uid`).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
-    Encode, Decode, MaxEncodedLen, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Encode,
+    Decode,
+    MaxEncodedLen,
+    Serialize,
+    Deserialize,
 )]
 #[serde(transparent)]
 pub struct Uid(pub u16);
