@@ -1,0 +1,106 @@
+//! The roots of trust a verifier accepts.
+
+use crate::evidence::TrustAnchor;
+
+/// The set of roots verification may chain to.
+///
+/// [`TrustAnchors::production`] holds the vendor roots compiled into `dcap-qvl` (Intel SGX
+/// Root CA) and `sev` (AMD ARKs). The test PKI root can only be added with feature
+/// `insecure-mock-tee`, so a production build cannot be configured to accept mock evidence.
+#[derive(Debug, Clone)]
+pub struct TrustAnchors {
+    vendor: Vec<TrustAnchor>,
+    #[cfg(feature = "insecure-mock-tee")]
+    mock: Option<crate::mock::MockRoots>,
+}
+
+impl TrustAnchors {
+    /// All production vendor roots.
+    pub fn production() -> Self {
+        Self::only(&[
+            TrustAnchor::IntelSgxRootCa,
+            TrustAnchor::AmdArkMilan,
+            TrustAnchor::AmdArkGenoa,
+            TrustAnchor::AmdArkTurin,
+        ])
+    }
+
+    /// Only the listed vendor roots (`MockTest` is ignored here; see `with_mock_root`).
+    pub fn only(anchors: &[TrustAnchor]) -> Self {
+        Self {
+            vendor: anchors
+                .iter()
+                .copied()
+                .filter(TrustAnchor::is_production)
+                .collect(),
+            #[cfg(feature = "insecure-mock-tee")]
+            mock: None,
+        }
+    }
+
+    /// No root at all: every verification fails. Useful as a base for `with_mock_root`.
+    pub fn none() -> Self {
+        Self::only(&[])
+    }
+
+    /// Add the test PKI's roots. Test-only: exists only with feature `insecure-mock-tee`.
+    #[cfg(feature = "insecure-mock-tee")]
+    pub fn with_mock_root(mut self, roots: crate::mock::MockRoots) -> Self {
+        self.mock = Some(roots);
+        self
+    }
+
+    /// The vendor roots configured.
+    pub fn vendor_anchors(&self) -> &[TrustAnchor] {
+        &self.vendor
+    }
+
+    /// Intel roots to try: `None` means dcap-qvl's built-in Intel SGX Root CA.
+    pub(crate) fn intel_roots(&self) -> Vec<(TrustAnchor, Option<&[u8]>)> {
+        #[allow(unused_mut)]
+        let mut out: Vec<(TrustAnchor, Option<&[u8]>)> = self
+            .vendor
+            .iter()
+            .filter(|a| **a == TrustAnchor::IntelSgxRootCa)
+            .map(|a| (*a, None))
+            .collect();
+        #[cfg(feature = "insecure-mock-tee")]
+        if let Some(m) = &self.mock {
+            if let Some(der) = m.intel_root_der() {
+                out.push((TrustAnchor::MockTest, Some(der)));
+            }
+        }
+        out
+    }
+
+    /// AMD roots to try: (anchor, ARK DER, built-in ASK DER if any).
+    pub(crate) fn amd_roots(&self) -> Vec<(TrustAnchor, Vec<u8>, Option<Vec<u8>>)> {
+        use sev::certs::snp::builtin;
+        #[allow(unused_mut)]
+        let mut out = Vec::new();
+        for a in &self.vendor {
+            let pems = match a {
+                TrustAnchor::AmdArkMilan => (builtin::milan::ARK, builtin::milan::ASK),
+                TrustAnchor::AmdArkGenoa => (builtin::genoa::ARK, builtin::genoa::ASK),
+                TrustAnchor::AmdArkTurin => (builtin::turin::ARK, builtin::turin::ASK),
+                _ => continue,
+            };
+            let ark = crate::snp::pem_to_der(pems.0);
+            let ask = crate::snp::pem_to_der(pems.1);
+            if let Some(ark) = ark {
+                out.push((*a, ark, ask));
+            }
+        }
+        #[cfg(feature = "insecure-mock-tee")]
+        if let Some(m) = &self.mock {
+            out.push((TrustAnchor::MockTest, m.amd_ark_der().to_vec(), None));
+        }
+        out
+    }
+}
+
+impl Default for TrustAnchors {
+    fn default() -> Self {
+        Self::production()
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of agora-tee (one binary, as in the workspace convention).
+
+mod fixtures;
