@@ -1,0 +1,682 @@
+//! The epoch, staged like subtensor's production sparse epoch. Names follow Yuma's notation:
+//! `S` stake, `A` active stake, `W` weights, `C` consensus, `W̄` clipped weights, `Tv`
+//! validator trust, `I` incentive, `B` bonds, `D` dividends.
+
+use agora_primitives::fixed::{I32F32, I64F64};
+
+use crate::fx::{self, Div, Fx, ONE};
+use crate::median::weighted_median_columns;
+use crate::sparse::{Csr, Scratch};
+use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
+
+/// Runs one Yuma Consensus epoch. Pure and deterministic; rejects malformed inputs with a
+/// [`YumaError`] and never panics.
+pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutputs, YumaError> {
+    validate(inputs)?;
+    let n = usize::from(inputs.n);
+    let owner = inputs.owner_uid.map(usize::from);
+    let current_block = inputs.current_block;
+
+    // ======================
+    // == Active & updated ==
+    // ======================
+
+    // active_i = !(last_update_i + activity_cutoff < current_block)
+    let active: Vec<bool> = inputs
+        .last_update
+        .iter()
+        .map(|&u| u.saturating_add(params.activity_cutoff) >= current_block)
+        .collect();
+
+    // ===========
+    // == Stake ==
+    // ===========
+
+    // Stake below the threshold counts as 0, except the owner's; S = normalize_64(stake),
+    // narrowed to I32F32 by truncation.
+    let zero64 = I64F64::from_bits(0);
+    let filtered: Vec<I64F64> = inputs
+        .stake
+        .iter()
+        .enumerate()
+        .map(|(uid, &s)| {
+            if owner != Some(uid) && s.saturating_to_num::<u64>() < params.stake_threshold {
+                zero64
+            } else {
+                s
+            }
+        })
+        .collect();
+    let stake_total = filtered
+        .iter()
+        .fold(zero64, |acc, &s| acc.saturating_add(s));
+    let stake: Vec<Fx> = filtered
+        .iter()
+        .map(|&s| {
+            let normalised = if stake_total == zero64 {
+                s
+            } else {
+                s.checked_div(stake_total).unwrap_or(zero64)
+            };
+            I32F32::saturating_from_num(normalised).to_bits()
+        })
+        .collect();
+
+    // =======================
+    // == Validator permits ==
+    // =======================
+
+    // Old permits (as stored), with the owner forced; they gate weights and active stake.
+    let mut validator_permits: Vec<bool> = inputs.validator_permit.clone();
+    if let Some(p) = owner.and_then(|o| validator_permits.get_mut(o)) {
+        *p = true;
+    }
+    // New permits: top-k non-zero normalised stake, the owner forced.
+    let mut new_validator_permits =
+        is_topk_nonzero(&stake, usize::from(params.max_allowed_validators));
+    if let Some(p) = owner.and_then(|o| new_validator_permits.get_mut(o)) {
+        *p = true;
+    }
+
+    // ==================
+    // == Active Stake ==
+    // ==================
+
+    // A = normalize(S masked by inactive and by no old permit)
+    let mut active_stake: Vec<Fx> = stake
+        .iter()
+        .zip(active.iter().zip(&validator_permits))
+        .map(|(&s, (&a, &p))| if a && p { s } else { 0 })
+        .collect();
+    fx::inplace_normalize(&mut active_stake);
+
+    // =============
+    // == Weights ==
+    // =============
+
+    // W: rows of permitted validators only; no self-weight (the owner's kept); no weight set
+    // at or before the target registered (last_update_i <= block_at_registration_j); with
+    // commit-reveal, no weight committed before the target registered
+    // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
+    let weights = prepare_weights(inputs, params, &validator_permits, owner, n);
+
+    // ================================
+    // == Consensus, Validator Trust ==
+    // ================================
+
+    // kappa in [0, 1]
+    let kappa: Fx = fx::safe_div(fx::from_u16(params.kappa), fx::from_u16(u16::MAX));
+    // C_j = stake-weighted median of column j over rows with A_i > 0 (stake renormalised).
+    let consensus = consensus(&weights, &active_stake, kappa, n);
+
+    // W̄_ij = min(W_ij, C_j), dropped when C_j < W_ij and C_j <= 0.
+    // Tv_i = sum_j W̄_ij
+    // R_j = sum_i A_i * W̄_ij
+    let mut clipped = Csr::with_capacity(n, weights.col.len());
+    let mut validator_trust: Vec<Fx> = vec![0; n];
+    let mut ranks: Vec<Fx> = vec![0; n];
+    for (i, cols, vals) in weights.iter_rows() {
+        let a_i = active_stake.get(i).copied().unwrap_or(0);
+        let mut trust: Fx = 0;
+        for (&j, &w) in cols.iter().zip(vals) {
+            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+            let v = if c < w {
+                if c > 0 {
+                    c
+                } else {
+                    continue;
+                }
+            } else {
+                w
+            };
+            clipped.push(j, v);
+            trust = trust.saturating_add(v);
+            if let Some(r) = ranks.get_mut(usize::from(j)) {
+                *r = r.saturating_add(fx::mul(a_i, v));
+            }
+        }
+        clipped.end_row();
+        if let Some(t) = validator_trust.get_mut(i) {
+            *t = trust;
+        }
+    }
+
+    // =============================
+    // == Ranks, Trust, Incentive ==
+    // =============================
+
+    // I = normalize(R)
+    let mut incentive = ranks;
+    fx::inplace_normalize(&mut incentive);
+
+    // =========================
+    // == Bonds and Dividends ==
+    // =========================
+
+    // beta in [0, 1]; W_b = W + beta (W̄ - W)
+    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    let interpolated;
+    let weights_for_bonds: &Csr = if beta == 0 {
+        &weights
+    } else if beta == ONE {
+        &clipped
+    } else {
+        interpolated = interpolate(&weights, &clipped, beta, n);
+        &interpolated
+    };
+
+    // Bonds to neurons registered since the last epoch are dropped:
+    // last_tempo <= block_at_registration_j, with last_tempo the block after the previous
+    // epoch (or current_block - tempo when there was none).
+    let last_tempo: u64 = if inputs.last_mechanism_step_block == 0 {
+        current_block.saturating_sub(u64::from(params.tempo))
+    } else {
+        inputs.last_mechanism_step_block.saturating_add(1)
+    };
+
+    let (mut dividends, ema_bonds_stored) = if params.yuma3 {
+        yuma3_bonds(
+            inputs,
+            params,
+            weights_for_bonds,
+            &consensus,
+            &incentive,
+            &active_stake,
+            last_tempo,
+            n,
+        )
+    } else {
+        classic_bonds(
+            inputs,
+            params,
+            weights_for_bonds,
+            &incentive,
+            &active_stake,
+            last_tempo,
+            n,
+        )
+    };
+    fx::inplace_normalize(&mut dividends);
+
+    // =================================
+    // == Emission and Pruning scores ==
+    // =================================
+
+    // Both shares are divided by the same sum(I + D); the combined emission is normalised on
+    // its own (to the same sum).
+    let combined: Vec<Fx> = incentive
+        .iter()
+        .zip(&dividends)
+        .map(|(&i, &d)| i.saturating_add(d))
+        .collect();
+    let emission_sum = fx::sum(&combined);
+    let (server_share, validator_share, combined_share): (Vec<Fx>, Vec<Fx>, Vec<Fx>) =
+        if emission_sum == 0 {
+            // No weights, outdated weights or only self-weights: emission follows active
+            // stake, or stake when no stake is active.
+            let fallback = if fx::sum(&active_stake) == 0 {
+                stake.clone()
+            } else {
+                active_stake.clone()
+            };
+            (incentive.clone(), fallback.clone(), fallback)
+        } else {
+            let d = Div::new(emission_sum);
+            (
+                incentive.iter().map(|&x| d.safe_div(x)).collect(),
+                dividends.iter().map(|&x| d.safe_div(x)).collect(),
+                combined.iter().map(|&x| d.safe_div(x)).collect(),
+            )
+        };
+    // RAO: floor(share * rao_emission) in I96F32.
+    let rao = i128::from(inputs.rao_emission);
+    let to_rao = |shares: &[Fx]| -> Vec<u64> {
+        shares
+            .iter()
+            .map(|&x| {
+                // |x| < 2^63 and rao < 2^64: the product fits in an i128.
+                let bits = i128::from(x).saturating_mul(rao) >> 32;
+                u64::try_from(bits.max(0)).unwrap_or(u64::MAX)
+            })
+            .collect()
+    };
+    let server_emission = to_rao(&server_share);
+    let validator_emission = to_rao(&validator_share);
+    let emission = to_rao(&combined_share);
+
+    // ===========================
+    // == Populate epoch output ==
+    // ===========================
+
+    let to_u16 = |v: &[Fx]| -> Vec<u16> { v.iter().map(|&x| fx::to_u16(x)).collect() };
+    let bonds: Vec<Vec<(u16, u16)>> = new_validator_permits
+        .iter()
+        .zip(ema_bonds_stored)
+        .map(|(&permit, row)| if permit { row } else { Vec::new() })
+        .collect();
+
+    Ok(EpochOutputs {
+        active,
+        new_validator_permit: new_validator_permits,
+        stake_weight: to_u16(&stake),
+        consensus: to_u16(&consensus),
+        incentive: to_u16(&incentive),
+        dividends: to_u16(&dividends),
+        validator_trust: to_u16(&validator_trust),
+        bonds,
+        server_emission,
+        validator_emission,
+        emission,
+        fixed_bits: FixedBits {
+            stake,
+            active_stake,
+            consensus,
+            validator_trust,
+            incentive,
+            dividends,
+        },
+    })
+}
+
+/// Checks lengths, uid ranges and duplicate uids, so that every later stage is well defined.
+fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
+    let n = usize::from(inputs.n);
+    let check_len = |field: &'static str, actual: usize| {
+        if actual == n {
+            Ok(())
+        } else {
+            Err(YumaError::LengthMismatch {
+                field,
+                expected: n,
+                actual,
+            })
+        }
+    };
+    check_len("stake", inputs.stake.len())?;
+    check_len("last_update", inputs.last_update.len())?;
+    check_len("block_at_registration", inputs.block_at_registration.len())?;
+    check_len("validator_permit", inputs.validator_permit.len())?;
+    check_len("weights", inputs.weights.len())?;
+    check_len("bonds", inputs.bonds.len())?;
+    if let Some(c) = &inputs.commit_blocks {
+        check_len("commit_blocks", c.len())?;
+    }
+    if let Some(owner) = inputs.owner_uid {
+        if usize::from(owner) >= n {
+            return Err(YumaError::OwnerOutOfRange { owner, n: inputs.n });
+        }
+    }
+    if let Some(uid) = inputs.stake.iter().position(|s| s.is_negative()) {
+        return Err(YumaError::NegativeStake { uid });
+    }
+    // stamp[j] == row + 1 when row `row` has already named uid j.
+    let mut stamp: Vec<u32> = vec![0; n];
+    let mut row_id: u32 = 0;
+    for (field, rows) in [("weights", &inputs.weights), ("bonds", &inputs.bonds)] {
+        for (row, entries) in rows.iter().enumerate() {
+            row_id = row_id.saturating_add(1);
+            for &(uid, _) in entries {
+                let Some(s) = stamp.get_mut(usize::from(uid)) else {
+                    return Err(YumaError::UidOutOfRange {
+                        field,
+                        row,
+                        uid,
+                        n: inputs.n,
+                    });
+                };
+                if *s == row_id {
+                    return Err(YumaError::DuplicateUid { field, row, uid });
+                }
+                *s = row_id;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `is_topk_nonzero`: non-zero entries, and when `n >= k` the `n - k` smallest (stable
+/// ascending sort, so ties favour the higher uid) lose.
+fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
+    let mut result: Vec<bool> = stake.iter().map(|&s| s != 0).collect();
+    let n = stake.len();
+    if n < k {
+        return result;
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by_key(|&i| stake.get(i).copied().unwrap_or(0));
+    for &i in idx.iter().take(n.saturating_sub(k)) {
+        if let Some(r) = result.get_mut(i) {
+            *r = false;
+        }
+    }
+    result
+}
+
+/// The masked, row-normalised weights `W`, rows in stored order, explicit zeros kept.
+fn prepare_weights(
+    inputs: &EpochInputs,
+    params: &YumaParams,
+    validator_permits: &[bool],
+    owner: Option<usize>,
+    n: usize,
+) -> Csr {
+    let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
+    let mut w = Csr::with_capacity(n, nnz);
+    let commit_blocks = if params.commit_reveal_enabled {
+        inputs.commit_blocks.as_deref()
+    } else {
+        None
+    };
+    let bar = &inputs.block_at_registration;
+    for (i, row) in inputs.weights.iter().enumerate() {
+        let start = w.col.len();
+        if validator_permits.get(i).copied().unwrap_or(false) {
+            let updated = inputs.last_update.get(i).copied().unwrap_or(0);
+            // No active commit reads as u64::MAX, which masks nothing.
+            let committed = commit_blocks.map(|c| c.get(i).copied().flatten().unwrap_or(u64::MAX));
+            let keep_diagonal = owner == Some(i);
+            let mut row_sum: Fx = 0;
+            for &(j, value) in row {
+                let ju = usize::from(j);
+                if ju == i && !keep_diagonal {
+                    continue;
+                }
+                let registered = bar.get(ju).copied().unwrap_or(0);
+                if updated <= registered {
+                    continue;
+                }
+                if let Some(cb) = committed {
+                    if cb < registered {
+                        continue;
+                    }
+                }
+                let v = fx::from_u16(value);
+                row_sum = row_sum.saturating_add(v);
+                w.push(j, v);
+            }
+            if row_sum > 0 {
+                let d = Div::new(row_sum);
+                if let Some(vals) = w.val.get_mut(start..) {
+                    vals.iter_mut().for_each(|v| *v = d.safe_div(*v));
+                }
+            }
+        }
+        w.end_row();
+    }
+    w
+}
+
+/// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
+fn consensus(weights: &Csr, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
+    // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
+    let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
+    fx::inplace_normalize(&mut voter_stake);
+    let voters = active_stake.iter().filter(|&&a| a > 0).count();
+    // minority = sum(s) - kappa; a score qualifies when sum(s | score >= w) >= sum(s) - minority.
+    let stake_sum = fx::sum(&voter_stake);
+    let minority = stake_sum.saturating_sub(kappa);
+    let target = stake_sum.saturating_sub(minority);
+    weighted_median_columns(weights, &voter_stake, voters, target, n)
+}
+
+/// `interpolate_sparse` for `0 < beta < 1`: `W + beta (W̄ - W)`, entries above 0, ascending.
+fn interpolate(weights: &Csr, clipped: &Csr, beta: Fx, n: usize) -> Csr {
+    let mut out = Csr::with_capacity(n, weights.col.len());
+    let mut scratch = Scratch::new(n);
+    for i in 0..weights.rows() {
+        let (wc, wv) = weights.row(i);
+        let (cc, cv) = clipped.row(i);
+        // W̄'s row is W's row with some entries replaced and some dropped, in the same order.
+        let mut ci = cc.iter().zip(cv).peekable();
+        for (&j, &w) in wc.iter().zip(wv) {
+            let c = match ci.peek() {
+                Some(&(&cj, &c)) if cj == j => {
+                    ci.next();
+                    c
+                }
+                _ => 0,
+            };
+            let v = w.saturating_add(fx::mul(beta, c.saturating_sub(w)));
+            scratch.add(j, v);
+        }
+        scratch.drain_positive_into(&mut out);
+    }
+    out
+}
+
+/// The old bonds with the registration mask applied, read by `read`.
+fn masked_bonds(inputs: &EpochInputs, last_tempo: u64, n: usize, read: impl Fn(u16) -> Fx) -> Csr {
+    let nnz: usize = inputs.bonds.iter().map(Vec::len).sum();
+    let mut b = Csr::with_capacity(n, nnz);
+    // mask[j]: the column was registered at or after last_tempo.
+    let mask: Vec<bool> = inputs
+        .block_at_registration
+        .iter()
+        .map(|&r| last_tempo <= r)
+        .collect();
+    for row in &inputs.bonds {
+        for &(j, value) in row {
+            if !mask.get(usize::from(j)).copied().unwrap_or(false) {
+                b.push(j, read(value));
+            }
+        }
+        b.end_row();
+    }
+    b
+}
+
+/// `mat_ema_sparse`: `alpha * new + (1 - alpha) * old` per entry (each product floored),
+/// entries above 0 in ascending column order.
+fn ema_sparse(new: &Csr, old: &Csr, alpha: Fx, n: usize) -> Csr {
+    let one_minus_alpha = ONE.saturating_sub(alpha);
+    let mut out = Csr::with_capacity(n, new.col.len().max(old.col.len()));
+    let mut scratch = Scratch::new(n);
+    for i in 0..n {
+        let (nc, nv) = new.row(i);
+        for (&j, &v) in nc.iter().zip(nv) {
+            scratch.add(j, fx::mul(alpha, v));
+        }
+        let (oc, ov) = old.row(i);
+        for (&j, &v) in oc.iter().zip(ov) {
+            scratch.add(j, fx::mul(one_minus_alpha, v));
+        }
+        scratch.drain_positive_into(&mut out);
+    }
+    out
+}
+
+/// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
+#[allow(clippy::too_many_arguments)]
+fn classic_bonds(
+    inputs: &EpochInputs,
+    params: &YumaParams,
+    weights_for_bonds: &Csr,
+    incentive: &[Fx],
+    active_stake: &[Fx],
+    last_tempo: u64,
+    n: usize,
+) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
+    // B: stored column max-upscaled u16 read as integers, masked, column-normalised.
+    let mut bonds = masked_bonds(inputs, last_tempo, n, fx::from_u16);
+    bonds.col_normalize(n);
+
+    // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
+    let mut bonds_delta = weights_for_bonds.clone();
+    for i in 0..bonds_delta.rows() {
+        let a_i = active_stake.get(i).copied().unwrap_or(0);
+        let (_, vals) = bonds_delta.row_mut(i);
+        vals.iter_mut().for_each(|v| *v = fx::mul(*v, a_i));
+    }
+    bonds_delta.col_normalize(n);
+
+    // alpha = 1 - bonds_moving_average / 1e6; EMA = alpha ΔB + (1 - alpha) B, column-normalised.
+    let bma = I64F64::saturating_from_num(params.bonds_moving_average)
+        .checked_div(I64F64::saturating_from_num(1_000_000u32))
+        .unwrap_or(I64F64::from_bits(0));
+    let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
+    let mut ema_bonds = ema_sparse(&bonds_delta, &bonds, alpha, n);
+    ema_bonds.col_normalize(n);
+
+    // D_i = sum_j B_ij I_j
+    let dividends: Vec<Fx> = (0..n)
+        .map(|i| {
+            let (cols, vals) = ema_bonds.row(i);
+            cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                acc.saturating_add(fx::mul(inc, b))
+            })
+        })
+        .collect();
+
+    // Stored column max-upscaled: max_i B_ij = 1.
+    ema_bonds.col_max_upscale(n);
+    (dividends, ema_bonds.to_u16_rows())
+}
+
+/// Yuma3 bonds. Returns the dividends (not yet normalised) and the bond rows to store.
+#[allow(clippy::too_many_arguments)]
+fn yuma3_bonds(
+    inputs: &EpochInputs,
+    params: &YumaParams,
+    weights_for_bonds: &Csr,
+    consensus: &[Fx],
+    incentive: &[Fx],
+    active_stake: &[Fx],
+    last_tempo: u64,
+    n: usize,
+) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
+    // B: stored u16 proportions read as absolute values in [0, 1], masked.
+    let bonds = masked_bonds(inputs, last_tempo, n, fx::from_u16_proportion);
+
+    let ema_bonds = if params.liquid_alpha && consensus.iter().any(|&c| c != 0) {
+        liquid_alpha_ema(params, weights_for_bonds, &bonds, consensus, n)
+    } else {
+        // alpha = 1 - bonds_moving_average / 1e6
+        let bma = I64F64::saturating_from_num(params.bonds_moving_average)
+            .saturating_div(I64F64::saturating_from_num(1_000_000u32));
+        let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
+        ema_sparse(weights_for_bonds, &bonds, alpha, n)
+    };
+
+    // D_i = A_i * sum_j colnorm(EMA)_ij I_j
+    let mut ema_norm = ema_bonds.clone();
+    ema_norm.col_normalize(n);
+    let dividends: Vec<Fx> = (0..n)
+        .map(|i| {
+            let (cols, vals) = ema_norm.row(i);
+            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                acc.saturating_add(fx::mul(b, inc))
+            });
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            fx::checked_mul(total, a_i).unwrap_or(0)
+        })
+        .collect();
+
+    (dividends, ema_bonds.to_u16_rows())
+}
+
+/// Liquid-alpha EMA: per entry of `W_b`, `min(1, (1 - alpha) B + max(0, alpha W_b))` with
+/// `alpha` from a sigmoid of how far the weight is from consensus (buying) or below the bond
+/// (selling). The weight and bond fed to the sigmoid are found by walking each stored row as
+/// if it were ascending: an entry is seen only if its uid exceeds every earlier uid in its row.
+fn liquid_alpha_ema(params: &YumaParams, wb: &Csr, bonds: &Csr, consensus: &[Fx], n: usize) -> Csr {
+    let max = fx::from_u16(u16::MAX);
+    let alpha_low = fx::safe_div(fx::from_u16(params.alpha_low), max);
+    let alpha_high = fx::safe_div(fx::from_u16(params.alpha_high), max);
+    let steepness = i64::from(params.alpha_sigmoid_steepness) << 32;
+    // -steepness / 100
+    let slope = fx::saturating_div(steepness, MINUS_HUNDRED);
+    let sigmoid = Sigmoid {
+        alpha_low,
+        alpha_high,
+        slope,
+    };
+
+    let mut out = Csr::with_capacity(n, wb.col.len());
+    // Per column of the current row: the actual old bond, and the one the walk sees.
+    let mut bond_actual: Vec<Fx> = vec![0; n];
+    let mut bond_seen: Vec<Fx> = vec![0; n];
+    for i in 0..n {
+        let (bc, bv) = bonds.row(i);
+        let mut running_max: Option<u16> = None;
+        for (&j, &b) in bc.iter().zip(bv) {
+            let ju = usize::from(j);
+            if let Some(x) = bond_actual.get_mut(ju) {
+                *x = b;
+            }
+            if running_max.is_none_or(|m| j > m) {
+                running_max = Some(j);
+                if let Some(x) = bond_seen.get_mut(ju) {
+                    *x = b;
+                }
+            }
+        }
+
+        let (wc, wv) = wb.row(i);
+        let mut running_max: Option<u16> = None;
+        for (&j, &w) in wc.iter().zip(wv) {
+            let ju = usize::from(j);
+            let w_seen = if running_max.is_none_or(|m| j > m) {
+                running_max = Some(j);
+                w
+            } else {
+                0
+            };
+            let c = consensus.get(ju).copied().unwrap_or(0);
+            let b_seen = bond_seen.get(ju).copied().unwrap_or(0);
+            let b_old = bond_actual.get(ju).copied().unwrap_or(0);
+            let alpha = sigmoid.alpha(c, w_seen, b_seen);
+            let decayed = fx::mul(ONE.saturating_sub(alpha), b_old);
+            let inc = fx::mul(alpha, w).max(0);
+            let v = decayed.saturating_add(inc).min(ONE);
+            if v > 0 {
+                out.push(j, v);
+            }
+        }
+        out.end_row();
+
+        for &j in bc {
+            let ju = usize::from(j);
+            if let Some(x) = bond_actual.get_mut(ju) {
+                *x = 0;
+            }
+            if let Some(x) = bond_seen.get_mut(ju) {
+                *x = 0;
+            }
+        }
+    }
+    out
+}
+
+/// 0.5
+const HALF: Fx = 1 << 31;
+/// -100.0
+const MINUS_HUNDRED: Fx = -100 * ONE;
+
+/// `alpha_sigmoid` with its per-subnet constants.
+struct Sigmoid {
+    alpha_low: Fx,
+    alpha_high: Fx,
+    /// `-steepness / 100`
+    slope: Fx,
+}
+
+impl Sigmoid {
+    /// alpha = low + (high - low) / (1 + exp(slope * (diff - 1/2))), clamped to [low, high],
+    /// where diff = clamp(W - C) when W >= B (buying), else clamp(B - W) (selling).
+    fn alpha(&self, consensus: Fx, weight: Fx, bond: Fx) -> Fx {
+        let diff = if weight >= bond {
+            weight.saturating_sub(consensus).clamp(0, ONE)
+        } else {
+            bond.saturating_sub(weight).clamp(0, ONE)
+        };
+        let x = fx::mul(self.slope, diff.saturating_sub(HALF));
+        let sigmoid = fx::saturating_div(ONE, ONE.saturating_add(fx::exp_safe(x)));
+        let alpha = self.alpha_low.saturating_add(fx::mul(
+            sigmoid,
+            self.alpha_high.saturating_sub(self.alpha_low),
+        ));
+        alpha.min(self.alpha_high).max(self.alpha_low)
+    }
+}

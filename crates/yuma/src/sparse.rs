@@ -1,0 +1,183 @@
+//! Flat row-major sparse matrices (CSR) with I32F32 values, and the column operations the epoch
+//! needs. Rows keep their stored order; nothing here allocates per entry.
+
+use crate::fx::{self, Div, Fx};
+
+/// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Csr {
+    pub(crate) ptr: Vec<usize>,
+    pub(crate) col: Vec<u16>,
+    pub(crate) val: Vec<Fx>,
+}
+
+impl Csr {
+    /// An empty matrix ready for `rows` rows of about `nnz` entries in all.
+    pub(crate) fn with_capacity(rows: usize, nnz: usize) -> Self {
+        let mut ptr = Vec::with_capacity(rows.saturating_add(1));
+        ptr.push(0);
+        Self {
+            ptr,
+            col: Vec::with_capacity(nnz),
+            val: Vec::with_capacity(nnz),
+        }
+    }
+
+    /// Appends an entry to the row being built.
+    #[inline]
+    pub(crate) fn push(&mut self, j: u16, v: Fx) {
+        self.col.push(j);
+        self.val.push(v);
+    }
+
+    /// Closes the row being built.
+    #[inline]
+    pub(crate) fn end_row(&mut self) {
+        self.ptr.push(self.col.len());
+    }
+
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.ptr.len().saturating_sub(1)
+    }
+
+    /// The range of row `i` in `col` / `val`.
+    #[inline]
+    pub(crate) fn range(&self, i: usize) -> core::ops::Range<usize> {
+        let start = self.ptr.get(i).copied().unwrap_or(0);
+        let end = self.ptr.get(i.saturating_add(1)).copied().unwrap_or(start);
+        start..end
+    }
+
+    /// Row `i` as (columns, values).
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> (&[u16], &[Fx]) {
+        let r = self.range(i);
+        (
+            self.col.get(r.clone()).unwrap_or(&[]),
+            self.val.get(r).unwrap_or(&[]),
+        )
+    }
+
+    /// Row `i` as (columns, mutable values).
+    #[inline]
+    pub(crate) fn row_mut(&mut self, i: usize) -> (&[u16], &mut [Fx]) {
+        let r = self.range(i);
+        (
+            self.col.get(r.clone()).unwrap_or(&[]),
+            self.val.get_mut(r).unwrap_or(&mut []),
+        )
+    }
+
+    /// Iterates over rows as (row index, columns, values).
+    pub(crate) fn iter_rows(&self) -> impl Iterator<Item = (usize, &[u16], &[Fx])> + '_ {
+        (0..self.rows()).map(move |i| {
+            let (c, v) = self.row(i);
+            (i, c, v)
+        })
+    }
+
+    /// `inplace_col_normalize_sparse`: divides each entry by its column sum when that is not 0.
+    pub(crate) fn col_normalize(&mut self, n: usize) {
+        let mut col_sum: Vec<Fx> = vec![0; n];
+        for (&j, &v) in self.col.iter().zip(self.val.iter()) {
+            if let Some(s) = col_sum.get_mut(usize::from(j)) {
+                *s = s.saturating_add(v);
+            }
+        }
+        let divs: Vec<Option<Div>> = col_sum
+            .iter()
+            .map(|&s| (s != 0).then(|| Div::new(s)))
+            .collect();
+        for (&j, v) in self.col.iter().zip(self.val.iter_mut()) {
+            if let Some(Some(d)) = divs.get(usize::from(j)) {
+                *v = d.safe_div(*v);
+            }
+        }
+    }
+
+    /// `inplace_col_max_upscale_sparse`: divides each entry by its column maximum (from 0 up)
+    /// when that is not 0.
+    pub(crate) fn col_max_upscale(&mut self, n: usize) {
+        let mut col_max: Vec<Fx> = vec![0; n];
+        for (&j, &v) in self.col.iter().zip(self.val.iter()) {
+            if let Some(m) = col_max.get_mut(usize::from(j)) {
+                if *m < v {
+                    *m = v;
+                }
+            }
+        }
+        let divs: Vec<Option<Div>> = col_max
+            .iter()
+            .map(|&s| (s != 0).then(|| Div::new(s)))
+            .collect();
+        for (&j, v) in self.col.iter().zip(self.val.iter_mut()) {
+            if let Some(Some(d)) = divs.get(usize::from(j)) {
+                *v = d.safe_div(*v);
+            }
+        }
+    }
+
+    /// The rows as stored u16 proportions.
+    pub(crate) fn to_u16_rows(&self) -> Vec<Vec<(u16, u16)>> {
+        self.iter_rows()
+            .map(|(_, c, v)| {
+                c.iter()
+                    .zip(v.iter())
+                    .map(|(&j, &x)| (j, fx::to_u16(x)))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A dense scratch row for accumulating one sparse row at a time, then emitting it in
+/// ascending column order. Reset costs only the touched entries.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    acc: Vec<Fx>,
+    seen: Vec<bool>,
+    touched: Vec<u16>,
+}
+
+impl Scratch {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            acc: vec![0; n],
+            seen: vec![false; n],
+            touched: Vec::new(),
+        }
+    }
+
+    /// `acc[j] += v` (saturating).
+    #[inline]
+    pub(crate) fn add(&mut self, j: u16, v: Fx) {
+        let ju = usize::from(j);
+        if let (Some(a), Some(s)) = (self.acc.get_mut(ju), self.seen.get_mut(ju)) {
+            *a = a.saturating_add(v);
+            if !*s {
+                *s = true;
+                self.touched.push(j);
+            }
+        }
+    }
+
+    /// Appends the touched entries with a value above 0 to `out`, ascending, and resets.
+    pub(crate) fn drain_positive_into(&mut self, out: &mut Csr) {
+        if !self.touched.is_sorted() {
+            self.touched.sort_unstable();
+        }
+        for &j in &self.touched {
+            let ju = usize::from(j);
+            if let (Some(a), Some(s)) = (self.acc.get_mut(ju), self.seen.get_mut(ju)) {
+                if *a > 0 {
+                    out.push(j, *a);
+                }
+                *a = 0;
+                *s = false;
+            }
+        }
+        self.touched.clear();
+        out.end_row();
+    }
+}
