@@ -1,1 +1,483 @@
-//! placeholder
+//! End-to-end encryption between a client and an attested enclave (RFC 9180 HPKE).
+//!
+//! Suite: base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305.
+//!
+//! - **Request.** The client seals the request body to the enclave's attested key, with
+//!   the routing metadata (model, request id, netuid, uid, timestamp) as associated data:
+//!   the gateway and miner can read and route on it but cannot change it.
+//! - **Replay.** The enclave keeps a [`ReplayGuard`] (state passed in, pure): a request is
+//!   refused if its timestamp is outside the window, or its encapsulated key or request id
+//!   was accepted before within the window. Bounded: when full of live entries it refuses.
+//! - **Response.** Both sides export a response key and nonce base from the same HPKE
+//!   context. The response is cut into frames; frame `i` is sealed with nonce
+//!   `base XOR i` and associated data `(domain, i, final flag)`. The receiver expects
+//!   0, 1, 2, … and a final frame, so reordering, duplication, dropping, appending after
+//!   the final frame and truncation are all detected.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chacha20poly1305::aead::{Aead as _, KeyInit, Payload};
+use chacha20poly1305::ChaCha20Poly1305 as FrameAead;
+use hpke::rand_core::{CryptoRng, RngCore};
+use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::binding::KeyDescriptor;
+use crate::error::{Result, TeeError};
+
+type Kem = hpke::kem::X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type Aead = hpke::aead::ChaCha20Poly1305;
+
+/// HPKE `info` of every request context.
+pub const REQUEST_INFO: &[u8] = b"agora-tee-request/v1";
+/// Domain tag at the start of a request's associated data.
+pub const REQUEST_AAD_DOMAIN: &[u8] = b"agora-tee-request-aad/v1";
+/// HPKE exporter label of the response key and nonce base.
+pub const RESPONSE_EXPORT_LABEL: &[u8] = b"agora-tee-response/v1";
+/// Domain tag in each response frame's associated data.
+pub const FRAME_AAD_DOMAIN: &[u8] = b"agora-tee-frame/v1";
+/// Longest model name in request metadata.
+pub const MAX_MODEL_LEN: usize = 256;
+/// Largest request body or response frame plaintext (16 MiB).
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// Frame header: counter (u64 BE) and final flag (u8).
+const FRAME_HEADER_LEN: usize = 9;
+/// Poly1305 tag.
+const TAG_LEN: usize = 16;
+
+fn hpke_open_err(_: hpke::HpkeError) -> TeeError {
+    TeeError::DecryptionFailed
+}
+
+/// The enclave's HPKE key pair. The private key never leaves the enclave.
+pub struct EnclaveKeypair {
+    sk: <Kem as KemTrait>::PrivateKey,
+    pk: <Kem as KemTrait>::PublicKey,
+}
+
+impl core::fmt::Debug for EnclaveKeypair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EnclaveKeypair")
+            .field("public_key", &hex::encode(self.public_key()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnclaveKeypair {
+    /// A fresh key pair from `rng` (inside the enclave: its hardware RNG).
+    pub fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Self {
+        let (sk, pk) = Kem::gen_keypair(rng);
+        Self { sk, pk }
+    }
+
+    /// A key pair derived from input keying material (RFC 9180 `DeriveKeyPair`), e.g. for
+    /// tests or a sealed-storage secret.
+    pub fn derive(ikm: &[u8]) -> Self {
+        let (sk, pk) = Kem::derive_keypair(ikm);
+        Self { sk, pk }
+    }
+
+    /// The 32-byte public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.pk.to_bytes());
+        out
+    }
+
+    /// The descriptor to bind into the evidence's report_data.
+    pub fn descriptor(&self) -> KeyDescriptor {
+        KeyDescriptor {
+            kem_id: crate::binding::KEM_X25519_HKDF_SHA256,
+            kdf_id: crate::binding::KDF_HKDF_SHA256,
+            aead_id: crate::binding::AEAD_CHACHA20_POLY1305,
+            public_key: self.public_key().to_vec(),
+        }
+    }
+}
+
+/// Routing metadata: visible to the gateway and miner, authenticated as associated data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMetadata {
+    /// Model the request is for.
+    pub model: String,
+    /// Client-chosen unique id (16 random bytes).
+    #[serde(with = "hex::serde")]
+    pub request_id: [u8; 16],
+    /// Subnet.
+    pub netuid: u16,
+    /// Miner uid the request is routed to.
+    pub uid: u16,
+    /// Client's unix time when sealing; the enclave refuses it outside its replay window.
+    pub issued_at: u64,
+}
+
+impl RequestMetadata {
+    /// Canonical encoding used as HPKE associated data.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let model = self.model.as_bytes();
+        if model.len() > MAX_MODEL_LEN {
+            return Err(TeeError::LimitExceeded(format!(
+                "model name of {} bytes exceeds {MAX_MODEL_LEN}",
+                model.len()
+            )));
+        }
+        let len = u16::try_from(model.len())
+            .map_err(|_| TeeError::LimitExceeded("model name too long".into()))?;
+        let mut out = Vec::with_capacity(REQUEST_AAD_DOMAIN.len().saturating_add(64));
+        out.extend_from_slice(REQUEST_AAD_DOMAIN);
+        out.extend_from_slice(&self.netuid.to_be_bytes());
+        out.extend_from_slice(&self.uid.to_be_bytes());
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        out.extend_from_slice(&self.request_id);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(model);
+        Ok(out)
+    }
+}
+
+/// A sealed request as sent over the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRequest {
+    /// Routing metadata (associated data).
+    pub metadata: RequestMetadata,
+    /// HPKE encapsulated key (32 bytes).
+    #[serde(with = "hex::serde")]
+    pub enc: Vec<u8>,
+    /// Request body ciphertext with its tag.
+    #[serde(with = "hex::serde")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// Response key material exported from the request's HPKE context.
+struct ResponseKeys {
+    key: Zeroizing<[u8; 32]>,
+    nonce_base: [u8; 12],
+}
+
+impl ResponseKeys {
+    fn export(
+        exporter: impl FnOnce(&mut [u8]) -> core::result::Result<(), hpke::HpkeError>,
+    ) -> Result<Self> {
+        let mut buf = Zeroizing::new([0u8; 44]);
+        exporter(buf.as_mut_slice())
+            .map_err(|e| TeeError::EncryptionFailed(format!("HPKE export: {e}")))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        let mut nonce_base = [0u8; 12];
+        let (k, n) = buf.split_at(32);
+        key.copy_from_slice(k);
+        nonce_base.copy_from_slice(n);
+        Ok(Self { key, nonce_base })
+    }
+
+    fn nonce(&self, counter: u64) -> [u8; 12] {
+        let mut n = self.nonce_base;
+        for (b, c) in n.iter_mut().skip(4).zip(counter.to_be_bytes()) {
+            *b ^= c;
+        }
+        n
+    }
+
+    fn cipher(&self) -> FrameAead {
+        FrameAead::new(self.key.as_slice().into())
+    }
+}
+
+fn frame_aad(counter: u64, is_final: bool) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(FRAME_AAD_DOMAIN.len().saturating_add(FRAME_HEADER_LEN));
+    aad.extend_from_slice(FRAME_AAD_DOMAIN);
+    aad.extend_from_slice(&counter.to_be_bytes());
+    aad.push(u8::from(is_final));
+    aad
+}
+
+/// Client side: seal `body` to the enclave key `enclave_pk` (which the caller has checked
+/// is bound to accepted evidence). Returns the request and the opener for its response.
+pub fn seal_request<R: CryptoRng + RngCore>(
+    enclave_pk: &[u8],
+    metadata: RequestMetadata,
+    body: &[u8],
+    rng: &mut R,
+) -> Result<(SealedRequest, ResponseOpener)> {
+    if body.len() > MAX_MESSAGE_LEN {
+        return Err(TeeError::LimitExceeded(format!(
+            "request of {} bytes exceeds {MAX_MESSAGE_LEN}",
+            body.len()
+        )));
+    }
+    let pk = <Kem as KemTrait>::PublicKey::from_bytes(enclave_pk)
+        .map_err(|e| TeeError::InvalidKey(format!("enclave public key: {e}")))?;
+    let aad = metadata.encode()?;
+    let (enc, mut ctx) =
+        hpke::setup_sender::<Aead, Kdf, Kem, R>(&OpModeS::Base, &pk, REQUEST_INFO, rng)
+            .map_err(|e| TeeError::EncryptionFailed(format!("HPKE setup: {e}")))?;
+    let ciphertext = ctx
+        .seal(body, &aad)
+        .map_err(|e| TeeError::EncryptionFailed(format!("HPKE seal: {e}")))?;
+    let keys = ResponseKeys::export(|out| ctx.export(RESPONSE_EXPORT_LABEL, out))?;
+    Ok((
+        SealedRequest {
+            metadata,
+            enc: enc.to_bytes().to_vec(),
+            ciphertext,
+        },
+        ResponseOpener {
+            keys,
+            next: 0,
+            done: false,
+        },
+    ))
+}
+
+/// Enclave side: check `req` against the replay guard at `now`, open it, and record it.
+/// Returns the body and the sealer for the response.
+pub fn open_request(
+    keypair: &EnclaveKeypair,
+    req: &SealedRequest,
+    now: u64,
+    guard: &mut ReplayGuard,
+) -> Result<(Vec<u8>, ResponseSealer)> {
+    if req.ciphertext.len() > MAX_MESSAGE_LEN.saturating_add(TAG_LEN) {
+        return Err(TeeError::LimitExceeded(
+            "request ciphertext too long".into(),
+        ));
+    }
+    let ids = guard.ids(req);
+    // Check first, record only after the request authenticates: otherwise anyone could
+    // pre-register a victim's request id.
+    guard.check(now, req.metadata.issued_at, &ids)?;
+    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&req.enc)
+        .map_err(|e| TeeError::InvalidKey(format!("encapsulated key: {e}")))?;
+    let aad = req.metadata.encode()?;
+    let mut ctx =
+        hpke::setup_receiver::<Aead, Kdf, Kem>(&OpModeR::Base, &keypair.sk, &enc, REQUEST_INFO)
+            .map_err(hpke_open_err)?;
+    let body = ctx.open(&req.ciphertext, &aad).map_err(hpke_open_err)?;
+    let keys = ResponseKeys::export(|out| ctx.export(RESPONSE_EXPORT_LABEL, out))?;
+    guard.record(now, req.metadata.issued_at, ids)?;
+    Ok((
+        body,
+        ResponseSealer {
+            keys,
+            next: 0,
+            done: false,
+        },
+    ))
+}
+
+/// Enclave side: seals response frames in order.
+pub struct ResponseSealer {
+    keys: ResponseKeys,
+    next: u64,
+    done: bool,
+}
+
+impl core::fmt::Debug for ResponseSealer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResponseSealer")
+            .field("next", &self.next)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseSealer {
+    /// Seal the next frame; `is_final` marks the last one (no frame may follow).
+    /// Wire format: `counter (u64 BE) ‖ final (u8) ‖ ciphertext ‖ tag`.
+    pub fn seal_frame(&mut self, chunk: &[u8], is_final: bool) -> Result<Vec<u8>> {
+        if self.done {
+            return Err(TeeError::FrameAfterFinal);
+        }
+        if chunk.len() > MAX_MESSAGE_LEN {
+            return Err(TeeError::LimitExceeded("response frame too long".into()));
+        }
+        let counter = self.next;
+        let next = counter
+            .checked_add(1)
+            .ok_or_else(|| TeeError::LimitExceeded("frame counter".into()))?;
+        let aad = frame_aad(counter, is_final);
+        let nonce = self.keys.nonce(counter);
+        let ct = self
+            .keys
+            .cipher()
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: chunk,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| TeeError::EncryptionFailed("frame seal".into()))?;
+        let mut out = Vec::with_capacity(ct.len().saturating_add(FRAME_HEADER_LEN));
+        out.extend_from_slice(&counter.to_be_bytes());
+        out.push(u8::from(is_final));
+        out.extend_from_slice(&ct);
+        self.next = next;
+        self.done = is_final;
+        Ok(out)
+    }
+}
+
+/// A decrypted response frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The plaintext chunk.
+    pub data: Vec<u8>,
+    /// Whether this was the final frame.
+    pub is_final: bool,
+}
+
+/// Client side: opens response frames, enforcing order and completeness.
+pub struct ResponseOpener {
+    keys: ResponseKeys,
+    next: u64,
+    done: bool,
+}
+
+impl core::fmt::Debug for ResponseOpener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResponseOpener")
+            .field("next", &self.next)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseOpener {
+    /// Open the next frame. State advances only on success, so a forged frame can be
+    /// dropped and the genuine one still accepted.
+    pub fn open_frame(&mut self, frame: &[u8]) -> Result<Frame> {
+        if self.done {
+            return Err(TeeError::FrameAfterFinal);
+        }
+        let (header, ct) = frame
+            .split_at_checked(FRAME_HEADER_LEN)
+            .ok_or(TeeError::DecryptionFailed)?;
+        let mut counter_bytes = [0u8; 8];
+        let (c, flag) = header.split_at(8);
+        counter_bytes.copy_from_slice(c);
+        let got = u64::from_be_bytes(counter_bytes);
+        if got != self.next {
+            return Err(TeeError::FrameOutOfOrder {
+                expected: self.next,
+                got,
+            });
+        }
+        let is_final = match flag {
+            [0] => false,
+            [1] => true,
+            _ => return Err(TeeError::DecryptionFailed),
+        };
+        let next = got
+            .checked_add(1)
+            .ok_or_else(|| TeeError::LimitExceeded("frame counter".into()))?;
+        let aad = frame_aad(got, is_final);
+        let nonce = self.keys.nonce(got);
+        let data = self
+            .keys
+            .cipher()
+            .decrypt((&nonce).into(), Payload { msg: ct, aad: &aad })
+            .map_err(|_| TeeError::DecryptionFailed)?;
+        self.next = next;
+        self.done = is_final;
+        Ok(Frame { data, is_final })
+    }
+
+    /// Call when the stream ends: errors unless the final frame was received.
+    pub fn finish(&self) -> Result<()> {
+        if self.done {
+            Ok(())
+        } else {
+            Err(TeeError::Truncated)
+        }
+    }
+}
+
+/// Bounded memory of accepted requests (pure state; the enclave owns and passes it in).
+///
+/// A request is refused when its `issued_at` is more than `window_secs` from `now`, or when
+/// its encapsulated key or request id was accepted within the window. Entries older than
+/// the window are forgotten: such a request would be refused as stale anyway. At most
+/// `capacity` live entries are kept; beyond that requests are refused (fail closed) rather
+/// than forgetting an entry that could then be replayed.
+#[derive(Debug, Clone)]
+pub struct ReplayGuard {
+    window_secs: u64,
+    capacity: usize,
+    /// (issued_at, id) in time order, for expiry.
+    by_time: BTreeSet<(u64, [u8; 32])>,
+    /// id → issued_at.
+    seen: HashMap<[u8; 32], u64>,
+}
+
+impl ReplayGuard {
+    /// A guard accepting timestamps within `window_secs` of `now`, holding at most
+    /// `capacity` requests.
+    pub fn new(window_secs: u64, capacity: usize) -> Self {
+        Self {
+            window_secs,
+            capacity,
+            by_time: BTreeSet::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Number of requests remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len() / 2
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    fn ids(&self, req: &SealedRequest) -> [[u8; 32]; 2] {
+        let enc_id = agora_primitives::hashing::sha256(&[b"enc:".as_slice(), &req.enc].concat());
+        let rid = agora_primitives::hashing::sha256(
+            &[b"rid:".as_slice(), req.metadata.request_id.as_slice()].concat(),
+        );
+        [enc_id, rid]
+    }
+
+    fn expire(&mut self, now: u64) {
+        let cutoff = now.saturating_sub(self.window_secs);
+        while let Some(first) = self.by_time.first().copied() {
+            if first.0 >= cutoff {
+                break;
+            }
+            self.by_time.remove(&first);
+            self.seen.remove(&first.1);
+        }
+    }
+
+    fn check(&mut self, now: u64, issued_at: u64, ids: &[[u8; 32]; 2]) -> Result<()> {
+        if issued_at.abs_diff(now) > self.window_secs {
+            return Err(TeeError::StaleRequest {
+                issued_at,
+                now,
+                window_secs: self.window_secs,
+            });
+        }
+        self.expire(now);
+        if ids.iter().any(|id| self.seen.contains_key(id)) {
+            return Err(TeeError::Replay);
+        }
+        if self.len() >= self.capacity {
+            return Err(TeeError::ReplayGuardFull {
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, now: u64, issued_at: u64, ids: [[u8; 32]; 2]) -> Result<()> {
+        self.check(now, issued_at, &ids)?;
+        for id in ids {
+            self.seen.insert(id, issued_at);
+            self.by_time.insert((issued_at, id));
+        }
+        Ok(())
+    }
+}

@@ -289,3 +289,77 @@ fn snp_wrong_measurement_and_vmpl_policy() {
         }
     );
 }
+
+#[test]
+fn cli_json_report() {
+    use agora_tee::report::verify_files_report;
+    let Some((q, c)) = tdx() else { return };
+    let v = verify_files_report(&q, Some(&c), None, NOW_2025_06_20);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["platform"], "intel_tdx");
+    assert_eq!(v["tcb_status"], "UpToDate");
+    assert_eq!(v["trust_anchor"], "IntelSgxRootCa");
+    assert_eq!(v["measurements"]["mrtd"].as_str().unwrap().len(), 96);
+    assert_eq!(v["report_data"].as_str().unwrap().len(), 128);
+    assert!(v.get("error").is_none());
+
+    let v = verify_files_report(&q, Some(&c), None, TDX_TCB_NEXT_UPDATE + 1);
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("expired"), "{v}");
+    assert_eq!(v["platform"], "intel_tdx");
+
+    let v = verify_files_report(&q, None, None, NOW_2025_06_20);
+    assert_eq!(v["ok"], false);
+    let v = verify_files_report(&q, Some(&c), Some(b"{\"allow_debug\": 3}"), NOW_2025_06_20);
+    assert!(v["error"].as_str().unwrap().contains("policy"), "{v}");
+
+    // SNP from its hex text and a PEM bundle of VCEK + chain.
+    let Some(hex_report) = read("report_milan.hex") else {
+        return;
+    };
+    let Some(chain) = read("cert_chain_milan") else {
+        return;
+    };
+    let Some(vcek_der) = read("vcek_milan.der") else {
+        return;
+    };
+    let vcek = agora_tee::snp::SnpCollateral::parse(&vcek_der).unwrap();
+    let mut bundle = x509_pem(&vcek.certs[0]);
+    bundle.extend_from_slice(&chain);
+    let v = verify_files_report(&hex_report, Some(&bundle), None, NOW_2025_06_20);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["trust_anchor"], "AmdArkMilan");
+    assert_eq!(v["measurements"]["measurement"].as_str().unwrap().len(), 96);
+}
+
+fn x509_pem(der: &[u8]) -> Vec<u8> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut line = 0;
+    for chunk in der.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            let c = if i > chunk.len() {
+                '='
+            } else {
+                B64[((n >> (18 - 6 * i)) & 63) as usize] as char
+            };
+            s.push(c);
+        }
+        line += 4;
+        if line == 64 {
+            s.push('\n');
+            line = 0;
+        }
+    }
+    if line != 0 {
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s.into_bytes()
+}

@@ -1,3 +1,4 @@
 //! Integration tests of agora-tee (one binary, as in the workspace convention).
 
+mod channel;
 mod fixtures;
