@@ -439,7 +439,21 @@ pub fn verify_report(
             .map(|d| d.as_slice())
             .filter(|d| *d != ark.as_slice())
             .chain(builtin_ask.as_deref());
+        let Ok(ark_cert) = Certificate::from_der(&ark) else {
+            continue;
+        };
         for ask in candidates {
+            // Cheap name check first: only a chain whose names link is worth the RSA work.
+            let links = Certificate::from_der(ask).is_ok_and(|a| {
+                a.tbs_certificate.issuer == ark_cert.tbs_certificate.subject
+                    && vcek.tbs_certificate.issuer == a.tbs_certificate.subject
+            });
+            if !links {
+                first_err.get_or_insert_with(|| {
+                    TeeError::UntrustedChain(format!("certificate names do not link to {anchor}"))
+                });
+                continue;
+            }
             match chain_ok(&ark, ask, vcek_der) {
                 Ok(()) => {
                     found = Some((anchor, ark.clone(), ask.to_vec()));

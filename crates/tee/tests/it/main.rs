@@ -2,3 +2,5 @@
 
 mod channel;
 mod fixtures;
+#[cfg(feature = "insecure-mock-tee")]
+mod mock;
