@@ -85,7 +85,11 @@ fn prompt(purpose: PasswordUse<'_>) -> Result<Zeroizing<String>, WalletError> {
     let read = |text: &str| {
         rpassword::prompt_password(text)
             .map(Zeroizing::new)
-            .map_err(|e| WalletError::Password(format!("cannot read from the terminal: {e}")))
+            .map_err(|e| {
+                WalletError::Password(format!(
+                    "cannot read from the terminal ({e}); give --password-file or set {PASSWORD_ENV}"
+                ))
+            })
     };
     match purpose {
         PasswordUse::Decrypt(what) => read(&format!("Password for {what}: ")),

@@ -307,3 +307,24 @@ fn lists_wallets_and_hotkeys() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn older_bittensor_encryptions_still_open() {
+    // Ansible Vault written by bittensor-wallet 4.1.1 `legacy_encrypt_keyfile_data`, and a
+    // Fernet token made as the first bittensor did (PBKDF2-SHA256, 10^7 rounds, fixed salt).
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, fixture, password) in [
+        ("ansible", "ansible_vault_coldkey_ansible-pw", "ansible-pw"),
+        ("fernet", "legacy_fernet_coldkey_fernet-pw", "fernet-pw"),
+    ] {
+        let wallet = Wallet::new(name, "h", tmp.path());
+        fs::create_dir_all(wallet.dir().unwrap()).unwrap();
+        fs::copy(
+            Path::new(FIXTURES).join(fixture),
+            wallet.coldkey_path().unwrap(),
+        )
+        .unwrap();
+        let key = wallet.coldkey(&PasswordSource::value(password)).unwrap();
+        assert_eq!(key.ss58_address(), ADDRESS, "{name}");
+    }
+}
