@@ -52,14 +52,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
         .fold(zero64, |acc, &s| acc.saturating_add(s));
     let stake: Vec<Fx> = filtered
         .iter()
-        .map(|&s| {
-            let normalised = if stake_total == zero64 {
-                s
-            } else {
-                s.checked_div(stake_total).unwrap_or(zero64)
-            };
-            I32F32::saturating_from_num(normalised).to_bits()
-        })
+        .map(|&s| normalise_stake(s, stake_total))
         .collect();
 
     // =======================
@@ -98,7 +91,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let weights = prepare_weights(inputs, params, &validator_permits, owner, n);
+    let mut weights = prepare_weights(inputs, params, &validator_permits, owner, n);
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -112,34 +105,10 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // W̄_ij = min(W_ij, C_j), dropped when C_j < W_ij and C_j <= 0.
     // Tv_i = sum_j W̄_ij
     // R_j = sum_i A_i * W̄_ij
-    let mut clipped = Csr::with_capacity(n, weights.col.len());
-    let mut validator_trust: Vec<Fx> = vec![0; n];
-    let mut ranks: Vec<Fx> = vec![0; n];
-    for (i, cols, vals) in weights.iter_rows() {
-        let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let mut trust: Fx = 0;
-        for (&j, &w) in cols.iter().zip(vals) {
-            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-            let v = if c < w {
-                if c > 0 {
-                    c
-                } else {
-                    continue;
-                }
-            } else {
-                w
-            };
-            clipped.push(j, v);
-            trust = trust.saturating_add(v);
-            if let Some(r) = ranks.get_mut(usize::from(j)) {
-                *r = r.saturating_add(fx::mul(a_i, v));
-            }
-        }
-        clipped.end_row();
-        if let Some(t) = validator_trust.get_mut(i) {
-            *t = trust;
-        }
-    }
+    // beta in [0, 1] interpolates the weights for bonds: W_b = W + beta (W̄ - W). With beta = 1
+    // W_b is W̄, so W is clipped in place; W itself is not needed afterwards.
+    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    let (validator_trust, ranks) = clip(&mut weights, &consensus, &active_stake, beta == ONE);
 
     // =============================
     // == Ranks, Trust, Incentive ==
@@ -153,15 +122,12 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // == Bonds and Dividends ==
     // =========================
 
-    // beta in [0, 1]; W_b = W + beta (W̄ - W)
-    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    // W_b = W (beta = 0), W̄ (beta = 1, already clipped in place) or W + beta (W̄ - W).
     let interpolated;
-    let weights_for_bonds: &Csr = if beta == 0 {
+    let weights_for_bonds: &Csr = if beta == 0 || beta == ONE {
         &weights
-    } else if beta == ONE {
-        &clipped
     } else {
-        interpolated = interpolate(&weights, &clipped, beta, n);
+        interpolated = interpolate(&weights, &consensus, beta, n);
         &interpolated
     };
 
@@ -182,6 +148,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
             &consensus,
             &incentive,
             &active_stake,
+            &new_validator_permits,
             last_tempo,
             n,
         )
@@ -192,6 +159,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
             weights_for_bonds,
             &incentive,
             &active_stake,
+            &new_validator_permits,
             last_tempo,
             n,
         )
@@ -249,11 +217,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // ===========================
 
     let to_u16 = |v: &[Fx]| -> Vec<u16> { v.iter().map(|&x| fx::to_u16(x)).collect() };
-    let bonds: Vec<Vec<(u16, u16)>> = new_validator_permits
-        .iter()
-        .zip(ema_bonds_stored)
-        .map(|(&permit, row)| if permit { row } else { Vec::new() })
-        .collect();
+    let bonds = ema_bonds_stored;
 
     Ok(EpochOutputs {
         active,
@@ -332,6 +296,36 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
         }
     }
     Ok(())
+}
+
+/// `s / total` in I64F64 (subtensor's `safe_div`), narrowed to I32F32 bits by truncation.
+///
+/// Both steps floor, so for `0 <= s <= total` the result is `floor(s * 2^32 / total)` on the raw
+/// bits, computed here by a 33-step restoring division instead of a 256-bit one.
+fn normalise_stake(s: I64F64, total: I64F64) -> Fx {
+    let zero = I64F64::from_bits(0);
+    if total == zero {
+        return I32F32::saturating_from_num(s).to_bits();
+    }
+    let (Ok(x), Ok(d)) = (u128::try_from(s.to_bits()), u128::try_from(total.to_bits())) else {
+        let q = s.checked_div(total).unwrap_or(zero);
+        return I32F32::saturating_from_num(q).to_bits();
+    };
+    if x > d {
+        let q = s.checked_div(total).unwrap_or(zero);
+        return I32F32::saturating_from_num(q).to_bits();
+    }
+    // d < 2^127 (positive i128), so doubling a remainder below d cannot overflow.
+    let (mut q, mut r): (u64, u128) = if x == d { (1, 0) } else { (0, x) };
+    for _ in 0..32 {
+        r <<= 1;
+        q <<= 1;
+        if r >= d {
+            r = r.wrapping_sub(d);
+            q |= 1;
+        }
+    }
+    i64::try_from(q).unwrap_or(i64::MAX)
 }
 
 /// `is_topk_nonzero`: non-zero entries, and when `n >= k` the `n - k` smallest (stable
@@ -419,24 +413,81 @@ fn consensus(weights: &Csr, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx>
     weighted_median_columns(weights, &voter_stake, voters, target, n)
 }
 
+/// The clipping stage: returns `(Tv, R)` and, when `in_place`, replaces `W` by `W̄`.
+fn clip(
+    weights: &mut Csr,
+    consensus: &[Fx],
+    active_stake: &[Fx],
+    in_place: bool,
+) -> (Vec<Fx>, Vec<Fx>) {
+    let rows = weights.rows();
+    let mut validator_trust: Vec<Fx> = vec![0; rows];
+    let mut ranks: Vec<Fx> = vec![0; consensus.len()];
+    // Entries are compacted towards the front: `write` never passes the entry being read.
+    let mut write = 0usize;
+    let mut read = 0usize;
+    for (i, trust_i) in validator_trust.iter_mut().enumerate() {
+        let a_i = active_stake.get(i).copied().unwrap_or(0);
+        let end = weights
+            .ptr
+            .get(i.saturating_add(1))
+            .copied()
+            .unwrap_or(read);
+        let mut trust: Fx = 0;
+        while read < end {
+            let (Some(&j), Some(&w)) = (weights.col.get(read), weights.val.get(read)) else {
+                break;
+            };
+            read = read.saturating_add(1);
+            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+            let v = if c < w {
+                if c > 0 {
+                    c
+                } else {
+                    continue;
+                }
+            } else {
+                w
+            };
+            trust = trust.saturating_add(v);
+            if let Some(r) = ranks.get_mut(usize::from(j)) {
+                *r = r.saturating_add(fx::mul(a_i, v));
+            }
+            if in_place {
+                if let (Some(cw), Some(vw)) =
+                    (weights.col.get_mut(write), weights.val.get_mut(write))
+                {
+                    *cw = j;
+                    *vw = v;
+                }
+                write = write.saturating_add(1);
+            }
+        }
+        if in_place {
+            if let Some(p) = weights.ptr.get_mut(i.saturating_add(1)) {
+                *p = write;
+            }
+        }
+        *trust_i = trust;
+    }
+    if in_place {
+        weights.col.truncate(write);
+        weights.val.truncate(write);
+    }
+    (validator_trust, ranks)
+}
+
 /// `interpolate_sparse` for `0 < beta < 1`: `W + beta (W̄ - W)`, entries above 0, ascending.
-fn interpolate(weights: &Csr, clipped: &Csr, beta: Fx, n: usize) -> Csr {
+fn interpolate(weights: &Csr, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
     let mut out = Csr::with_capacity(n, weights.col.len());
     let mut scratch = Scratch::new(n);
     for i in 0..weights.rows() {
         let (wc, wv) = weights.row(i);
-        let (cc, cv) = clipped.row(i);
-        // W̄'s row is W's row with some entries replaced and some dropped, in the same order.
-        let mut ci = cc.iter().zip(cv).peekable();
         for (&j, &w) in wc.iter().zip(wv) {
-            let c = match ci.peek() {
-                Some(&(&cj, &c)) if cj == j => {
-                    ci.next();
-                    c
-                }
-                _ => 0,
-            };
-            let v = w.saturating_add(fx::mul(beta, c.saturating_sub(w)));
+            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+            // W̄_ij, or 0 where clipping drops the entry.
+            let clipped = if c < w { c.max(0) } else { w };
+            let v = w.saturating_add(fx::mul(beta, clipped.saturating_sub(w)));
             scratch.add(j, v);
         }
         scratch.drain_positive_into(&mut out);
@@ -444,45 +495,102 @@ fn interpolate(weights: &Csr, clipped: &Csr, beta: Fx, n: usize) -> Csr {
     out
 }
 
-/// The old bonds with the registration mask applied, read by `read`.
-fn masked_bonds(inputs: &EpochInputs, last_tempo: u64, n: usize, read: impl Fn(u16) -> Fx) -> Csr {
-    let nnz: usize = inputs.bonds.iter().map(Vec::len).sum();
-    let mut b = Csr::with_capacity(n, nnz);
-    // mask[j]: the column was registered at or after last_tempo.
-    let mask: Vec<bool> = inputs
+/// Per column: whether bonds to it are dropped because it registered at or after `last_tempo`.
+fn bond_column_mask(inputs: &EpochInputs, last_tempo: u64) -> Vec<bool> {
+    inputs
         .block_at_registration
         .iter()
         .map(|&r| last_tempo <= r)
-        .collect();
-    for row in &inputs.bonds {
-        for &(j, value) in row {
-            if !mask.get(usize::from(j)).copied().unwrap_or(false) {
-                b.push(j, read(value));
-            }
-        }
-        b.end_row();
-    }
-    b
+        .collect()
 }
 
-/// `mat_ema_sparse`: `alpha * new + (1 - alpha) * old` per entry (each product floored),
-/// entries above 0 in ascending column order.
-fn ema_sparse(new: &Csr, old: &Csr, alpha: Fx, n: usize) -> Csr {
-    let one_minus_alpha = ONE.saturating_sub(alpha);
-    let mut out = Csr::with_capacity(n, new.col.len().max(old.col.len()));
-    let mut scratch = Scratch::new(n);
-    for i in 0..n {
-        let (nc, nv) = new.row(i);
-        for (&j, &v) in nc.iter().zip(nv) {
-            scratch.add(j, fx::mul(alpha, v));
+/// Builds one EMA row from its two addends, `new` (`alpha * ΔB`) and `old`
+/// (`(1 - alpha) * B`), as `mat_ema_sparse` does: the sum per column, entries above 0, in
+/// ascending column order. Sorted rows are merged; others go through the dense scratch row.
+fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mut Csr) {
+    let ascending = |r: &[(u16, Fx)]| r.windows(2).all(|p| matches!(p, [a, b] if a.0 < b.0));
+    if !(ascending(new) && ascending(old)) {
+        for &(j, v) in new.iter().chain(old) {
+            scratch.add(j, v);
         }
-        let (oc, ov) = old.row(i);
-        for (&j, &v) in oc.iter().zip(ov) {
-            scratch.add(j, fx::mul(one_minus_alpha, v));
-        }
-        scratch.drain_positive_into(&mut out);
+        scratch.drain_positive_into(out);
+        return;
     }
-    out
+    let (mut a, mut b) = (new.iter().peekable(), old.iter().peekable());
+    loop {
+        let (j, v) = match (a.peek(), b.peek()) {
+            (Some(&&(ja, va)), Some(&&(jb, vb))) => {
+                if ja < jb {
+                    a.next();
+                    (ja, va)
+                } else if jb < ja {
+                    b.next();
+                    (jb, vb)
+                } else {
+                    a.next();
+                    b.next();
+                    (ja, va.saturating_add(vb))
+                }
+            }
+            (Some(&&(ja, va)), None) => {
+                a.next();
+                (ja, va)
+            }
+            (None, Some(&&(jb, vb))) => {
+                b.next();
+                (jb, vb)
+            }
+            (None, None) => break,
+        };
+        if v > 0 {
+            out.push(j, v);
+        }
+    }
+    out.end_row();
+}
+
+/// Per-column divisors for a column normalisation: `None` where the column sum is 0.
+fn column_divisors(col_sum: &[Fx]) -> Vec<Option<Div>> {
+    col_sum
+        .iter()
+        .map(|&s| (s != 0).then(|| Div::new(s)))
+        .collect()
+}
+
+#[inline]
+fn divide_by(divs: &[Option<Div>], j: u16, v: Fx) -> Fx {
+    match divs.get(usize::from(j)) {
+        Some(Some(d)) => d.safe_div(v),
+        _ => v,
+    }
+}
+
+/// `alpha = 1 - bonds_moving_average / 1e6`.
+fn ema_alpha(params: &YumaParams) -> Fx {
+    let bma = I64F64::saturating_from_num(params.bonds_moving_average)
+        .checked_div(I64F64::saturating_from_num(1_000_000u32))
+        .unwrap_or(I64F64::from_bits(0));
+    ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits())
+}
+
+/// The stored rows: `to_u16(scale(B_ij))` for uids with a new permit, `[]` for the others.
+fn stored_rows(
+    ema: &Csr,
+    new_permits: &[bool],
+    scale: impl Fn(u16, Fx) -> Fx,
+) -> Vec<Vec<(u16, u16)>> {
+    (0..ema.rows())
+        .map(|i| {
+            if !new_permits.get(i).copied().unwrap_or(false) {
+                return Vec::new();
+            }
+            let (cols, vals) = ema.row(i);
+            cols.iter()
+                .zip(vals)
+                .map(|(&j, &v)| (j, fx::to_u16(scale(j, v))))
+                .collect()
+        })
+        .collect()
 }
 
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -493,44 +601,94 @@ fn classic_bonds(
     weights_for_bonds: &Csr,
     incentive: &[Fx],
     active_stake: &[Fx],
+    new_permits: &[bool],
     last_tempo: u64,
     n: usize,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
-    // B: stored column max-upscaled u16 read as integers, masked, column-normalised.
-    let mut bonds = masked_bonds(inputs, last_tempo, n, fx::from_u16);
-    bonds.col_normalize(n);
+    let masked = bond_column_mask(inputs, last_tempo);
+    let is_masked = |j: u16| masked.get(usize::from(j)).copied().unwrap_or(false);
 
+    // B: stored column max-upscaled u16 read as integers, masked, then column-normalised.
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
-    let mut bonds_delta = weights_for_bonds.clone();
-    for i in 0..bonds_delta.rows() {
+    let mut bonds_sum: Vec<Fx> = vec![0; n];
+    let mut delta_sum: Vec<Fx> = vec![0; n];
+    for (i, row) in inputs.bonds.iter().enumerate() {
+        for &(j, b) in row {
+            if !is_masked(j) {
+                if let Some(s) = bonds_sum.get_mut(usize::from(j)) {
+                    *s = s.saturating_add(fx::from_u16(b));
+                }
+            }
+        }
         let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let (_, vals) = bonds_delta.row_mut(i);
-        vals.iter_mut().for_each(|v| *v = fx::mul(*v, a_i));
+        let (cols, vals) = weights_for_bonds.row(i);
+        for (&j, &w) in cols.iter().zip(vals) {
+            if let Some(s) = delta_sum.get_mut(usize::from(j)) {
+                *s = s.saturating_add(fx::mul(w, a_i));
+            }
+        }
     }
-    bonds_delta.col_normalize(n);
+    let bonds_div = column_divisors(&bonds_sum);
+    let delta_div = column_divisors(&delta_sum);
 
-    // alpha = 1 - bonds_moving_average / 1e6; EMA = alpha ΔB + (1 - alpha) B, column-normalised.
-    let bma = I64F64::saturating_from_num(params.bonds_moving_average)
-        .checked_div(I64F64::saturating_from_num(1_000_000u32))
-        .unwrap_or(I64F64::from_bits(0));
-    let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
-    let mut ema_bonds = ema_sparse(&bonds_delta, &bonds, alpha, n);
-    ema_bonds.col_normalize(n);
+    // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
+    let alpha = ema_alpha(params);
+    let one_minus_alpha = ONE.saturating_sub(alpha);
+    let mut ema = Csr::with_capacity(n, weights_for_bonds.col.len());
+    let mut scratch = Scratch::new(n);
+    let mut new_buf: Vec<(u16, Fx)> = Vec::new();
+    let mut old_buf: Vec<(u16, Fx)> = Vec::new();
+    let mut ema_sum: Vec<Fx> = vec![0; n];
+    for (i, row) in inputs.bonds.iter().enumerate() {
+        let a_i = active_stake.get(i).copied().unwrap_or(0);
+        let (cols, vals) = weights_for_bonds.row(i);
+        new_buf.clear();
+        new_buf.extend(cols.iter().zip(vals).map(|(&j, &w)| {
+            let delta = divide_by(&delta_div, j, fx::mul(w, a_i));
+            (j, fx::mul(alpha, delta))
+        }));
+        old_buf.clear();
+        old_buf.extend(row.iter().filter(|&&(j, _)| !is_masked(j)).map(|&(j, b)| {
+            let bond = divide_by(&bonds_div, j, fx::from_u16(b));
+            (j, fx::mul(one_minus_alpha, bond))
+        }));
+        let start = ema.col.len();
+        ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
+        let (c, v) = (
+            ema.col.get(start..).unwrap_or(&[]),
+            ema.val.get(start..).unwrap_or(&[]),
+        );
+        for (&j, &x) in c.iter().zip(v) {
+            if let Some(s) = ema_sum.get_mut(usize::from(j)) {
+                *s = s.saturating_add(x);
+            }
+        }
+    }
 
-    // D_i = sum_j B_ij I_j
-    let dividends: Vec<Fx> = (0..n)
-        .map(|i| {
-            let (cols, vals) = ema_bonds.row(i);
-            cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul(inc, b))
-            })
-        })
-        .collect();
+    // EMA column-normalised; D_i = sum_j B_ij I_j; column maxima for storage.
+    let ema_div = column_divisors(&ema_sum);
+    let mut col_max: Vec<Fx> = vec![0; n];
+    let mut dividends: Vec<Fx> = vec![0; n];
+    for (i, d) in dividends.iter_mut().enumerate() {
+        let (cols, vals) = ema.row_mut(i);
+        let mut acc: Fx = 0;
+        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
+            *v = divide_by(&ema_div, j, *v);
+            let ju = usize::from(j);
+            acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), *v));
+            if let Some(m) = col_max.get_mut(ju) {
+                if *m < *v {
+                    *m = *v;
+                }
+            }
+        }
+        *d = acc;
+    }
 
     // Stored column max-upscaled: max_i B_ij = 1.
-    ema_bonds.col_max_upscale(n);
-    (dividends, ema_bonds.to_u16_rows())
+    let max_div = column_divisors(&col_max);
+    let stored = stored_rows(&ema, new_permits, |j, v| divide_by(&max_div, j, v));
+    (dividends, stored)
 }
 
 /// Yuma3 bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -542,45 +700,86 @@ fn yuma3_bonds(
     consensus: &[Fx],
     incentive: &[Fx],
     active_stake: &[Fx],
+    new_permits: &[bool],
     last_tempo: u64,
     n: usize,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     // B: stored u16 proportions read as absolute values in [0, 1], masked.
-    let bonds = masked_bonds(inputs, last_tempo, n, fx::from_u16_proportion);
+    let masked = bond_column_mask(inputs, last_tempo);
+    let is_masked = |j: u16| masked.get(usize::from(j)).copied().unwrap_or(false);
 
-    let ema_bonds = if params.liquid_alpha && consensus.iter().any(|&c| c != 0) {
-        liquid_alpha_ema(params, weights_for_bonds, &bonds, consensus, n)
+    let ema = if params.liquid_alpha && consensus.iter().any(|&c| c != 0) {
+        liquid_alpha_ema(
+            params,
+            weights_for_bonds,
+            &inputs.bonds,
+            &masked,
+            consensus,
+            n,
+        )
     } else {
-        // alpha = 1 - bonds_moving_average / 1e6
+        // EMA = alpha W_b + (1 - alpha) B with alpha = 1 - bonds_moving_average / 1e6.
         let bma = I64F64::saturating_from_num(params.bonds_moving_average)
             .saturating_div(I64F64::saturating_from_num(1_000_000u32));
         let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
-        ema_sparse(weights_for_bonds, &bonds, alpha, n)
+        let one_minus_alpha = ONE.saturating_sub(alpha);
+        let mut ema = Csr::with_capacity(n, weights_for_bonds.col.len());
+        let mut scratch = Scratch::new(n);
+        let mut new_buf: Vec<(u16, Fx)> = Vec::new();
+        let mut old_buf: Vec<(u16, Fx)> = Vec::new();
+        for i in 0..n {
+            let (cols, vals) = weights_for_bonds.row(i);
+            new_buf.clear();
+            new_buf.extend(cols.iter().zip(vals).map(|(&j, &w)| (j, fx::mul(alpha, w))));
+            old_buf.clear();
+            if let Some(row) = inputs.bonds.get(i) {
+                old_buf.extend(
+                    row.iter()
+                        .filter(|&&(j, _)| !is_masked(j))
+                        .map(|&(j, b)| (j, fx::mul(one_minus_alpha, fx::from_u16_proportion(b)))),
+                );
+            }
+            ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
+        }
+        ema
     };
 
     // D_i = A_i * sum_j colnorm(EMA)_ij I_j
-    let mut ema_norm = ema_bonds.clone();
-    ema_norm.col_normalize(n);
+    let mut ema_sum: Vec<Fx> = vec![0; n];
+    for (&j, &v) in ema.col.iter().zip(&ema.val) {
+        if let Some(s) = ema_sum.get_mut(usize::from(j)) {
+            *s = s.saturating_add(v);
+        }
+    }
+    let ema_div = column_divisors(&ema_sum);
     let dividends: Vec<Fx> = (0..n)
         .map(|i| {
-            let (cols, vals) = ema_norm.row(i);
+            let (cols, vals) = ema.row(i);
             let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
                 let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul(b, inc))
+                acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
             });
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             fx::checked_mul(total, a_i).unwrap_or(0)
         })
         .collect();
 
-    (dividends, ema_bonds.to_u16_rows())
+    (dividends, stored_rows(&ema, new_permits, |_, v| v))
 }
 
 /// Liquid-alpha EMA: per entry of `W_b`, `min(1, (1 - alpha) B + max(0, alpha W_b))` with
 /// `alpha` from a sigmoid of how far the weight is from consensus (buying) or below the bond
 /// (selling). The weight and bond fed to the sigmoid are found by walking each stored row as
 /// if it were ascending: an entry is seen only if its uid exceeds every earlier uid in its row.
-fn liquid_alpha_ema(params: &YumaParams, wb: &Csr, bonds: &Csr, consensus: &[Fx], n: usize) -> Csr {
+fn liquid_alpha_ema(
+    params: &YumaParams,
+    wb: &Csr,
+    bonds: &[Vec<(u16, u16)>],
+    masked: &[bool],
+    consensus: &[Fx],
+    n: usize,
+) -> Csr {
+    let is_masked = |j: u16| masked.get(usize::from(j)).copied().unwrap_or(false);
     let max = fx::from_u16(u16::MAX);
     let alpha_low = fx::safe_div(fx::from_u16(params.alpha_low), max);
     let alpha_high = fx::safe_div(fx::from_u16(params.alpha_high), max);
@@ -598,9 +797,13 @@ fn liquid_alpha_ema(params: &YumaParams, wb: &Csr, bonds: &Csr, consensus: &[Fx]
     let mut bond_actual: Vec<Fx> = vec![0; n];
     let mut bond_seen: Vec<Fx> = vec![0; n];
     for i in 0..n {
-        let (bc, bv) = bonds.row(i);
+        let row: &[(u16, u16)] = bonds.get(i).map_or(&[], Vec::as_slice);
         let mut running_max: Option<u16> = None;
-        for (&j, &b) in bc.iter().zip(bv) {
+        for &(j, stored) in row {
+            if is_masked(j) {
+                continue;
+            }
+            let b = fx::from_u16_proportion(stored);
             let ju = usize::from(j);
             if let Some(x) = bond_actual.get_mut(ju) {
                 *x = b;
@@ -636,7 +839,7 @@ fn liquid_alpha_ema(params: &YumaParams, wb: &Csr, bonds: &Csr, consensus: &[Fx]
         }
         out.end_row();
 
-        for &j in bc {
+        for &(j, _) in row {
             let ju = usize::from(j);
             if let Some(x) = bond_actual.get_mut(ju) {
                 *x = 0;

@@ -12,6 +12,34 @@
 use crate::fx::Fx;
 use crate::sparse::Csr;
 
+/// Columns per tile of the two-level scatter: a tile's column segments stay within a few
+/// hundred pages, so the second-level scatter does not thrash the TLB.
+const TILE_SHIFT: u32 = 8;
+
+/// Packs a positive score, its voter and its column into one sortable key: the score minus one
+/// (scores are in `[1, 2^32]` bits) in the high 32 bits, then the voter index, then the
+/// column. Within one column, keys order by score.
+#[inline]
+fn pack(score: Fx, voter: u16, column: u16) -> u64 {
+    let s = u64::try_from(score.saturating_sub(1)).unwrap_or(0) & 0xFFFF_FFFF;
+    (s << 32) | (u64::from(voter) << 16) | u64::from(column)
+}
+
+#[inline]
+fn key_score(key: u64) -> Fx {
+    i64::try_from(key >> 32).unwrap_or(0).saturating_add(1)
+}
+
+#[inline]
+fn key_voter(key: u64) -> usize {
+    usize::from((key >> 16) as u16)
+}
+
+#[inline]
+fn key_column(key: u64) -> usize {
+    usize::from(key as u16)
+}
+
 /// Consensus per column from the row-normalised weights `w`, the renormalised stake `s` of each
 /// row (0 for rows that do not take part) and `target = sum(s) - minority`.
 pub(crate) fn weighted_median_columns(
@@ -25,14 +53,26 @@ pub(crate) fn weighted_median_columns(
     if voters == 0 {
         return consensus;
     }
-
-    // Pass 1: count the positive entries of voting rows per column.
-    let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
-    for (i, cols, vals) in w.iter_rows() {
-        if s.get(i).copied().unwrap_or(0) <= 0 {
-            continue;
+    // Voter k's stake, with k dense over the voting rows (at most n <= 65535 of them).
+    let mut voter_stake: Vec<Fx> = Vec::with_capacity(voters);
+    let mut voter_rows: Vec<usize> = Vec::with_capacity(voters);
+    for (i, &si) in s.iter().enumerate() {
+        if si > 0 {
+            voter_stake.push(si);
+            voter_rows.push(i);
         }
+    }
+
+    // Pass 1: count the positive entries of voting rows per column; note whether every voting
+    // row is in ascending column order.
+    let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
+    let mut all_ascending = true;
+    for &i in &voter_rows {
+        let (cols, vals) = w.row(i);
+        let mut prev: Option<u16> = None;
         for (&j, &v) in cols.iter().zip(vals) {
+            all_ascending &= prev.is_none_or(|p| p < j);
+            prev = Some(j);
             if v > 0 {
                 if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
                     *c = c.saturating_add(1);
@@ -47,97 +87,148 @@ pub(crate) fn weighted_median_columns(
     }
     let total = acc;
 
-    // Pass 2: scatter (score, stake) pairs into their column's segment.
+    // Pass 2: scatter (score, voter) keys into their column's segment, one tile of columns at a
+    // time so the write streams stay within a few hundred pages.
     let mut fill: Vec<usize> = start.clone();
-    let mut pairs: Vec<(Fx, Fx)> = vec![(0, 0); total];
-    for (i, cols, vals) in w.iter_rows() {
-        let si = s.get(i).copied().unwrap_or(0);
-        if si <= 0 {
-            continue;
+    let mut keys: Vec<u64> = vec![0; total];
+    let mut put = |fill: &mut [usize], keys: &mut [u64], key: u64| {
+        if let Some(f) = fill.get_mut(key_column(key)) {
+            if let Some(slot) = keys.get_mut(*f) {
+                *slot = key;
+            }
+            *f = f.saturating_add(1);
         }
-        for (&j, &v) in cols.iter().zip(vals) {
-            if v > 0 {
-                if let Some(f) = fill.get_mut(usize::from(j)) {
-                    if let Some(p) = pairs.get_mut(*f) {
-                        *p = (v, si);
+    };
+    let tiles = (n >> TILE_SHIFT).saturating_add(1);
+    if all_ascending {
+        // Each voting row is consumed tile by tile through a cursor.
+        let mut cursor: Vec<usize> = voter_rows.iter().map(|&i| w.range(i).start).collect();
+        for t in 0..tiles {
+            let tile_end = t
+                .saturating_add(1)
+                .checked_shl(TILE_SHIFT)
+                .unwrap_or(usize::MAX);
+            for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
+                let voter = u16::try_from(k).unwrap_or(u16::MAX);
+                let end = w.range(i).end;
+                while *cur < end {
+                    let (Some(&j), Some(&v)) = (w.col.get(*cur), w.val.get(*cur)) else {
+                        break;
+                    };
+                    if usize::from(j) >= tile_end {
+                        break;
                     }
-                    *f = f.saturating_add(1);
+                    *cur = cur.saturating_add(1);
+                    if v > 0 {
+                        put(&mut fill, &mut keys, pack(v, voter, j));
+                    }
                 }
             }
         }
+    } else {
+        // Two-level scatter: by tile (few sequential streams), then by column within a tile.
+        let tile_start: Vec<usize> = (0..=tiles)
+            .map(|t| {
+                let col = t.checked_shl(TILE_SHIFT).unwrap_or(usize::MAX).min(n);
+                start.get(col).copied().unwrap_or(total)
+            })
+            .collect();
+        let mut tile_fill: Vec<usize> = tile_start;
+        let mut by_tile: Vec<u64> = vec![0; total];
+        for (k, &i) in voter_rows.iter().enumerate() {
+            let voter = u16::try_from(k).unwrap_or(u16::MAX);
+            let (cols, vals) = w.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                if v > 0 {
+                    let t = usize::from(j) >> TILE_SHIFT;
+                    if let Some(f) = tile_fill.get_mut(t) {
+                        if let Some(slot) = by_tile.get_mut(*f) {
+                            *slot = pack(v, voter, j);
+                        }
+                        *f = f.saturating_add(1);
+                    }
+                }
+            }
+        }
+        for &key in &by_tile {
+            put(&mut fill, &mut keys, key);
+        }
     }
 
-    // Pass 3: select per column.
+    // Pass 4: select per column.
     for (j, c) in consensus.iter_mut().enumerate() {
         let lo = start.get(j).copied().unwrap_or(0);
         let hi = start.get(j.saturating_add(1)).copied().unwrap_or(lo);
-        let Some(col) = pairs.get_mut(lo..hi) else {
+        let Some(col) = keys.get_mut(lo..hi) else {
             continue;
         };
         let has_zero = col.len() < voters;
-        *c = column_median(col, target, has_zero);
+        *c = column_median(col, &voter_stake, target, has_zero);
     }
     consensus
 }
 
-/// The answer for one column, given its positive `(score, stake)` pairs (in any order) and
-/// whether some voting row scores 0 there.
-fn column_median(col: &mut [(Fx, Fx)], target: Fx, has_zero: bool) -> Fx {
-    if col.is_empty() {
+/// The answer for one column, given its positive entries' keys (in any order) and whether
+/// some voting row scores 0 there.
+fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> Fx {
+    let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
+    let Some(&first) = col.first() else {
         return 0;
-    }
+    };
     if target <= 0 {
         // Every score qualifies: the largest.
-        return col.iter().map(|p| p.0).max().unwrap_or(0);
+        return col.iter().copied().max().map_or(0, key_score);
     }
-    let positive_mass = col.iter().fold(0i64, |a, p| a.saturating_add(p.1));
+    let positive_mass = col.iter().fold(0i64, |a, &k| a.saturating_add(stake_of(k)));
     if positive_mass < target {
         // No positive score qualifies: 0 if some row scores 0, else the column minimum.
         return if has_zero {
             0
         } else {
-            col.iter().map(|p| p.0).min().unwrap_or(0)
+            key_score(col.iter().copied().min().unwrap_or(first))
         };
     }
-    select_largest_reaching(col, target)
+    select_largest_reaching(col, stake, target)
 }
 
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
-/// reaches `need > 0`. Three-way partitioning around a median-of-three pivot; small or
+/// reaches `need > 0`. Three-way partitioning around a median-of-three pivot score; small or
 /// stubborn slices are sorted instead, so the worst case stays O(m log m).
-fn select_largest_reaching(mut buf: &mut [(Fx, Fx)], mut need: Fx) -> Fx {
+fn select_largest_reaching(mut buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
+    let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
     let mut rounds = 0u32;
     loop {
-        if buf.len() <= 24 || rounds > 48 {
-            buf.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        if buf.len() <= 32 || rounds > 48 {
+            buf.sort_unstable_by(|a, b| b.cmp(a));
             let mut cum: Fx = 0;
-            for &(w, st) in buf.iter() {
-                cum = cum.saturating_add(st);
+            for &key in buf.iter() {
+                cum = cum.saturating_add(stake_of(key));
                 if cum >= need {
-                    return w;
+                    return key_score(key);
                 }
             }
             // Unreachable when the precondition holds; the smallest score is the safe answer.
-            return buf.last().map_or(0, |p| p.0);
+            return buf.last().map_or(0, |&k| key_score(k));
         }
         rounds = rounds.saturating_add(1);
         let pivot = median_of_three(buf);
-        // Dutch flag: [> pivot | == pivot | < pivot].
+        // Dutch flag on scores: [> pivot | == pivot | < pivot].
         let (mut gt, mut i, mut lt) = (0usize, 0usize, buf.len());
         let (mut sum_gt, mut sum_eq): (Fx, Fx) = (0, 0);
         while i < lt {
-            let Some(&(w, st)) = buf.get(i) else { break };
+            let Some(&key) = buf.get(i) else { break };
+            let w = key_score(key);
             if w > pivot {
                 buf.swap(gt, i);
                 gt = gt.saturating_add(1);
                 i = i.saturating_add(1);
-                sum_gt = sum_gt.saturating_add(st);
+                sum_gt = sum_gt.saturating_add(stake_of(key));
             } else if w < pivot {
                 lt = lt.saturating_sub(1);
                 buf.swap(i, lt);
             } else {
                 i = i.saturating_add(1);
-                sum_eq = sum_eq.saturating_add(st);
+                sum_eq = sum_eq.saturating_add(stake_of(key));
             }
         }
         if sum_gt >= need {
@@ -160,9 +251,9 @@ fn select_largest_reaching(mut buf: &mut [(Fx, Fx)], mut need: Fx) -> Fx {
     }
 }
 
-fn median_of_three(buf: &[(Fx, Fx)]) -> Fx {
-    let a = buf.first().map_or(0, |p| p.0);
-    let b = buf.get(buf.len() / 2).map_or(0, |p| p.0);
-    let c = buf.last().map_or(0, |p| p.0);
+fn median_of_three(buf: &[u64]) -> Fx {
+    let a = buf.first().map_or(0, |&k| key_score(k));
+    let b = buf.get(buf.len() >> 1).map_or(0, |&k| key_score(k));
+    let c = buf.last().map_or(0, |&k| key_score(k));
     a.max(b).min(a.min(b).max(c))
 }
