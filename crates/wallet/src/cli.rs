@@ -38,7 +38,7 @@ pub struct WalletArgs {
         global = true
     )]
     pub name: String,
-    /// The hotkey's name: a file under <wallet>/hotkeys/.
+    /// The hotkey's name: a file in the wallet's hotkeys/ directory.
     #[arg(
         long = "wallet.hotkey",
         visible_alias = "wallet-hotkey",
@@ -72,6 +72,12 @@ impl WalletArgs {
     /// The wallet these flags select.
     pub fn wallet(&self) -> Wallet {
         Wallet::new(&self.name, &self.hotkey, &self.path)
+    }
+}
+
+impl From<&WalletArgs> for Wallet {
+    fn from(args: &WalletArgs) -> Self {
+        args.wallet()
     }
 }
 
@@ -403,10 +409,14 @@ fn show(text: &mut String, wallet: &Wallet) -> Result<(), WalletError> {
     if !hotkeys.contains(&wallet.hotkey) && wallet.hotkeypub_path()?.exists() {
         hotkeys.push(wallet.hotkey.clone());
     }
-    for hotkey in hotkeys {
-        let marker = if hotkey == wallet.hotkey { "*" } else { " " };
-        let address = address_or_reason(wallet.with_hotkey(&hotkey).hotkeypub());
-        text.push_str(&format!("  hotkey {marker} {hotkey}  {address}\n"));
+    let width = hotkeys.iter().map(String::len).max().unwrap_or(0);
+    for hotkey in &hotkeys {
+        let marker = if *hotkey == wallet.hotkey { "*" } else { " " };
+        let address = address_or_reason(wallet.with_hotkey(hotkey).hotkeypub());
+        text.push_str(&format!("  hotkey {marker} {hotkey:<width$}  {address}\n"));
+    }
+    if hotkeys.is_empty() {
+        text.push_str("  (no hotkeys)\n");
     }
     Ok(())
 }
@@ -421,12 +431,14 @@ fn list(text: &mut String, wallet: &Wallet) -> Result<(), WalletError> {
     for name in names {
         let w = Wallet::new(&name, &wallet.hotkey, &wallet.path);
         text.push_str(&format!(
-            "{name}  coldkey {}\n",
+            "{name}\n  coldkey  {}\n",
             address_or_reason(w.coldkeypub())
         ));
-        for hotkey in w.hotkeys().unwrap_or_default() {
-            let address = address_or_reason(w.with_hotkey(&hotkey).hotkeypub());
-            text.push_str(&format!("  hotkey {hotkey}  {address}\n"));
+        let hotkeys = w.hotkeys().unwrap_or_default();
+        let width = hotkeys.iter().map(String::len).max().unwrap_or(0);
+        for hotkey in &hotkeys {
+            let address = address_or_reason(w.with_hotkey(hotkey).hotkeypub());
+            text.push_str(&format!("  hotkey   {hotkey:<width$}  {address}\n"));
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ use agora_primitives::AccountId;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
 /// Bittensor's default wallet directory; `~` is expanded.
@@ -347,7 +348,10 @@ fn write_keyfile(path: &Path, data: &[u8], overwrite: bool) -> Result<(), Wallet
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("keyfile");
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    // Unique per process and per write, so concurrent writers never share a temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
     let result = write_new_private_file(&tmp, data).and_then(|()| {
         if !overwrite && path.exists() {
             return Err(WalletError::AlreadyExists(path.to_path_buf()));
