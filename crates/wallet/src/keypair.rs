@@ -447,4 +447,28 @@ mod tests {
         assert_eq!(kp.phrase(), Some(PHRASE));
         assert_eq!(kp.ss58_address(), ADDRESS);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_seed_round_trips_through_json(seed in proptest::array::uniform32(proptest::prelude::any::<u8>())) {
+            let kp = Keypair::from_seed(&seed);
+            let back = Keypair::from_json(&kp.to_json(), p()).unwrap();
+            proptest::prop_assert_eq!(back.account(), kp.account());
+            proptest::prop_assert!(back.has_secret());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = Keypair::from_json(&data, p());
+        }
+
+        #[test]
+        fn arbitrary_objects_never_panic(
+            fields in proptest::collection::vec(("[a-zA-Z]{1,12}", "(0x)?[0-9a-f]{0,130}"), 0..6)
+        ) {
+            let object: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            let _ = Keypair::from_json(&serde_json::to_vec(&object).unwrap(), p());
+        }
+    }
 }

@@ -218,4 +218,26 @@ mod tests {
             Err(WalletError::Corrupt { .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_legacy_data_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let p = Path::new("k");
+            let mut ansible = b"$ANSIBLE_VAULT;1.1;AES256\n".to_vec();
+            ansible.extend_from_slice(&tail);
+            let _ = decrypt(Encryption::AnsibleVault, &ansible, "pw", p);
+            let mut fernet = b"gAAAAA".to_vec();
+            fernet.extend_from_slice(&tail);
+            let _ = fernet_decrypt(&fernet, &[1u8; 32], p);
+        }
+
+        #[test]
+        fn well_formed_ansible_bodies_never_panic(
+            salt in "[0-9a-f]{0,64}", tag in "[0-9a-f]{0,64}", ct in "[0-9a-f]{0,96}"
+        ) {
+            let body = hex::encode(format!("{salt}\n{tag}\n{ct}"));
+            let data = format!("$ANSIBLE_VAULT;1.1;AES256\n{body}");
+            let _ = decrypt(Encryption::AnsibleVault, data.as_bytes(), "pw", Path::new("k"));
+        }
+    }
 }

@@ -25,14 +25,15 @@ fn python() -> Option<String> {
     if ok {
         return Some(python);
     }
-    let message = format!(
-        "SKIP bittensor cross-check: `{python} -c \"import bittensor_wallet\"` failed; \
+    let why = format!(
+        "`{python} -c \"import bittensor_wallet\"` failed; \
          install it with `{python} -m pip install bittensor-wallet` to run this test"
     );
     assert!(
         std::env::var_os("AGORA_REQUIRE_BITTENSOR").is_none(),
-        "{message}"
+        "bittensor cross-check required by AGORA_REQUIRE_BITTENSOR: {why}"
     );
+    let message = format!("SKIP bittensor cross-check: {why}");
     // Written to the stderr handle directly: the test harness captures `eprintln!`.
     let _ = writeln!(std::io::stderr(), "{message}");
     None
