@@ -82,3 +82,34 @@ pub fn check_binding(ev: &VerifiedEvidence, key: &KeyDescriptor) -> Result<()> {
         Err(TeeError::BindingMismatch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_encoding_is_canonical() {
+        let d = KeyDescriptor::x25519(&[0x11; 32]).unwrap();
+        let e = d.encode().unwrap();
+        assert_eq!(&e[..8], &[0x00, 0x20, 0x00, 0x01, 0x00, 0x03, 0x00, 0x20]);
+        assert_eq!(&e[8..], &[0x11; 32]);
+        // report_data = SHA-512(domain ‖ encoding), recomputed independently.
+        let mut h = Sha512::new();
+        h.update(b"agora-tee-key-binding/v1");
+        h.update(&e);
+        let expected: [u8; 64] = h.finalize().into();
+        assert_eq!(d.report_data().unwrap(), expected);
+        // Any change of key or suite changes the binding.
+        let mut other = d.clone();
+        other.aead_id = 0x0001;
+        assert_ne!(other.report_data().unwrap(), expected);
+        assert_ne!(
+            KeyDescriptor::x25519(&[0x12; 32])
+                .unwrap()
+                .report_data()
+                .unwrap(),
+            expected
+        );
+        assert!(KeyDescriptor::x25519(&[0; 31]).is_err());
+    }
+}

@@ -60,6 +60,62 @@ pub fn quote_platform(quote: &[u8]) -> Result<Platform> {
     }
 }
 
+fn u32_le(b: &[u8], at: usize) -> Result<usize> {
+    let end = at
+        .checked_add(4)
+        .ok_or_else(|| TeeError::MalformedEvidence("offset overflow".into()))?;
+    let v: [u8; 4] = b
+        .get(at..end)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| TeeError::MalformedEvidence("quote truncated".into()))?;
+    usize::try_from(u32::from_le_bytes(v))
+        .map_err(|_| TeeError::MalformedEvidence("length overflow".into()))
+}
+
+/// The length of the quote structure (header, body, signature data), from its size fields.
+fn quote_structure_len(quote: &[u8]) -> Result<usize> {
+    const HEADER: usize = 48;
+    let version = quote
+        .get(..2)
+        .and_then(|v| <[u8; 2]>::try_from(v).ok())
+        .map(u16::from_le_bytes)
+        .ok_or_else(|| TeeError::MalformedEvidence("quote truncated".into()))?;
+    let overflow = || TeeError::MalformedEvidence("quote length overflow".into());
+    // Offset of the u32 signature-data length.
+    let sig_len_at = match version {
+        3 => HEADER + 384,
+        4 => HEADER + 584,
+        5 => {
+            // v5: body type (u16) and body size (u32) precede the body.
+            let body = u32_le(quote, HEADER + 2)?;
+            (HEADER + 6).checked_add(body).ok_or_else(overflow)?
+        }
+        v => {
+            return Err(TeeError::MalformedEvidence(format!(
+                "unsupported quote version {v}"
+            )))
+        }
+    };
+    let sig_len = u32_le(quote, sig_len_at)?;
+    sig_len_at
+        .checked_add(4)
+        .and_then(|x| x.checked_add(sig_len))
+        .ok_or_else(overflow)
+}
+
+/// Quotes come from fixed-size buffers and may carry zero padding after the structure;
+/// anything else there is unsigned data and makes the evidence non-canonical.
+fn check_trailing_bytes(quote: &[u8]) -> Result<()> {
+    let end = quote_structure_len(quote)?;
+    match quote.get(end..) {
+        Some(tail) if tail.iter().all(|b| *b == 0) => Ok(()),
+        Some(_) => Err(TeeError::MalformedEvidence(
+            "non-zero bytes after the quote".into(),
+        )),
+        None => Err(TeeError::MalformedEvidence("quote truncated".into())),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Dates {
@@ -123,6 +179,7 @@ pub fn verify_quote(
     let platform = quote_platform(quote)?;
     // Parse fully before any crypto so that garbage gets a format error.
     Quote::parse(quote).map_err(|e| TeeError::MalformedEvidence(format!("{e:#}")))?;
+    check_trailing_bytes(quote)?;
     check_collateral_dates(collateral, now, policy)?;
 
     let roots = anchors.intel_roots();

@@ -465,10 +465,9 @@ pub fn verify_report(
             }
         }
     }
-    let (anchor, ark_der, ask_der) = found.ok_or_else(|| match first_err {
-        Some(TeeError::UntrustedChain(m)) => TeeError::UntrustedChain(m),
-        Some(other) => other,
-        None => TeeError::UntrustedChain("no AMD trust anchor configured".into()),
+    let (anchor, ark_der, ask_der) = found.ok_or_else(|| {
+        first_err
+            .unwrap_or_else(|| TeeError::UntrustedChain("no AMD trust anchor configured".into()))
     })?;
     for (role, der) in [("ARK", &ark_der), ("ASK", &ask_der)] {
         let c =

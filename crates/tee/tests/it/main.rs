@@ -4,3 +4,4 @@ mod channel;
 mod fixtures;
 #[cfg(feature = "insecure-mock-tee")]
 mod mock;
+mod robustness;
