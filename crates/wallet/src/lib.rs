@@ -35,6 +35,6 @@ pub use keypair::Keypair;
 pub use mnemonic::{generate_mnemonic, WordCount};
 pub use password::{PasswordSource, PasswordUse, PASSWORD_ENV};
 pub use wallet::{
-    expand_tilde, list_wallets, Wallet, DEFAULT_HOTKEY_NAME, DEFAULT_WALLET_NAME,
+    expand_tilde, list_wallets, load_keyfile, Wallet, DEFAULT_HOTKEY_NAME, DEFAULT_WALLET_NAME,
     DEFAULT_WALLET_PATH,
 };

@@ -303,6 +303,15 @@ fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, WalletError> {
     }
 }
 
+/// Reads one key file at any path (e.g. a hotkey kept outside a wallet directory), decrypting
+/// it with `password` when it is encrypted; without a source, an encrypted file is an error.
+pub fn load_keyfile(
+    path: &Path,
+    password: Option<&PasswordSource>,
+) -> Result<Keypair, WalletError> {
+    read_keyfile(path, password, &path.display().to_string())
+}
+
 /// Reads and, if needed, decrypts one key file. `what` names it in the password prompt.
 fn read_keyfile(
     path: &Path,

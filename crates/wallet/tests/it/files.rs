@@ -2,7 +2,7 @@
 
 use agora_primitives::crypto::verify;
 use agora_wallet::{
-    list_wallets, Encryption, Keypair, PasswordSource, Wallet, WalletError, WordCount,
+    list_wallets, load_keyfile, Encryption, Keypair, PasswordSource, Wallet, WalletError, WordCount,
 };
 use std::fs;
 use std::path::Path;
@@ -41,6 +41,8 @@ fn create_then_load_gives_the_same_keys() {
         cold.account()
     );
     assert_eq!(wallet.hotkeypub().unwrap(), hot.account());
+    let by_path = load_keyfile(&wallet.hotkey_path().unwrap(), None).unwrap();
+    assert_eq!(by_path.account(), hot.account());
     let loaded = wallet.hotkey(&no_password()).unwrap();
     assert_eq!(loaded.account(), hot.account());
     assert_eq!(loaded.phrase(), hot.phrase());
