@@ -369,7 +369,7 @@ fn prepare_weights(
             // No active commit reads as u64::MAX, which masks nothing.
             let committed = commit_blocks.map(|c| c.get(i).copied().flatten().unwrap_or(u64::MAX));
             let keep_diagonal = owner == Some(i);
-            let mut row_sum: Fx = 0;
+            let mut row_sum: u64 = 0;
             for &(j, value) in row {
                 let ju = usize::from(j);
                 if ju == i && !keep_diagonal {
@@ -384,15 +384,15 @@ fn prepare_weights(
                         continue;
                     }
                 }
-                let v = fx::from_u16(value);
-                row_sum = row_sum.saturating_add(v);
-                w.push(j, v);
+                row_sum = row_sum.saturating_add(u64::from(value));
+                // The raw value for now; normalised below.
+                w.push(j, i64::from(value));
             }
-            if row_sum > 0 {
-                let d = Div::new(row_sum);
-                if let Some(vals) = w.val.get_mut(start..) {
-                    vals.iter_mut().for_each(|v| *v = d.safe_div(*v));
-                }
+            let norm = fx::IntNormaliser::new(row_sum);
+            if let Some(vals) = w.val.get_mut(start..) {
+                vals.iter_mut().for_each(|v| {
+                    *v = norm.apply(u16::try_from(*v).unwrap_or(u16::MAX));
+                });
             }
         }
         w.end_row();
@@ -440,15 +440,10 @@ fn clip(
             };
             read = read.saturating_add(1);
             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-            let v = if c < w {
-                if c > 0 {
-                    c
-                } else {
-                    continue;
-                }
-            } else {
-                w
-            };
+            // min(w, c), dropped when c < w and c <= 0 (branch-free: a dropped entry adds 0
+            // and is overwritten by the next one).
+            let keep = w <= c || c > 0;
+            let v = if keep { w.min(c) } else { 0 };
             trust = trust.saturating_add(v);
             if let Some(r) = ranks.get_mut(usize::from(j)) {
                 *r = r.saturating_add(fx::mul(a_i, v));
@@ -460,7 +455,7 @@ fn clip(
                     *cw = j;
                     *vw = v;
                 }
-                write = write.saturating_add(1);
+                write = write.saturating_add(usize::from(keep));
             }
         }
         if in_place {
@@ -516,28 +511,41 @@ fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mu
         scratch.drain_positive_into(out);
         return;
     }
-    let (mut a, mut b) = (new.iter().peekable(), old.iter().peekable());
+    out.col.reserve(new.len().saturating_add(old.len()));
+    out.val.reserve(new.len().saturating_add(old.len()));
+    let same_columns = new.len() == old.len() && new.iter().zip(old).all(|(a, b)| a.0 == b.0);
+    if same_columns {
+        for (&(j, a), &(_, b)) in new.iter().zip(old) {
+            let v = a.saturating_add(b);
+            if v > 0 {
+                out.push(j, v);
+            }
+        }
+        out.end_row();
+        return;
+    }
+    let (mut x, mut y) = (0usize, 0usize);
     loop {
-        let (j, v) = match (a.peek(), b.peek()) {
-            (Some(&&(ja, va)), Some(&&(jb, vb))) => {
+        let (j, v) = match (new.get(x), old.get(y)) {
+            (Some(&(ja, va)), Some(&(jb, vb))) => {
                 if ja < jb {
-                    a.next();
+                    x = x.saturating_add(1);
                     (ja, va)
                 } else if jb < ja {
-                    b.next();
+                    y = y.saturating_add(1);
                     (jb, vb)
                 } else {
-                    a.next();
-                    b.next();
+                    x = x.saturating_add(1);
+                    y = y.saturating_add(1);
                     (ja, va.saturating_add(vb))
                 }
             }
-            (Some(&&(ja, va)), None) => {
-                a.next();
+            (Some(&(ja, va)), None) => {
+                x = x.saturating_add(1);
                 (ja, va)
             }
-            (None, Some(&&(jb, vb))) => {
-                b.next();
+            (None, Some(&(jb, vb))) => {
+                y = y.saturating_add(1);
                 (jb, vb)
             }
             (None, None) => break,
@@ -610,13 +618,13 @@ fn classic_bonds(
 
     // B: stored column max-upscaled u16 read as integers, masked, then column-normalised.
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
-    let mut bonds_sum: Vec<Fx> = vec![0; n];
+    let mut bonds_sum: Vec<u64> = vec![0; n];
     let mut delta_sum: Vec<Fx> = vec![0; n];
     for (i, row) in inputs.bonds.iter().enumerate() {
         for &(j, b) in row {
             if !is_masked(j) {
                 if let Some(s) = bonds_sum.get_mut(usize::from(j)) {
-                    *s = s.saturating_add(fx::from_u16(b));
+                    *s = s.saturating_add(u64::from(b));
                 }
             }
         }
@@ -628,7 +636,10 @@ fn classic_bonds(
             }
         }
     }
-    let bonds_div = column_divisors(&bonds_sum);
+    let bonds_norm: Vec<fx::IntNormaliser> = bonds_sum
+        .iter()
+        .map(|&s| fx::IntNormaliser::new(s))
+        .collect();
     let delta_div = column_divisors(&delta_sum);
 
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
@@ -649,7 +660,9 @@ fn classic_bonds(
         }));
         old_buf.clear();
         old_buf.extend(row.iter().filter(|&&(j, _)| !is_masked(j)).map(|&(j, b)| {
-            let bond = divide_by(&bonds_div, j, fx::from_u16(b));
+            let bond = bonds_norm
+                .get(usize::from(j))
+                .map_or(fx::from_u16(b), |norm| norm.apply(b));
             (j, fx::mul(one_minus_alpha, bond))
         }));
         let start = ema.col.len();
@@ -677,9 +690,7 @@ fn classic_bonds(
             let ju = usize::from(j);
             acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), *v));
             if let Some(m) = col_max.get_mut(ju) {
-                if *m < *v {
-                    *m = *v;
-                }
+                *m = (*m).max(*v);
             }
         }
         *d = acc;

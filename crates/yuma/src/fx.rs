@@ -30,19 +30,116 @@ pub(crate) fn narrow(x: i128) -> i64 {
     i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// A prepared divisor with subtensor's `safe_div` semantics (0 on division by zero or overflow).
+/// Exact `floor(x / d)` for any u64 `x` and a fixed `d >= 1`, by one multiplication with a
+/// truncated reciprocal and one correction step.
+///
+/// With `s = floor(log2 d)` and `r = min(floor(2^(64+s) / d), 2^64 - 1)`, the estimate
+/// `floor(x r / 2^(64+s))` is below `x / d` by less than 1, so it is the quotient or one less;
+/// the remainder decides.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Div(I32F32Divisor);
+pub(crate) struct Recip {
+    d: u64,
+    r: u64,
+    s: u32,
+}
+
+impl Recip {
+    /// `None` when `d == 0`.
+    pub(crate) fn new(d: u64) -> Option<Self> {
+        if d == 0 {
+            return None;
+        }
+        let s = 63u32.saturating_sub(d.leading_zeros());
+        let r = (1u128 << 64u32.saturating_add(s))
+            .checked_div(u128::from(d))
+            .unwrap_or(0);
+        Some(Self {
+            d,
+            r: u64::try_from(r).unwrap_or(u64::MAX),
+            s,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn div(&self, x: u64) -> u64 {
+        let high = (u128::from(x).wrapping_mul(u128::from(self.r)) >> 64) as u64;
+        let q = high >> self.s;
+        let rem = x.wrapping_sub(q.wrapping_mul(self.d));
+        if rem >= self.d {
+            q.wrapping_add(1)
+        } else {
+            q
+        }
+    }
+}
+
+/// A prepared divisor with subtensor's `safe_div` semantics (0 on division by zero or overflow).
+/// Dividends in `[0, 1)` with a positive divisor take the one-multiplication path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Div {
+    general: I32F32Divisor,
+    fast: Option<Recip>,
+}
 
 impl Div {
     #[inline]
     pub(crate) fn new(d: Fx) -> Self {
-        Self(I32F32Divisor::new(I32F32::from_bits(d)))
+        let fast = if d > 0 {
+            Recip::new(d.unsigned_abs())
+        } else {
+            None
+        };
+        Self {
+            general: I32F32Divisor::new(I32F32::from_bits(d)),
+            fast,
+        }
     }
 
     #[inline]
     pub(crate) fn safe_div(&self, a: Fx) -> Fx {
-        self.0.safe_div(I32F32::from_bits(a)).to_bits()
+        if let Some(fast) = &self.fast {
+            if (0..ONE).contains(&a) {
+                // floor((a << 32) / d) with a < 2^32: the dividend fits in a u64.
+                let q = fast.div(a.unsigned_abs() << 32);
+                return i64::try_from(q).unwrap_or(0);
+            }
+        }
+        self.general.safe_div(I32F32::from_bits(a)).to_bits()
+    }
+}
+
+/// Divides u16 integers (as I32F32) by the saturating I32F32 sum of such integers: the row and
+/// column normalisations of stored weights and classic bonds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IntNormaliser {
+    /// The sum is 0: values stay as they are.
+    Identity,
+    /// `floor(x * 2^32 / sum)` for an integer sum below 2^31.
+    Exact(Recip),
+    /// The sum saturated I32F32.
+    Saturated(Div),
+}
+
+impl IntNormaliser {
+    pub(crate) fn new(sum: u64) -> Self {
+        if sum == 0 {
+            return Self::Identity;
+        }
+        match Recip::new(sum) {
+            Some(r) if sum < (1 << 31) => Self::Exact(r),
+            _ => Self::Saturated(Div::new(i64::MAX)),
+        }
+    }
+
+    /// `safe_div(x, sum)` in I32F32, for `x <= sum`.
+    #[inline]
+    pub(crate) fn apply(&self, x: u16) -> Fx {
+        match self {
+            Self::Identity => from_u16(x),
+            // (x << 32) << 32 / (sum << 32) = floor(x * 2^32 / sum) <= 2^32.
+            Self::Exact(r) => i64::try_from(r.div(u64::from(x) << 32)).unwrap_or(0),
+            Self::Saturated(d) => d.safe_div(from_u16(x)),
+        }
     }
 }
 
@@ -123,6 +220,22 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        #[test]
+        fn div_matches_substrate(a: i64, d: i64, sa in 0u32..64, sd in 0u32..64) {
+            let (a, d) = (a >> sa, d >> sd);
+            let expected = I32F32::from_bits(a).checked_div(I32F32::from_bits(d)).map_or(0, I32F32::to_bits);
+            proptest::prop_assert_eq!(Div::new(d).safe_div(a), expected);
+            proptest::prop_assert_eq!(Div::new(d).safe_div(a & 0xFFFF_FFFF), safe_div(a & 0xFFFF_FFFF, d));
+        }
+
+        #[test]
+        fn recip_is_exact(x: u64, d: u64, sd in 0u32..64) {
+            let d = (d >> sd).max(1);
+            let r = Recip::new(d).unwrap();
+            proptest::prop_assert_eq!(r.div(x), x / d);
+            proptest::prop_assert_eq!(r.div(u64::MAX), u64::MAX / d);
+        }
+
         #[test]
         fn mul_matches_substrate(a: i64, b: i64, sa in 0u32..64, sb in 0u32..64) {
             let (a, b) = (a >> sa, b >> sb);

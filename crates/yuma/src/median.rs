@@ -91,7 +91,7 @@ pub(crate) fn weighted_median_columns(
     // time so the write streams stay within a few hundred pages.
     let mut fill: Vec<usize> = start.clone();
     let mut keys: Vec<u64> = vec![0; total];
-    let mut put = |fill: &mut [usize], keys: &mut [u64], key: u64| {
+    let put = |fill: &mut [usize], keys: &mut [u64], key: u64| {
         if let Some(f) = fill.get_mut(key_column(key)) {
             if let Some(slot) = keys.get_mut(*f) {
                 *slot = key;
@@ -192,68 +192,55 @@ fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> F
 }
 
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
-/// reaches `need > 0`. Three-way partitioning around a median-of-three pivot score; small or
-/// stubborn slices are sorted instead, so the worst case stays O(m log m).
-fn select_largest_reaching(mut buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
+/// reaches `need > 0`.
+///
+/// A most-significant-digit radix descent on the 32-bit score field, 8 bits per level: a
+/// stake histogram of the candidates' next digit gives the highest digit whose mass (with
+/// the mass above it) reaches `need`; only the candidates with that digit go on. Four levels
+/// at most, each linear and free of data-dependent branches in its inner loop.
+fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
     let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
-    let mut rounds = 0u32;
-    loop {
-        if buf.len() <= 32 || rounds > 48 {
-            buf.sort_unstable_by(|a, b| b.cmp(a));
-            let mut cum: Fx = 0;
-            for &key in buf.iter() {
-                cum = cum.saturating_add(stake_of(key));
-                if cum >= need {
-                    return key_score(key);
-                }
-            }
-            // Unreachable when the precondition holds; the smallest score is the safe answer.
-            return buf.last().map_or(0, |&k| key_score(k));
-        }
-        rounds = rounds.saturating_add(1);
-        let pivot = median_of_three(buf);
-        // Dutch flag on scores: [> pivot | == pivot | < pivot].
-        let (mut gt, mut i, mut lt) = (0usize, 0usize, buf.len());
-        let (mut sum_gt, mut sum_eq): (Fx, Fx) = (0, 0);
-        while i < lt {
-            let Some(&key) = buf.get(i) else { break };
-            let w = key_score(key);
-            if w > pivot {
-                buf.swap(gt, i);
-                gt = gt.saturating_add(1);
-                i = i.saturating_add(1);
-                sum_gt = sum_gt.saturating_add(stake_of(key));
-            } else if w < pivot {
-                lt = lt.saturating_sub(1);
-                buf.swap(i, lt);
-            } else {
-                i = i.saturating_add(1);
-                sum_eq = sum_eq.saturating_add(stake_of(key));
+    let mut len = buf.len();
+    let mut prefix: u64 = 0;
+    let mut hist = [0i64; 256];
+    for level in 0..4u32 {
+        let shift = 56u32.saturating_sub(level.saturating_mul(8));
+        let digit = |key: u64| usize::from((key >> shift) as u8);
+        hist.iter_mut().for_each(|h| *h = 0);
+        let candidates = buf.get(..len).unwrap_or(&[]);
+        for &key in candidates {
+            if let Some(h) = hist.get_mut(digit(key)) {
+                *h = h.saturating_add(stake_of(key));
             }
         }
-        if sum_gt >= need {
-            let Some(next) = buf.get_mut(..gt) else {
-                return pivot;
-            };
-            buf = next;
-        } else if sum_gt.saturating_add(sum_eq) >= need {
-            return pivot;
-        } else {
-            need = need.saturating_sub(sum_gt.saturating_add(sum_eq));
-            let Some(next) = buf.get_mut(lt..) else {
-                return pivot;
-            };
-            if next.is_empty() {
-                return pivot;
+        // Highest digit whose cumulative mass from the top reaches `need`.
+        let mut above: Fx = 0;
+        let mut chosen: Option<usize> = None;
+        for d in (0..256usize).rev() {
+            let mass = hist.get(d).copied().unwrap_or(0);
+            let with = above.saturating_add(mass);
+            if with >= need {
+                chosen = Some(d);
+                break;
             }
-            buf = next;
+            above = with;
         }
+        let Some(d) = chosen else {
+            // Unreachable when the precondition holds; the smallest candidate is the safe answer.
+            return candidates.iter().copied().min().map_or(0, key_score);
+        };
+        need = need.saturating_sub(above);
+        prefix |= (d as u64) << shift;
+        // Keep the candidates with this digit at the front (branch-free compaction).
+        let mut kept = 0usize;
+        for r in 0..len {
+            let Some(&key) = buf.get(r) else { break };
+            if let Some(slot) = buf.get_mut(kept) {
+                *slot = key;
+            }
+            kept = kept.saturating_add(usize::from(digit(key) == d));
+        }
+        len = kept;
     }
-}
-
-fn median_of_three(buf: &[u64]) -> Fx {
-    let a = buf.first().map_or(0, |&k| key_score(k));
-    let b = buf.get(buf.len() >> 1).map_or(0, |&k| key_score(k));
-    let c = buf.last().map_or(0, |&k| key_score(k));
-    a.max(b).min(a.min(b).max(c))
+    key_score(prefix)
 }

@@ -1,7 +1,7 @@
 //! Flat row-major sparse matrices (CSR) with I32F32 values, and the column operations the epoch
 //! needs. Rows keep their stored order; nothing here allocates per entry.
 
-use crate::fx::{self, Div, Fx};
+use crate::fx::Fx;
 
 /// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`.
 #[derive(Clone, Debug, Default)]
@@ -67,67 +67,6 @@ impl Csr {
             self.col.get(r.clone()).unwrap_or(&[]),
             self.val.get_mut(r).unwrap_or(&mut []),
         )
-    }
-
-    /// Iterates over rows as (row index, columns, values).
-    pub(crate) fn iter_rows(&self) -> impl Iterator<Item = (usize, &[u16], &[Fx])> + '_ {
-        (0..self.rows()).map(move |i| {
-            let (c, v) = self.row(i);
-            (i, c, v)
-        })
-    }
-
-    /// `inplace_col_normalize_sparse`: divides each entry by its column sum when that is not 0.
-    pub(crate) fn col_normalize(&mut self, n: usize) {
-        let mut col_sum: Vec<Fx> = vec![0; n];
-        for (&j, &v) in self.col.iter().zip(self.val.iter()) {
-            if let Some(s) = col_sum.get_mut(usize::from(j)) {
-                *s = s.saturating_add(v);
-            }
-        }
-        let divs: Vec<Option<Div>> = col_sum
-            .iter()
-            .map(|&s| (s != 0).then(|| Div::new(s)))
-            .collect();
-        for (&j, v) in self.col.iter().zip(self.val.iter_mut()) {
-            if let Some(Some(d)) = divs.get(usize::from(j)) {
-                *v = d.safe_div(*v);
-            }
-        }
-    }
-
-    /// `inplace_col_max_upscale_sparse`: divides each entry by its column maximum (from 0 up)
-    /// when that is not 0.
-    pub(crate) fn col_max_upscale(&mut self, n: usize) {
-        let mut col_max: Vec<Fx> = vec![0; n];
-        for (&j, &v) in self.col.iter().zip(self.val.iter()) {
-            if let Some(m) = col_max.get_mut(usize::from(j)) {
-                if *m < v {
-                    *m = v;
-                }
-            }
-        }
-        let divs: Vec<Option<Div>> = col_max
-            .iter()
-            .map(|&s| (s != 0).then(|| Div::new(s)))
-            .collect();
-        for (&j, v) in self.col.iter().zip(self.val.iter_mut()) {
-            if let Some(Some(d)) = divs.get(usize::from(j)) {
-                *v = d.safe_div(*v);
-            }
-        }
-    }
-
-    /// The rows as stored u16 proportions.
-    pub(crate) fn to_u16_rows(&self) -> Vec<Vec<(u16, u16)>> {
-        self.iter_rows()
-            .map(|(_, c, v)| {
-                c.iter()
-                    .zip(v.iter())
-                    .map(|(&j, &x)| (j, fx::to_u16(x)))
-                    .collect()
-            })
-            .collect()
     }
 }
 
