@@ -112,6 +112,11 @@ impl Keypair {
         self.secret.as_ref().map(|s| &s.pair)
     }
 
+    /// The secret key pair, consuming the key; `None` for a public-only key.
+    pub fn into_pair(self) -> Option<Pair> {
+        self.secret.map(|s| s.pair)
+    }
+
     /// The mnemonic the key was made from, if known.
     pub fn phrase(&self) -> Option<&str> {
         self.secret

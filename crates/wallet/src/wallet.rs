@@ -15,7 +15,7 @@ use crate::encryption::{nacl_decrypt, nacl_encrypt, Encryption};
 use crate::mnemonic::{generate_mnemonic, WordCount};
 use crate::password::{PasswordSource, PasswordUse};
 use crate::{legacy, Keypair, WalletError};
-use agora_primitives::AccountId;
+use agora_primitives::{crypto::Pair, AccountId};
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -200,6 +200,22 @@ impl Wallet {
         let what = format!("hotkey '{}' of wallet '{}'", self.hotkey, self.name);
         let key = read_keyfile(&self.hotkey_path()?, Some(password), &what)?;
         require_secret(key, self.hotkey_path()?)
+    }
+
+    /// The coldkey's signing pair (for transfers, staking, registration).
+    pub fn coldkey_pair(&self, password: &PasswordSource) -> Result<Pair, WalletError> {
+        let path = self.coldkey_path()?;
+        self.coldkey(password)?
+            .into_pair()
+            .ok_or(WalletError::PublicOnly(path))
+    }
+
+    /// The selected hotkey's signing pair (for weights, axon requests).
+    pub fn hotkey_pair(&self, password: &PasswordSource) -> Result<Pair, WalletError> {
+        let path = self.hotkey_path()?;
+        self.hotkey(password)?
+            .into_pair()
+            .ok_or(WalletError::PublicOnly(path))
     }
 
     /// The selected hotkey's public key, from `<hotkey>pub.txt`, or from the hotkey file itself

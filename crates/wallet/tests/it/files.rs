@@ -43,6 +43,14 @@ fn create_then_load_gives_the_same_keys() {
     assert_eq!(wallet.hotkeypub().unwrap(), hot.account());
     let by_path = load_keyfile(&wallet.hotkey_path().unwrap(), None).unwrap();
     assert_eq!(by_path.account(), hot.account());
+    assert_eq!(
+        wallet.hotkey_pair(&no_password()).unwrap().account(),
+        hot.account()
+    );
+    assert_eq!(
+        wallet.coldkey_pair(&no_password()).unwrap().account(),
+        cold.account()
+    );
     let loaded = wallet.hotkey(&no_password()).unwrap();
     assert_eq!(loaded.account(), hot.account());
     assert_eq!(loaded.phrase(), hot.phrase());
@@ -86,6 +94,8 @@ fn encrypted_coldkey_round_trip() {
     assert_eq!(unlocked.phrase(), cold.phrase());
     let sig = unlocked.sign(b"transfer").unwrap();
     assert!(verify(&cold.account(), b"transfer", &sig));
+    let pair = unlocked.into_pair().unwrap();
+    assert_eq!(pair.account(), cold.account());
 }
 
 #[test]
