@@ -202,7 +202,7 @@ pub(crate) fn inplace_normalize(x: &mut [Fx]) {
 /// `exp_safe`: substrate-fixed's Taylor-series `exp` on an input clamped to [-20, 20].
 pub(crate) fn exp_safe(x: Fx) -> Fx {
     let limit: Fx = 20 << 32;
-    let input = I32F32::from_bits(x.clamp(-limit, limit));
+    let input = I32F32::from_bits(x.clamp(limit.wrapping_neg(), limit));
     match substrate_fixed::transcendental::exp::<I32F32, I32F32>(input) {
         Ok(v) => v.to_bits(),
         Err(()) => {
