@@ -104,3 +104,24 @@ impl Default for TrustAnchors {
         Self::production()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_anchor_cannot_be_configured_by_name() {
+        let a = TrustAnchors::only(&[TrustAnchor::MockTest, TrustAnchor::AmdArkMilan]);
+        assert_eq!(a.vendor_anchors(), &[TrustAnchor::AmdArkMilan]);
+        assert!(a
+            .amd_roots()
+            .iter()
+            .all(|(anchor, _, _)| *anchor != TrustAnchor::MockTest));
+        assert!(TrustAnchors::production()
+            .intel_roots()
+            .iter()
+            .all(|(anchor, der)| *anchor == TrustAnchor::IntelSgxRootCa && der.is_none()));
+        // The built-in AMD roots all load.
+        assert_eq!(TrustAnchors::production().amd_roots().len(), 3);
+    }
+}

@@ -97,6 +97,21 @@ fn quote_structure_len(quote: &[u8]) -> Result<usize> {
         }
     };
     let sig_len = u32_le(quote, sig_len_at)?;
+    if version >= 4 {
+        // v4/v5 signature data: signature (64), attestation key (64), then certification
+        // data that must be type 6 (QE report certification data). dcap-qvl does not
+        // look at this unsigned type field; a canonical quote has the right value.
+        let at = sig_len_at.checked_add(4 + 128).ok_or_else(overflow)?;
+        let cert_type = quote
+            .get(at..at.saturating_add(2))
+            .and_then(|t| <[u8; 2]>::try_from(t).ok())
+            .map(u16::from_le_bytes);
+        if cert_type != Some(6) {
+            return Err(TeeError::MalformedEvidence(format!(
+                "certification data type {cert_type:?}, expected 6"
+            )));
+        }
+    }
     sig_len_at
         .checked_add(4)
         .and_then(|x| x.checked_add(sig_len))
@@ -188,7 +203,7 @@ pub fn verify_quote(
             "no Intel trust anchor configured".into(),
         ));
     }
-    let mut first_err = None;
+    let mut errors = Vec::new();
     for (anchor, root) in roots {
         let verifier = match root {
             None => QuoteVerifier::new_prod(),
@@ -202,14 +217,10 @@ pub fn verify_quote(
                 policy.check(&ev)?;
                 return Ok(ev);
             }
-            Err(e) => {
-                first_err.get_or_insert_with(|| format!("{e:#}"));
-            }
+            Err(e) => errors.push(format!("{anchor}: {e:#}")),
         }
     }
-    Err(TeeError::QuoteVerification(
-        first_err.unwrap_or_else(|| "no root tried".into()),
-    ))
+    Err(TeeError::QuoteVerification(errors.join("; ")))
 }
 
 fn to_evidence(

@@ -23,7 +23,8 @@
 //!
 //! # Feature flags
 //! - `insecure-mock-tee` (**test-only, never in production**): the [`mock`] module, a test
-//!   PKI generated from a seed that signs real-format SEV-SNP reports, and
+//!   PKI generated from a seed that signs real-format TDX v4 quotes (with their collateral)
+//!   and SEV-SNP reports, and
 //!   `TrustAnchors::with_mock_root` to trust it. Evidence it signs verifies only when its
 //!   root is passed explicitly and then reports `TrustAnchor::MockTest`; a build without
 //!   the feature cannot be configured to accept it.

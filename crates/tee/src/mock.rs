@@ -1,5 +1,6 @@
 //! **Test-only** (feature `insecure-mock-tee`): a deterministic test PKI that signs
-//! real-format AMD SEV-SNP evidence, for development and CI without TEE hardware.
+//! real-format Intel TDX and AMD SEV-SNP evidence, for development and CI without TEE
+//! hardware.
 //!
 //! From a 32-byte seed it derives an AMD-shaped chain — a self-signed RSA "ARK", an RSA
 //! "ASK" it signs, and a P-384 "VCEK" the ASK signs with RSA-PSS/SHA-384 and the AMD VCEK
@@ -9,10 +10,10 @@
 //! reports [`TrustAnchor::MockTest`](crate::TrustAnchor::MockTest). Nothing here skips a
 //! check.
 //!
-//! Intel-shaped mock quotes are not provided: `dcap-qvl` does accept a custom root
-//! (`QuoteVerifier::new(root_der)`), but a quote it accepts needs a whole signed collateral
-//! set (PCK chain with SGX extensions, two CRLs, signed TCB info and QE identity, a QE
-//! report binding the attestation key); that is future work.
+//! The Intel-shaped half is a P-256 root, PCK platform CA, PCK leaf with Intel's SGX
+//! extension, TCB signer and both CRLs; it signs TCB info and QE identity JSON and TDX v4
+//! quotes (QE report signed by the PCK key, binding the attestation key that signs the TD
+//! report). `dcap-qvl` verifies them through `QuoteVerifier::new(mock_root_der)`.
 
 use p384::ecdsa::signature::Signer as _;
 use rand_chacha::rand_core::SeedableRng;
@@ -36,6 +37,9 @@ use crate::evidence::Platform;
 use crate::policy::SnpTcb;
 use crate::snp::REPORT_LEN;
 
+mod intel;
+pub use intel::TdxQuoteSpec;
+
 /// RSA modulus size of the mock ARK/ASK. AMD uses 4096; 2048 keeps key generation fast
 /// and exercises the same RSA-PSS code.
 const MOCK_RSA_BITS: usize = 2048;
@@ -51,6 +55,7 @@ fn err(what: &str, e: impl core::fmt::Display) -> TeeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MockRoots {
     amd_ark_der: Vec<u8>,
+    intel_root_der: Vec<u8>,
 }
 
 impl MockRoots {
@@ -59,9 +64,9 @@ impl MockRoots {
         &self.amd_ark_der
     }
 
-    /// The Intel-shaped root, DER (not provided yet; see the module doc).
+    /// The Intel-shaped root CA certificate, DER.
     pub fn intel_root_der(&self) -> Option<&[u8]> {
-        None
+        Some(&self.intel_root_der)
     }
 }
 
@@ -89,21 +94,23 @@ pub struct MockPki {
     vcek_key: p384::ecdsa::SigningKey,
     chip_id: [u8; 64],
     tcb: SnpTcb,
+    intel: intel::IntelPki,
 }
 
 fn name(cn: &str) -> Result<Name> {
     cn.parse::<Name>().map_err(|e| err("name", e))
 }
 
+fn validity_time(s: u64) -> Result<Time> {
+    UtcTime::from_unix_duration(core::time::Duration::from_secs(s))
+        .map(Time::UtcTime)
+        .map_err(|e| err("time", e))
+}
+
 fn validity() -> Result<Validity> {
-    let t = |s: u64| -> Result<Time> {
-        UtcTime::from_unix_duration(core::time::Duration::from_secs(s))
-            .map(Time::UtcTime)
-            .map_err(|e| err("time", e))
-    };
     Ok(Validity {
-        not_before: t(NOT_BEFORE)?,
-        not_after: t(NOT_AFTER)?,
+        not_before: validity_time(NOT_BEFORE)?,
+        not_after: validity_time(NOT_AFTER)?,
     })
 }
 
@@ -239,6 +246,7 @@ impl MockPki {
             &ask_key,
             &mut rng,
         )?;
+        let intel = intel::IntelPki::generate(&mut rng)?;
         Ok(Self {
             ark,
             ask,
@@ -246,6 +254,7 @@ impl MockPki {
             vcek_key,
             chip_id,
             tcb,
+            intel,
         })
     }
 
@@ -253,6 +262,7 @@ impl MockPki {
     pub fn roots(&self) -> Result<MockRoots> {
         Ok(MockRoots {
             amd_ark_der: self.ark.to_der().map_err(|e| err("ARK DER", e))?,
+            intel_root_der: self.intel.root_der()?,
         })
     }
 
@@ -331,6 +341,41 @@ impl MockPki {
             platform: Platform::AmdSevSnp,
             evidence,
             collateral: self.snp_collateral_pem()?,
+            hpke_public_key: public_key.to_vec(),
+        })
+    }
+}
+
+impl MockPki {
+    /// Intel collateral JSON for this PKI's quotes, valid from `issued` for 30 days.
+    pub fn tdx_collateral_json(&self, issued: u64) -> Result<Vec<u8>> {
+        self.intel.collateral_json(issued)
+    }
+
+    /// A TDX v4 quote signed through this PKI's Intel-shaped chain.
+    pub fn sign_tdx_quote(&self, spec: &TdxQuoteSpec) -> Result<Vec<u8>> {
+        self.intel.sign_tdx_quote(spec)
+    }
+
+    /// A complete TDX bundle binding `public_key`, with collateral issued at `issued`.
+    pub fn tdx_bundle(
+        &self,
+        public_key: &[u8],
+        mrtd: [u8; 48],
+        rtmr: [[u8; 48]; 4],
+        issued: u64,
+    ) -> Result<AttestationBundle> {
+        let report_data = KeyDescriptor::x25519(public_key)?.report_data()?;
+        let evidence = self.sign_tdx_quote(&TdxQuoteSpec {
+            mrtd,
+            rtmr,
+            report_data,
+            debug: false,
+        })?;
+        Ok(AttestationBundle {
+            platform: Platform::IntelTdx,
+            evidence,
+            collateral: self.tdx_collateral_json(issued)?,
             hpke_public_key: public_key.to_vec(),
         })
     }

@@ -212,4 +212,106 @@ fn mock_cli_report_names_mock_anchor() {
     assert_eq!(v["trust_anchor"], "MockTest");
     let v = agora_tee::report::verify_files_report(&r, Some(&coll), None, NOW);
     assert_eq!(v["ok"], false, "{v}");
+
+    let q = pki().sign_tdx_quote(&tdx_spec([0; 64])).unwrap();
+    let coll = pki().tdx_collateral_json(TDX_ISSUED).unwrap();
+    let v = agora_tee::report::verify_files_report_with(&q, Some(&coll), None, NOW, &anchors());
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["platform"], "intel_tdx");
+    assert_eq!(v["trust_anchor"], "MockTest");
+    assert_eq!(v["measurements"]["rtmr3"], hex::encode([0x34u8; 48]));
+}
+
+const TDX_ISSUED: u64 = 1_749_000_000;
+
+#[test]
+fn mock_tdx_quote_verifies_only_with_explicit_mock_root() {
+    let kp = enclave();
+    let mrtd = [0x21; 48];
+    let rtmr = [[0x31; 48], [0x32; 48], [0x33; 48], [0x34; 48]];
+    let bundle = pki()
+        .tdx_bundle(&kp.public_key(), mrtd, rtmr, TDX_ISSUED)
+        .unwrap();
+    let policy =
+        Policy::default().with_allowed_measurements(vec![Measurements::IntelTdx { mrtd, rtmr }]);
+    let ev = bundle
+        .verify(NOW, &policy, &anchors())
+        .expect("mock TDX bundle verifies");
+    assert_eq!(ev.trust_anchor, TrustAnchor::MockTest);
+    assert_eq!(ev.tcb_status, TcbStatus::UpToDate);
+    let err = bundle
+        .verify(NOW, &policy, &TrustAnchors::production())
+        .unwrap_err();
+    assert!(matches!(err, TeeError::QuoteVerification(_)), "{err}");
+}
+
+fn tdx_spec(report_data: [u8; 64]) -> agora_tee::mock::TdxQuoteSpec {
+    agora_tee::mock::TdxQuoteSpec {
+        mrtd: [0x21; 48],
+        rtmr: [[0x31; 48], [0x32; 48], [0x33; 48], [0x34; 48]],
+        report_data,
+        debug: false,
+    }
+}
+
+#[test]
+fn mock_tdx_failures_have_the_right_errors() {
+    let coll = pki().tdx_collateral_json(TDX_ISSUED).unwrap();
+    let p = Policy::default();
+    let a = anchors();
+    let verify =
+        |q: &[u8], now: u64, p: &Policy| agora_tee::verify_evidence(None, q, &coll, now, p, &a);
+    let good = pki().sign_tdx_quote(&tdx_spec([9; 64])).unwrap();
+    let ev = verify(&good, NOW, &p).expect("mock TDX verifies");
+    assert_eq!(ev.report_data, [9; 64]);
+
+    // Debug TD: rejected by policy, accepted (and flagged) when debug is allowed.
+    let mut spec = tdx_spec([9; 64]);
+    spec.debug = true;
+    let dbg = pki().sign_tdx_quote(&spec).unwrap();
+    assert_eq!(verify(&dbg, NOW, &p).unwrap_err(), TeeError::DebugEnabled);
+    let dev = Policy {
+        allow_debug: true,
+        ..Policy::default()
+    };
+    assert!(verify(&dbg, NOW, &dev).unwrap().debug);
+
+    // Collateral past nextUpdate (issued + 30 days).
+    let err = verify(&good, TDX_ISSUED + 31 * 86_400, &p).unwrap_err();
+    assert!(matches!(err, TeeError::CollateralExpired { .. }), "{err}");
+
+    // Wrong measurement.
+    let other = Policy::default().with_allowed_measurements(vec![Measurements::IntelTdx {
+        mrtd: [0x21; 48],
+        rtmr: [[0x31; 48], [0x32; 48], [0x33; 48], [0xFF; 48]],
+    }]);
+    let err = verify(&good, NOW, &other).unwrap_err();
+    assert!(matches!(err, TeeError::MeasurementRejected(_)), "{err}");
+
+    // Another seed's root does not verify it.
+    let stranger = MockPki::from_seed([7; 32], TCB).unwrap();
+    let wrong = TrustAnchors::none().with_mock_root(stranger.roots().unwrap());
+    let err = agora_tee::verify_evidence(None, &good, &coll, NOW, &p, &wrong).unwrap_err();
+    assert!(matches!(err, TeeError::QuoteVerification(_)), "{err}");
+}
+
+#[test]
+fn mock_tdx_bit_flips_rejected() {
+    let coll = pki().tdx_collateral_json(TDX_ISSUED).unwrap();
+    let a = anchors();
+    let p = Policy::default();
+    let good = pki().sign_tdx_quote(&tdx_spec([1; 64])).unwrap();
+    // Header and TD report (0..632), signature and attestation key (636..764), the
+    // certification data type (764..766) and the QE report with its signature
+    // (770..1218). (The size fields are checked by parsing; the PEM chain in the quote is
+    // unsigned and unused when the collateral carries the PCK chain.)
+    let signed = (0..632).chain(636..766).chain(770..1218);
+    for pos in signed.step_by(3) {
+        let mut m = good.clone();
+        m[pos] ^= 1 << (pos % 8);
+        assert!(
+            agora_tee::verify_evidence(None, &m, &coll, NOW, &p, &a).is_err(),
+            "flip at byte {pos}"
+        );
+    }
 }
