@@ -6,7 +6,7 @@ use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
 use crate::median::weighted_median_columns;
-use crate::sparse::{Csr, Scratch};
+use crate::sparse::{Csr, Scratch, Weights};
 use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
 
 /// Runs one Yuma Consensus epoch. Pure and deterministic; rejects malformed inputs with a
@@ -91,7 +91,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let mut weights = prepare_weights(inputs, params, &validator_permits, owner, n);
+    let weights = prepare_weights(inputs, params, &validator_permits, owner, n);
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -105,10 +105,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // W̄_ij = min(W_ij, C_j), dropped when C_j < W_ij and C_j <= 0.
     // Tv_i = sum_j W̄_ij
     // R_j = sum_i A_i * W̄_ij
-    // beta in [0, 1] interpolates the weights for bonds: W_b = W + beta (W̄ - W). With beta = 1
-    // W_b is W̄, so W is clipped in place; W itself is not needed afterwards.
-    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
-    let (validator_trust, ranks) = clip(&mut weights, &consensus, &active_stake, beta == ONE);
+    let (validator_trust, ranks) = clip(&weights, &consensus, &active_stake);
 
     // =============================
     // == Ranks, Trust, Incentive ==
@@ -122,13 +119,14 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // == Bonds and Dividends ==
     // =========================
 
-    // W_b = W (beta = 0), W̄ (beta = 1, already clipped in place) or W + beta (W̄ - W).
-    let interpolated;
-    let weights_for_bonds: &Csr = if beta == 0 || beta == ONE {
-        &weights
+    // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
+    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    let weights_for_bonds = if beta == 0 {
+        BondWeights::Plain(&weights)
+    } else if beta == ONE {
+        BondWeights::Clipped(&weights, &consensus)
     } else {
-        interpolated = interpolate(&weights, &consensus, beta, n);
-        &interpolated
+        BondWeights::Interpolated(interpolate(&weights, &consensus, beta, n))
     };
 
     // Bonds to neurons registered since the last epoch are dropped:
@@ -144,7 +142,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
         yuma3_bonds(
             inputs,
             params,
-            weights_for_bonds,
+            &weights_for_bonds,
             &consensus,
             &incentive,
             &active_stake,
@@ -156,7 +154,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
         classic_bonds(
             inputs,
             params,
-            weights_for_bonds,
+            &weights_for_bonds,
             &incentive,
             &active_stake,
             &new_validator_permits,
@@ -346,16 +344,22 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
     result
 }
 
-/// The masked, row-normalised weights `W`, rows in stored order, explicit zeros kept.
+/// The masked weights `W` (row-normalised on read), rows in stored order, explicit zeros kept.
 fn prepare_weights(
     inputs: &EpochInputs,
     params: &YumaParams,
     validator_permits: &[bool],
     owner: Option<usize>,
     n: usize,
-) -> Csr {
+) -> Weights {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
-    let mut w = Csr::with_capacity(n, nnz);
+    let mut w = Weights {
+        ptr: Vec::with_capacity(n.saturating_add(1)),
+        col: Vec::with_capacity(nnz),
+        raw: Vec::with_capacity(nnz),
+        norm: Vec::with_capacity(n),
+    };
+    w.ptr.push(0);
     let commit_blocks = if params.commit_reveal_enabled {
         inputs.commit_blocks.as_deref()
     } else {
@@ -363,45 +367,39 @@ fn prepare_weights(
     };
     let bar = &inputs.block_at_registration;
     for (i, row) in inputs.weights.iter().enumerate() {
-        let start = w.col.len();
+        let mut row_sum: u64 = 0;
         if validator_permits.get(i).copied().unwrap_or(false) {
             let updated = inputs.last_update.get(i).copied().unwrap_or(0);
             // No active commit reads as u64::MAX, which masks nothing.
-            let committed = commit_blocks.map(|c| c.get(i).copied().flatten().unwrap_or(u64::MAX));
+            let committed = commit_blocks.map_or(u64::MAX, |c| {
+                c.get(i).copied().flatten().unwrap_or(u64::MAX)
+            });
+            // Kept iff last_update_i > bar_j and commit_block_i >= bar_j, i.e. bar_j < limit.
+            let limit = if committed < updated {
+                committed.saturating_add(1)
+            } else {
+                updated
+            };
             let keep_diagonal = owner == Some(i);
-            let mut row_sum: u64 = 0;
             for &(j, value) in row {
                 let ju = usize::from(j);
-                if ju == i && !keep_diagonal {
+                let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
+                if registered >= limit || (ju == i && !keep_diagonal) {
                     continue;
-                }
-                let registered = bar.get(ju).copied().unwrap_or(0);
-                if updated <= registered {
-                    continue;
-                }
-                if let Some(cb) = committed {
-                    if cb < registered {
-                        continue;
-                    }
                 }
                 row_sum = row_sum.saturating_add(u64::from(value));
-                // The raw value for now; normalised below.
-                w.push(j, i64::from(value));
-            }
-            let norm = fx::IntNormaliser::new(row_sum);
-            if let Some(vals) = w.val.get_mut(start..) {
-                vals.iter_mut().for_each(|v| {
-                    *v = norm.apply(u16::try_from(*v).unwrap_or(u16::MAX));
-                });
+                w.col.push(j);
+                w.raw.push(value);
             }
         }
-        w.end_row();
+        w.norm.push(fx::IntNormaliser::new(row_sum));
+        w.ptr.push(w.col.len());
     }
     w
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
-fn consensus(weights: &Csr, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
+fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
     // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
     let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
     fx::inplace_normalize(&mut voter_stake);
@@ -413,72 +411,92 @@ fn consensus(weights: &Csr, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx>
     weighted_median_columns(weights, &voter_stake, voters, target, n)
 }
 
-/// The clipping stage: returns `(Tv, R)` and, when `in_place`, replaces `W` by `W̄`.
-fn clip(
-    weights: &mut Csr,
-    consensus: &[Fx],
-    active_stake: &[Fx],
-    in_place: bool,
-) -> (Vec<Fx>, Vec<Fx>) {
+/// `min(w, c)`, or `None` where clipping drops the entry (`c < w` and `c <= 0`).
+#[inline]
+fn clipped(w: Fx, c: Fx) -> Option<Fx> {
+    if w <= c || c > 0 {
+        Some(w.min(c))
+    } else {
+        None
+    }
+}
+
+/// The clipping stage: returns `(Tv, R)`.
+fn clip(weights: &Weights, consensus: &[Fx], active_stake: &[Fx]) -> (Vec<Fx>, Vec<Fx>) {
     let rows = weights.rows();
     let mut validator_trust: Vec<Fx> = vec![0; rows];
     let mut ranks: Vec<Fx> = vec![0; consensus.len()];
-    // Entries are compacted towards the front: `write` never passes the entry being read.
-    let mut write = 0usize;
-    let mut read = 0usize;
     for (i, trust_i) in validator_trust.iter_mut().enumerate() {
         let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let end = weights
-            .ptr
-            .get(i.saturating_add(1))
-            .copied()
-            .unwrap_or(read);
+        let (cols, raw, norm) = weights.row(i);
         let mut trust: Fx = 0;
-        while read < end {
-            let (Some(&j), Some(&w)) = (weights.col.get(read), weights.val.get(read)) else {
-                break;
-            };
-            read = read.saturating_add(1);
+        for (&j, &r) in cols.iter().zip(raw) {
+            let w = norm.apply(r);
             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-            // min(w, c), dropped when c < w and c <= 0 (branch-free: a dropped entry adds 0
-            // and is overwritten by the next one).
-            let keep = w <= c || c > 0;
-            let v = if keep { w.min(c) } else { 0 };
+            // A dropped entry adds 0 (branch-free).
+            let v = clipped(w, c).unwrap_or(0);
             trust = trust.saturating_add(v);
-            if let Some(r) = ranks.get_mut(usize::from(j)) {
-                *r = r.saturating_add(fx::mul(a_i, v));
-            }
-            if in_place {
-                if let (Some(cw), Some(vw)) =
-                    (weights.col.get_mut(write), weights.val.get_mut(write))
-                {
-                    *cw = j;
-                    *vw = v;
-                }
-                write = write.saturating_add(usize::from(keep));
-            }
-        }
-        if in_place {
-            if let Some(p) = weights.ptr.get_mut(i.saturating_add(1)) {
-                *p = write;
+            if let Some(rank) = ranks.get_mut(usize::from(j)) {
+                *rank = rank.saturating_add(fx::mul(a_i, v));
             }
         }
         *trust_i = trust;
     }
-    if in_place {
-        weights.col.truncate(write);
-        weights.val.truncate(write);
-    }
     (validator_trust, ranks)
 }
 
+/// The weights for bonds, `W_b = W + beta (W̄ - W)`, read one row at a time.
+enum BondWeights<'a> {
+    /// `beta = 0`: `W` as it is.
+    Plain(&'a Weights),
+    /// `beta = 1`: `W̄`, dropped entries left out.
+    Clipped(&'a Weights, &'a [Fx]),
+    /// Any other beta: a new matrix, ascending, entries above 0.
+    Interpolated(Csr),
+}
+
+impl BondWeights<'_> {
+    /// Replaces `out` with row `i` of `W_b`, in its order.
+    fn fill_row(&self, i: usize, out: &mut Vec<(u16, Fx)>) {
+        out.clear();
+        match self {
+            Self::Plain(w) => {
+                let (cols, raw, norm) = w.row(i);
+                out.extend(cols.iter().zip(raw).map(|(&j, &r)| (j, norm.apply(r))));
+            }
+            Self::Clipped(w, consensus) => {
+                let (cols, raw, norm) = w.row(i);
+                for (&j, &r) in cols.iter().zip(raw) {
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                    if let Some(v) = clipped(norm.apply(r), c) {
+                        out.push((j, v));
+                    }
+                }
+            }
+            Self::Interpolated(m) => {
+                let (cols, vals) = m.row(i);
+                out.extend(cols.iter().copied().zip(vals.iter().copied()));
+            }
+        }
+    }
+
+    /// An upper bound on the number of entries.
+    fn nnz(&self) -> usize {
+        match self {
+            Self::Plain(w) | Self::Clipped(w, _) => w.col.len(),
+            Self::Interpolated(m) => m.col.len(),
+        }
+    }
+}
+
 /// `interpolate_sparse` for `0 < beta < 1`: `W + beta (W̄ - W)`, entries above 0, ascending.
-fn interpolate(weights: &Csr, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
+fn interpolate(weights: &Weights, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
     let mut out = Csr::with_capacity(n, weights.col.len());
     let mut scratch = Scratch::new(n);
     for i in 0..weights.rows() {
-        let (wc, wv) = weights.row(i);
-        for (&j, &w) in wc.iter().zip(wv) {
+        let (wc, raw, norm) = weights.row(i);
+        for (&j, &r) in wc.iter().zip(raw) {
+            let w = norm.apply(r);
             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
             // W̄_ij, or 0 where clipping drops the entry.
             let clipped = if c < w { c.max(0) } else { w };
@@ -606,7 +624,7 @@ fn stored_rows(
 fn classic_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
-    weights_for_bonds: &Csr,
+    weights_for_bonds: &BondWeights<'_>,
     incentive: &[Fx],
     active_stake: &[Fx],
     new_permits: &[bool],
@@ -620,6 +638,7 @@ fn classic_bonds(
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
     let mut bonds_sum: Vec<u64> = vec![0; n];
     let mut delta_sum: Vec<Fx> = vec![0; n];
+    let mut wb_row: Vec<(u16, Fx)> = Vec::new();
     for (i, row) in inputs.bonds.iter().enumerate() {
         for &(j, b) in row {
             if !is_masked(j) {
@@ -629,8 +648,8 @@ fn classic_bonds(
             }
         }
         let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let (cols, vals) = weights_for_bonds.row(i);
-        for (&j, &w) in cols.iter().zip(vals) {
+        weights_for_bonds.fill_row(i, &mut wb_row);
+        for &(j, w) in &wb_row {
             if let Some(s) = delta_sum.get_mut(usize::from(j)) {
                 *s = s.saturating_add(fx::mul(w, a_i));
             }
@@ -645,19 +664,18 @@ fn classic_bonds(
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
     let one_minus_alpha = ONE.saturating_sub(alpha);
-    let mut ema = Csr::with_capacity(n, weights_for_bonds.col.len());
+    let mut ema = Csr::with_capacity(n, weights_for_bonds.nnz());
     let mut scratch = Scratch::new(n);
     let mut new_buf: Vec<(u16, Fx)> = Vec::new();
     let mut old_buf: Vec<(u16, Fx)> = Vec::new();
     let mut ema_sum: Vec<Fx> = vec![0; n];
     for (i, row) in inputs.bonds.iter().enumerate() {
         let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let (cols, vals) = weights_for_bonds.row(i);
-        new_buf.clear();
-        new_buf.extend(cols.iter().zip(vals).map(|(&j, &w)| {
-            let delta = divide_by(&delta_div, j, fx::mul(w, a_i));
-            (j, fx::mul(alpha, delta))
-        }));
+        weights_for_bonds.fill_row(i, &mut new_buf);
+        for (j, w) in new_buf.iter_mut() {
+            let delta = divide_by(&delta_div, *j, fx::mul(*w, a_i));
+            *w = fx::mul(alpha, delta);
+        }
         old_buf.clear();
         old_buf.extend(row.iter().filter(|&&(j, _)| !is_masked(j)).map(|&(j, b)| {
             let bond = bonds_norm
@@ -707,7 +725,7 @@ fn classic_bonds(
 fn yuma3_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
-    weights_for_bonds: &Csr,
+    weights_for_bonds: &BondWeights<'_>,
     consensus: &[Fx],
     incentive: &[Fx],
     active_stake: &[Fx],
@@ -734,14 +752,15 @@ fn yuma3_bonds(
             .saturating_div(I64F64::saturating_from_num(1_000_000u32));
         let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
         let one_minus_alpha = ONE.saturating_sub(alpha);
-        let mut ema = Csr::with_capacity(n, weights_for_bonds.col.len());
+        let mut ema = Csr::with_capacity(n, weights_for_bonds.nnz());
         let mut scratch = Scratch::new(n);
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
         for i in 0..n {
-            let (cols, vals) = weights_for_bonds.row(i);
-            new_buf.clear();
-            new_buf.extend(cols.iter().zip(vals).map(|(&j, &w)| (j, fx::mul(alpha, w))));
+            weights_for_bonds.fill_row(i, &mut new_buf);
+            for (_, w) in new_buf.iter_mut() {
+                *w = fx::mul(alpha, *w);
+            }
             old_buf.clear();
             if let Some(row) = inputs.bonds.get(i) {
                 old_buf.extend(
@@ -784,7 +803,7 @@ fn yuma3_bonds(
 /// if it were ascending: an entry is seen only if its uid exceeds every earlier uid in its row.
 fn liquid_alpha_ema(
     params: &YumaParams,
-    wb: &Csr,
+    wb: &BondWeights<'_>,
     bonds: &[Vec<(u16, u16)>],
     masked: &[bool],
     consensus: &[Fx],
@@ -803,7 +822,8 @@ fn liquid_alpha_ema(
         slope,
     };
 
-    let mut out = Csr::with_capacity(n, wb.col.len());
+    let mut out = Csr::with_capacity(n, wb.nnz());
+    let mut wb_row: Vec<(u16, Fx)> = Vec::new();
     // Per column of the current row: the actual old bond, and the one the walk sees.
     let mut bond_actual: Vec<Fx> = vec![0; n];
     let mut bond_seen: Vec<Fx> = vec![0; n];
@@ -827,9 +847,9 @@ fn liquid_alpha_ema(
             }
         }
 
-        let (wc, wv) = wb.row(i);
+        wb.fill_row(i, &mut wb_row);
         let mut running_max: Option<u16> = None;
-        for (&j, &w) in wc.iter().zip(wv) {
+        for &(j, w) in &wb_row {
             let ju = usize::from(j);
             let w_seen = if running_max.is_none_or(|m| j > m) {
                 running_max = Some(j);

@@ -10,7 +10,8 @@
 //! counting them, never stored.
 
 use crate::fx::Fx;
-use crate::sparse::Csr;
+use crate::fx::IntNormaliser;
+use crate::sparse::Weights;
 
 /// Columns per tile of the two-level scatter: a tile's column segments stay within a few
 /// hundred pages, so the second-level scatter does not thrash the TLB.
@@ -40,10 +41,10 @@ fn key_column(key: u64) -> usize {
     usize::from(key as u16)
 }
 
-/// Consensus per column from the row-normalised weights `w`, the renormalised stake `s` of each
-/// row (0 for rows that do not take part) and `target = sum(s) - minority`.
+/// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
+/// that do not take part), the number of such voting rows and `target = sum(s) - minority`.
 pub(crate) fn weighted_median_columns(
-    w: &Csr,
+    w: &Weights,
     s: &[Fx],
     voters: usize,
     target: Fx,
@@ -63,17 +64,17 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    // Pass 1: count the positive entries of voting rows per column; note whether every voting
-    // row is in ascending column order.
+    // Pass 1: count the positive entries of voting rows per column (a stored value above 0 is
+    // above 0 once normalised); note whether every voting row is in ascending column order.
     let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
     let mut all_ascending = true;
     for &i in &voter_rows {
-        let (cols, vals) = w.row(i);
+        let (cols, raw, _) = w.row(i);
         let mut prev: Option<u16> = None;
-        for (&j, &v) in cols.iter().zip(vals) {
+        for (&j, &r) in cols.iter().zip(raw) {
             all_ascending &= prev.is_none_or(|p| p < j);
             prev = Some(j);
-            if v > 0 {
+            if r > 0 {
                 if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
                     *c = c.saturating_add(1);
                 }
@@ -86,84 +87,95 @@ pub(crate) fn weighted_median_columns(
         *c = acc;
     }
     let total = acc;
-
-    // Pass 2: scatter (score, voter) keys into their column's segment, one tile of columns at a
-    // time so the write streams stay within a few hundred pages.
+    let at = |j: usize| start.get(j).copied().unwrap_or(total);
+    let tiles = (n >> TILE_SHIFT).saturating_add(1);
+    let tile_bounds = |t: usize| {
+        let first = t.checked_shl(TILE_SHIFT).unwrap_or(usize::MAX).min(n);
+        let last = t
+            .saturating_add(1)
+            .checked_shl(TILE_SHIFT)
+            .unwrap_or(usize::MAX)
+            .min(n);
+        (first, last)
+    };
     let mut fill: Vec<usize> = start.clone();
-    let mut keys: Vec<u64> = vec![0; total];
-    let put = |fill: &mut [usize], keys: &mut [u64], key: u64| {
+    let put = |fill: &mut [usize], keys: &mut [u64], base: usize, key: u64| {
         if let Some(f) = fill.get_mut(key_column(key)) {
-            if let Some(slot) = keys.get_mut(*f) {
+            if let Some(slot) = keys.get_mut(f.saturating_sub(base)) {
                 *slot = key;
             }
             *f = f.saturating_add(1);
         }
     };
-    let tiles = (n >> TILE_SHIFT).saturating_add(1);
+    let select_tile = |keys: &mut [u64], base: usize, first: usize, last: usize, out: &mut [Fx]| {
+        for j in first..last {
+            let lo = at(j).saturating_sub(base);
+            let hi = at(j.saturating_add(1)).saturating_sub(base);
+            if let (Some(col), Some(c)) = (keys.get_mut(lo..hi), out.get_mut(j)) {
+                *c = column_median(col, &voter_stake, target, col.len() < voters);
+            }
+        }
+    };
+
     if all_ascending {
-        // Each voting row is consumed tile by tile through a cursor.
+        // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
+        // reused buffer, then select each of its columns.
+        let largest_tile = (0..tiles)
+            .map(|t| {
+                let (first, last) = tile_bounds(t);
+                at(last).saturating_sub(at(first))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut keys: Vec<u64> = vec![0; largest_tile];
         let mut cursor: Vec<usize> = voter_rows.iter().map(|&i| w.range(i).start).collect();
         for t in 0..tiles {
-            let tile_end = t
-                .saturating_add(1)
-                .checked_shl(TILE_SHIFT)
-                .unwrap_or(usize::MAX);
+            let (first, last) = tile_bounds(t);
+            let base = at(first);
             for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
                 let voter = u16::try_from(k).unwrap_or(u16::MAX);
                 let end = w.range(i).end;
+                let norm = w.norm.get(i).copied().unwrap_or(IntNormaliser::Identity);
                 while *cur < end {
-                    let (Some(&j), Some(&v)) = (w.col.get(*cur), w.val.get(*cur)) else {
+                    let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
                         break;
                     };
-                    if usize::from(j) >= tile_end {
+                    if usize::from(j) >= last {
                         break;
                     }
                     *cur = cur.saturating_add(1);
-                    if v > 0 {
-                        put(&mut fill, &mut keys, pack(v, voter, j));
+                    if r > 0 {
+                        put(&mut fill, &mut keys, base, pack(norm.apply(r), voter, j));
                     }
                 }
             }
+            select_tile(&mut keys, base, first, last, &mut consensus);
         }
     } else {
         // Two-level scatter: by tile (few sequential streams), then by column within a tile.
-        let tile_start: Vec<usize> = (0..=tiles)
-            .map(|t| {
-                let col = t.checked_shl(TILE_SHIFT).unwrap_or(usize::MAX).min(n);
-                start.get(col).copied().unwrap_or(total)
-            })
-            .collect();
-        let mut tile_fill: Vec<usize> = tile_start;
+        let mut tile_fill: Vec<usize> = (0..=tiles).map(|t| at(tile_bounds(t).0)).collect();
         let mut by_tile: Vec<u64> = vec![0; total];
         for (k, &i) in voter_rows.iter().enumerate() {
             let voter = u16::try_from(k).unwrap_or(u16::MAX);
-            let (cols, vals) = w.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                if v > 0 {
+            let (cols, raw, norm) = w.row(i);
+            for (&j, &r) in cols.iter().zip(raw) {
+                if r > 0 {
                     let t = usize::from(j) >> TILE_SHIFT;
                     if let Some(f) = tile_fill.get_mut(t) {
                         if let Some(slot) = by_tile.get_mut(*f) {
-                            *slot = pack(v, voter, j);
+                            *slot = pack(norm.apply(r), voter, j);
                         }
                         *f = f.saturating_add(1);
                     }
                 }
             }
         }
+        let mut keys: Vec<u64> = vec![0; total];
         for &key in &by_tile {
-            put(&mut fill, &mut keys, key);
+            put(&mut fill, &mut keys, 0, key);
         }
-    }
-
-    // Pass 4: select per column.
-    for (j, c) in consensus.iter_mut().enumerate() {
-        let lo = start.get(j).copied().unwrap_or(0);
-        let hi = start.get(j.saturating_add(1)).copied().unwrap_or(lo);
-        let Some(col) = keys.get_mut(lo..hi) else {
-            continue;
-        };
-        let has_zero = col.len() < voters;
-        *c = column_median(col, &voter_stake, target, has_zero);
+        drop(by_tile);
+        select_tile(&mut keys, 0, 0, n, &mut consensus);
     }
     consensus
 }
@@ -194,21 +206,42 @@ fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> F
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
 /// reaches `need > 0`.
 ///
-/// A most-significant-digit radix descent on the 32-bit score field, 8 bits per level: a
-/// stake histogram of the candidates' next digit gives the highest digit whose mass (with
-/// the mass above it) reaches `need`; only the candidates with that digit go on. Four levels
-/// at most, each linear and free of data-dependent branches in its inner loop.
+/// A most-significant-digit radix descent on the scores, 8 bits at a time starting at the
+/// highest bit in which the candidates differ: a stake histogram of the candidates' digit gives
+/// the highest digit whose mass (with the mass above it) reaches `need`; only the candidates
+/// with that digit go on. A few candidates are sorted instead.
 fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
     let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
+    let score_bits = |key: u64| key >> 32;
     let mut len = buf.len();
-    let mut prefix: u64 = 0;
     let mut hist = [0i64; 256];
-    for level in 0..4u32 {
-        let shift = 56u32.saturating_sub(level.saturating_mul(8));
-        let digit = |key: u64| usize::from((key >> shift) as u8);
+    loop {
+        let candidates = buf.get_mut(..len).unwrap_or(&mut []);
+        if candidates.len() <= 48 {
+            // Sort by score, descending, and walk the masses.
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+            let mut cum: Fx = 0;
+            for &key in candidates.iter() {
+                cum = cum.saturating_add(stake_of(key));
+                if cum >= need {
+                    return key_score(key);
+                }
+            }
+            // Unreachable when the precondition holds; the smallest score is the safe answer.
+            return candidates.last().map_or(0, |&k| key_score(k));
+        }
+        let (lo, hi) = candidates.iter().fold((u64::MAX, 0u64), |(lo, hi), &k| {
+            (lo.min(score_bits(k)), hi.max(score_bits(k)))
+        });
+        if lo == hi {
+            return candidates.first().map_or(0, |&k| key_score(k));
+        }
+        // The digit: 8 bits ending at the highest bit where the scores differ.
+        let top = 63u32.saturating_sub((lo ^ hi).leading_zeros());
+        let shift = top.saturating_sub(7);
+        let digit = |key: u64| usize::from((score_bits(key) >> shift) as u8);
         hist.iter_mut().for_each(|h| *h = 0);
-        let candidates = buf.get(..len).unwrap_or(&[]);
-        for &key in candidates {
+        for &key in candidates.iter() {
             if let Some(h) = hist.get_mut(digit(key)) {
                 *h = h.saturating_add(stake_of(key));
             }
@@ -217,8 +250,7 @@ fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
         let mut above: Fx = 0;
         let mut chosen: Option<usize> = None;
         for d in (0..256usize).rev() {
-            let mass = hist.get(d).copied().unwrap_or(0);
-            let with = above.saturating_add(mass);
+            let with = above.saturating_add(hist.get(d).copied().unwrap_or(0));
             if with >= need {
                 chosen = Some(d);
                 break;
@@ -226,11 +258,9 @@ fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
             above = with;
         }
         let Some(d) = chosen else {
-            // Unreachable when the precondition holds; the smallest candidate is the safe answer.
             return candidates.iter().copied().min().map_or(0, key_score);
         };
         need = need.saturating_sub(above);
-        prefix |= (d as u64) << shift;
         // Keep the candidates with this digit at the front (branch-free compaction).
         let mut kept = 0usize;
         for r in 0..len {
@@ -242,5 +272,4 @@ fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
         }
         len = kept;
     }
-    key_score(prefix)
 }
