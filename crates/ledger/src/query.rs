@@ -116,3 +116,9 @@ pub fn metagraph<S: KvStore + ?Sized>(
     }
     Ok(Some(out))
 }
+
+/// What creating a subnet in block `block` would lock, rao.
+pub fn lock_cost<S: KvStore + ?Sized>(kv: &S, block: BlockNumber) -> Result<u64, BlockError> {
+    let st = State::new(kv);
+    Ok(crate::exec::lock_cost(&st.params()?, &st.totals()?, block))
+}
