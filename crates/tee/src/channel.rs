@@ -26,6 +26,10 @@ use zeroize::Zeroizing;
 use crate::binding::KeyDescriptor;
 use crate::error::{Result, TeeError};
 
+/// The RNG traits `seal_request` and `EnclaveKeypair::generate` take (rand_core 0.9, as
+/// used by `hpke`).
+pub use hpke::rand_core;
+
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
 type Aead = hpke::aead::ChaCha20Poly1305;

@@ -137,3 +137,23 @@ impl Policy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_json_round_trip_and_defaults() {
+        let p = Policy::from_json(br#"{"allow_debug": true}"#).unwrap();
+        assert!(p.allow_debug);
+        assert_eq!(p.accepted_tcb_statuses, vec![TcbStatus::UpToDate]);
+        let m = Measurements::AmdSevSnp {
+            measurement: [7; 48],
+        };
+        let full = Policy::lenient().with_allowed_measurements(vec![m]);
+        let json = serde_json::to_vec(&full).unwrap();
+        assert_eq!(Policy::from_json(&json).unwrap(), full);
+        assert!(Policy::from_json(br#"{"alow_debug": true}"#).is_err());
+        assert!(Policy::from_json(b"not json").is_err());
+    }
+}

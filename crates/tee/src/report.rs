@@ -2,6 +2,24 @@
 //!
 //! The binary reads the files (and the clock when `--now` is absent) and calls
 //! [`verify_files_report`]; everything else happens here, without I/O.
+//!
+//! A policy file is the JSON form of [`Policy`]; omitted fields take their defaults:
+//!
+//! ```json
+//! {
+//!   "accepted_tcb_statuses": ["UpToDate", "SWHardeningNeeded"],
+//!   "rejected_advisories": ["INTEL-SA-00837"],
+//!   "allow_debug": false,
+//!   "allowed_measurements": [
+//!     {"platform": "intel_tdx", "mrtd": "<96 hex>", "rtmr": ["<96 hex>", "…", "…", "…"]},
+//!     {"platform": "intel_sgx", "mrenclave": "<64 hex>", "mrsigner": "<64 hex>"},
+//!     {"platform": "amd_sev_snp", "measurement": "<96 hex>"}
+//!   ],
+//!   "max_collateral_age_secs": 2592000,
+//!   "snp_min_tcb": {"bootloader": 4, "tee": 0, "snp": 22, "microcode": 213},
+//!   "snp_max_vmpl": 0
+//! }
+//! ```
 
 use serde_json::{json, Map, Value};
 
