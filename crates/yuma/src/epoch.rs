@@ -241,6 +241,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
 }
 
 /// Checks lengths, uid ranges and duplicate uids, so that every later stage is well defined.
+#[inline(never)] // a stage of its own in profiles
 fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
     let n = usize::from(inputs.n);
     let check_len = |field: &'static str, actual: usize| {
@@ -345,6 +346,7 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
 }
 
 /// The masked weights `W` (row-normalised on read), rows in stored order, explicit zeros kept.
+#[inline(never)] // a stage of its own in profiles
 fn prepare_weights(
     inputs: &EpochInputs,
     params: &YumaParams,
@@ -381,15 +383,17 @@ fn prepare_weights(
                 updated
             };
             let keep_diagonal = owner == Some(i);
-            for &(j, value) in row {
+            let kept = |&(j, _): &(u16, u16)| {
                 let ju = usize::from(j);
                 let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                if registered >= limit || (ju == i && !keep_diagonal) {
-                    continue;
+                registered < limit && (ju != i || keep_diagonal)
+            };
+            for e in row {
+                if kept(e) {
+                    row_sum = row_sum.saturating_add(u64::from(e.1));
+                    w.col.push(e.0);
+                    w.raw.push(e.1);
                 }
-                row_sum = row_sum.saturating_add(u64::from(value));
-                w.col.push(j);
-                w.raw.push(value);
             }
         }
         w.norm.push(fx::IntNormaliser::new(row_sum));
@@ -399,6 +403,7 @@ fn prepare_weights(
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
+#[inline(never)] // a stage of its own in profiles
 fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
     // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
     let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
@@ -422,6 +427,7 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
 }
 
 /// The clipping stage: returns `(Tv, R)`.
+#[inline(never)] // a stage of its own in profiles
 fn clip(weights: &Weights, consensus: &[Fx], active_stake: &[Fx]) -> (Vec<Fx>, Vec<Fx>) {
     let rows = weights.rows();
     let mut validator_trust: Vec<Fx> = vec![0; rows];
@@ -490,6 +496,7 @@ impl BondWeights<'_> {
 }
 
 /// `interpolate_sparse` for `0 < beta < 1`: `W + beta (W̄ - W)`, entries above 0, ascending.
+#[inline(never)] // a stage of its own in profiles
 fn interpolate(weights: &Weights, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
     let mut out = Csr::with_capacity(n, weights.col.len());
     let mut scratch = Scratch::new(n);
@@ -575,20 +582,46 @@ fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mu
     out.end_row();
 }
 
-/// Per-column divisors for a column normalisation: `None` where the column sum is 0.
-fn column_divisors(col_sum: &[Fx]) -> Vec<Option<Div>> {
-    col_sum
-        .iter()
-        .map(|&s| (s != 0).then(|| Div::new(s)))
-        .collect()
+/// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged
+/// where the column sum is 0 (`inplace_col_normalize_sparse` skips such columns). Compact (32
+/// bytes), as one is read per entry.
+#[derive(Clone, Copy, Debug)]
+struct ColumnDivisor {
+    recip: fx::Recip,
+    sum: Fx,
+}
+
+impl ColumnDivisor {
+    fn new(sum: Fx) -> Self {
+        let recip = fx::Recip::new(sum.unsigned_abs()).unwrap_or(fx::Recip::ONE);
+        Self { recip, sum }
+    }
+
+    #[inline]
+    fn apply(&self, v: Fx) -> Fx {
+        if self.sum == 0 {
+            return v;
+        }
+        if self.sum > 0 && (0..ONE).contains(&v) {
+            // floor((v << 32) / sum) with v < 2^32; beyond i64 it overflows: 0.
+            let q = self.recip.div(v.unsigned_abs() << 32);
+            return if q > i64::MAX.unsigned_abs() {
+                0
+            } else {
+                q as i64
+            };
+        }
+        fx::safe_div(v, self.sum)
+    }
+}
+
+fn column_divisors(col_sum: &[Fx]) -> Vec<ColumnDivisor> {
+    col_sum.iter().map(|&s| ColumnDivisor::new(s)).collect()
 }
 
 #[inline]
-fn divide_by(divs: &[Option<Div>], j: u16, v: Fx) -> Fx {
-    match divs.get(usize::from(j)) {
-        Some(Some(d)) => d.safe_div(v),
-        _ => v,
-    }
+fn divide_by(divs: &[ColumnDivisor], j: u16, v: Fx) -> Fx {
+    divs.get(usize::from(j)).map_or(v, |d| d.apply(v))
 }
 
 /// `alpha = 1 - bonds_moving_average / 1e6`.
@@ -600,6 +633,7 @@ fn ema_alpha(params: &YumaParams) -> Fx {
 }
 
 /// The stored rows: `to_u16(scale(B_ij))` for uids with a new permit, `[]` for the others.
+#[inline(never)] // a stage of its own in profiles
 fn stored_rows(
     ema: &Csr,
     new_permits: &[bool],
@@ -621,6 +655,7 @@ fn stored_rows(
 
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a stage of its own in profiles
 fn classic_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
@@ -677,12 +712,15 @@ fn classic_bonds(
             *w = fx::mul(alpha, delta);
         }
         old_buf.clear();
-        old_buf.extend(row.iter().filter(|&&(j, _)| !is_masked(j)).map(|&(j, b)| {
-            let bond = bonds_norm
-                .get(usize::from(j))
-                .map_or(fx::from_u16(b), |norm| norm.apply(b));
-            (j, fx::mul(one_minus_alpha, bond))
-        }));
+        old_buf.reserve(row.len());
+        for &(j, b) in row {
+            if !is_masked(j) {
+                let bond = bonds_norm
+                    .get(usize::from(j))
+                    .map_or(fx::from_u16(b), |norm| norm.apply(b));
+                old_buf.push((j, fx::mul(one_minus_alpha, bond)));
+            }
+        }
         let start = ema.col.len();
         ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
         let (c, v) = (
@@ -722,6 +760,7 @@ fn classic_bonds(
 
 /// Yuma3 bonds. Returns the dividends (not yet normalised) and the bond rows to store.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a stage of its own in profiles
 fn yuma3_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
@@ -763,11 +802,12 @@ fn yuma3_bonds(
             }
             old_buf.clear();
             if let Some(row) = inputs.bonds.get(i) {
-                old_buf.extend(
-                    row.iter()
-                        .filter(|&&(j, _)| !is_masked(j))
-                        .map(|&(j, b)| (j, fx::mul(one_minus_alpha, fx::from_u16_proportion(b)))),
-                );
+                old_buf.reserve(row.len());
+                for &(j, b) in row {
+                    if !is_masked(j) {
+                        old_buf.push((j, fx::mul(one_minus_alpha, fx::from_u16_proportion(b))));
+                    }
+                }
             }
             ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
         }
@@ -801,6 +841,7 @@ fn yuma3_bonds(
 /// `alpha` from a sigmoid of how far the weight is from consensus (buying) or below the bond
 /// (selling). The weight and bond fed to the sigmoid are found by walking each stored row as
 /// if it were ascending: an entry is seen only if its uid exceeds every earlier uid in its row.
+#[inline(never)] // a stage of its own in profiles
 fn liquid_alpha_ema(
     params: &YumaParams,
     wb: &BondWeights<'_>,

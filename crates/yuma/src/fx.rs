@@ -27,7 +27,14 @@ pub(crate) fn checked_mul(a: Fx, b: Fx) -> Option<Fx> {
 /// Clamps an i128 to the i64 range.
 #[inline]
 pub(crate) fn narrow(x: i128) -> i64 {
-    i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
+    let low = x as i64;
+    if i128::from(low) == x {
+        low
+    } else if x < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    }
 }
 
 /// Exact `floor(x / d)` for any u64 `x` and a fixed `d >= 1`, by one multiplication with a
@@ -44,6 +51,13 @@ pub(crate) struct Recip {
 }
 
 impl Recip {
+    /// Division by 1.
+    pub(crate) const ONE: Self = Self {
+        d: 1,
+        r: u64::MAX,
+        s: 0,
+    };
+
     /// `None` when `d == 0`.
     pub(crate) fn new(d: u64) -> Option<Self> {
         if d == 0 {
@@ -65,11 +79,7 @@ impl Recip {
         let high = (u128::from(x).wrapping_mul(u128::from(self.r)) >> 64) as u64;
         let q = high >> self.s;
         let rem = x.wrapping_sub(q.wrapping_mul(self.d));
-        if rem >= self.d {
-            q.wrapping_add(1)
-        } else {
-            q
-        }
+        q.wrapping_add(u64::from(rem >= self.d))
     }
 }
 
@@ -101,7 +111,12 @@ impl Div {
             if (0..ONE).contains(&a) {
                 // floor((a << 32) / d) with a < 2^32: the dividend fits in a u64.
                 let q = fast.div(a.unsigned_abs() << 32);
-                return i64::try_from(q).unwrap_or(0);
+                // A quotient beyond i64 overflows I32F32: `safe_div` gives 0.
+                return if q > i64::MAX.unsigned_abs() {
+                    0
+                } else {
+                    q as i64
+                };
             }
         }
         self.general.safe_div(I32F32::from_bits(a)).to_bits()
@@ -111,35 +126,51 @@ impl Div {
 /// Divides u16 integers (as I32F32) by the saturating I32F32 sum of such integers: the row and
 /// column normalisations of stored weights and classic bonds.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum IntNormaliser {
-    /// The sum is 0: values stay as they are.
-    Identity,
-    /// `floor(x * 2^32 / sum)` for an integer sum below 2^31.
-    Exact(Recip),
-    /// The sum saturated I32F32.
-    Saturated(Div),
+pub(crate) struct IntNormaliser {
+    /// `floor(x * 2^32 / sum)` for an integer sum below 2^31 (a zero sum divides by 1: every
+    /// value summed into it is 0 and stays 0, as `safe_div` leaves it).
+    exact: Recip,
+    /// Set when the sum saturated I32F32.
+    saturated: Option<Div>,
 }
 
 impl IntNormaliser {
     pub(crate) fn new(sum: u64) -> Self {
-        if sum == 0 {
-            return Self::Identity;
-        }
+        let one = Recip {
+            d: 1,
+            r: u64::MAX,
+            s: 0,
+        };
         match Recip::new(sum) {
-            Some(r) if sum < (1 << 31) => Self::Exact(r),
-            _ => Self::Saturated(Div::new(i64::MAX)),
+            Some(exact) if sum < (1 << 31) => Self {
+                exact,
+                saturated: None,
+            },
+            Some(_) => Self {
+                exact: one,
+                saturated: Some(Div::new(i64::MAX)),
+            },
+            None => Self {
+                exact: one,
+                saturated: None,
+            },
         }
     }
 
     /// `safe_div(x, sum)` in I32F32, for `x <= sum`.
     #[inline]
     pub(crate) fn apply(&self, x: u16) -> Fx {
-        match self {
-            Self::Identity => from_u16(x),
-            // (x << 32) << 32 / (sum << 32) = floor(x * 2^32 / sum) <= 2^32.
-            Self::Exact(r) => i64::try_from(r.div(u64::from(x) << 32)).unwrap_or(0),
-            Self::Saturated(d) => d.safe_div(from_u16(x)),
+        match &self.saturated {
+            // (x << 32) << 32 / (sum << 32) = floor(x * 2^32 / sum) <= 2^32: the cast is exact.
+            None => self.exact.div(u64::from(x) << 32) as i64,
+            Some(d) => d.safe_div(from_u16(x)),
         }
+    }
+}
+
+impl Default for IntNormaliser {
+    fn default() -> Self {
+        Self::new(0)
     }
 }
 

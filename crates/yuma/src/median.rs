@@ -10,7 +10,6 @@
 //! counting them, never stored.
 
 use crate::fx::Fx;
-use crate::fx::IntNormaliser;
 use crate::sparse::Weights;
 
 /// Columns per tile of the two-level scatter: a tile's column segments stay within a few
@@ -135,7 +134,7 @@ pub(crate) fn weighted_median_columns(
             for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
                 let voter = u16::try_from(k).unwrap_or(u16::MAX);
                 let end = w.range(i).end;
-                let norm = w.norm.get(i).copied().unwrap_or(IntNormaliser::Identity);
+                let norm = w.norm.get(i).copied().unwrap_or_default();
                 while *cur < end {
                     let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
                         break;

@@ -102,7 +102,7 @@ impl Weights {
         (
             self.col.get(r.clone()).unwrap_or(&[]),
             self.raw.get(r).unwrap_or(&[]),
-            self.norm.get(i).copied().unwrap_or(IntNormaliser::Identity),
+            self.norm.get(i).copied().unwrap_or_default(),
         )
     }
 }
