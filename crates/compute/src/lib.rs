@@ -12,7 +12,10 @@
 //! that halves every `reference_ms` of latency. The subnet framework keeps a moving average
 //! per uid, which makes availability count too.
 //!
-//! This module is pure: no I/O, randomness comes in as seeds.
+//! The crate root is pure: no I/O, randomness comes in as seeds. [`neuron`] plugs it into the
+//! subnet framework as a miner handler and a validator's challenge and scorer.
+
+pub mod neuron;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};

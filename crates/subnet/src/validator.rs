@@ -1,0 +1,280 @@
+//! The validator side: challenge every served miner, score, remember, set weights.
+
+use crate::{chain, scores::ScoreBook, Protocol, SubnetError};
+use agora_client::{api::AgoraApiClient, Client, MetagraphCache};
+use agora_ledger::{commit_hash, Call};
+use agora_primitives::{crypto::Pair, AccountId, NetUid};
+use agora_wire::{ClientConfig, WireClient};
+use futures::future::join_all;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::{future::Future, sync::Arc, time::Duration, time::Instant};
+
+/// What came of one query.
+#[derive(Debug)]
+pub enum QueryOutcome<R> {
+    /// The miner answered in time (correctness is for the scorer to judge).
+    Answered {
+        /// The answer.
+        response: R,
+        /// Time from sending to the whole answer.
+        latency: Duration,
+    },
+    /// No usable answer: timeout, refused, unreachable, bad signature, undecodable.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// How a validator tests miners.
+pub trait ValidatorLogic: Send + Sync + 'static {
+    /// The protocol spoken.
+    type P: Protocol;
+    /// What the validator keeps to judge the answer (never sent to the miner).
+    type Check: Send + 'static;
+
+    /// A fresh challenge for `uid`.
+    fn challenge(
+        &self,
+        uid: u16,
+        rng: &mut ChaCha20Rng,
+    ) -> (<Self::P as Protocol>::Request, Self::Check);
+
+    /// The score of one outcome, in `[0, 1]`.
+    fn score(
+        &self,
+        check: Self::Check,
+        outcome: QueryOutcome<<Self::P as Protocol>::Response>,
+    ) -> f64;
+}
+
+/// Where and how a validator runs.
+#[derive(Debug)]
+pub struct ValidatorConfig {
+    /// Node RPC URL (`ws://` so that the metagraph follows new heads).
+    pub rpc_url: String,
+    /// The subnet.
+    pub netuid: NetUid,
+    /// Pays the registration burn and the stake.
+    pub coldkey: Pair,
+    /// Signs queries and weights.
+    pub hotkey: Pair,
+    /// Stake the coldkey keeps on the hotkey, rao.
+    pub stake_rao: u64,
+    /// Time between query rounds.
+    pub round_interval: Duration,
+    /// Per-query timeout.
+    pub query_timeout: Duration,
+    /// Weight of a new sample in the moving average.
+    pub score_alpha: f64,
+    /// Blocks between weight submissions (raised to the subnet's rate limit).
+    pub weights_every_blocks: u64,
+    /// Seed of the challenge generator; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+struct PendingReveal {
+    uids: Vec<u16>,
+    values: Vec<u16>,
+    salt: Vec<u16>,
+    version_key: u64,
+}
+
+/// Registers and stakes (if needed), then runs query rounds until `shutdown` resolves.
+pub async fn run_validator<L: ValidatorLogic>(
+    config: ValidatorConfig,
+    logic: L,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SubnetError> {
+    let client = Arc::new(Client::connect(&config.rpc_url).await?);
+    let netuid = config.netuid;
+    let my_uid = chain::ensure_registered(&client, netuid, &config.coldkey, &config.hotkey).await?;
+    chain::ensure_stake(&client, &config.coldkey, &config.hotkey, config.stake_rao).await?;
+    let (cache, _follow) = MetagraphCache::spawn(client.clone(), netuid, 1).await?;
+    let wire = WireClient::new(
+        config.hotkey.clone(),
+        ClientConfig {
+            timeout: config.query_timeout,
+            ..ClientConfig::default()
+        },
+    )?;
+    let mut rng = match config.seed {
+        Some(s) => ChaCha20Rng::seed_from_u64(s),
+        None => ChaCha20Rng::from_entropy(),
+    };
+    let mut book = ScoreBook::new(config.score_alpha);
+    let mut last_weights_block: Option<u64> = None;
+    let mut pending: Option<PendingReveal> = None;
+    tracing::info!(uid = my_uid, hotkey = %config.hotkey.account(), "validator running");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(config.round_interval) => {}
+        }
+        let Some(mg) = cache.get() else { continue };
+        let hotkeys: Vec<AccountId> = mg.neurons.iter().map(|n| n.hotkey).collect();
+        book.retain_current(&hotkeys);
+        let targets: Vec<_> = mg
+            .neurons
+            .iter()
+            .filter(|n| n.uid != my_uid)
+            .filter_map(|n| {
+                n.axon
+                    .as_ref()
+                    .map(|a| (n.uid, n.hotkey, axon_url(&a.ip, a.port)))
+            })
+            .collect();
+        let queries = targets.into_iter().map(|(uid, hotkey, url)| {
+            let (request, check) = logic.challenge(uid, &mut rng);
+            let wire = &wire;
+            async move {
+                let url = format!("{url}{}", L::P::ROUTE);
+                let started = Instant::now();
+                let outcome = match wire
+                    .post_json::<_, <L::P as Protocol>::Response>(&url, &hotkey, &request)
+                    .await
+                {
+                    Ok(response) => QueryOutcome::Answered {
+                        response,
+                        latency: started.elapsed(),
+                    },
+                    Err(e) => QueryOutcome::Failed {
+                        error: e.to_string(),
+                    },
+                };
+                (uid, hotkey, check, outcome)
+            }
+        });
+        for (uid, hotkey, check, outcome) in join_all(queries).await {
+            if let QueryOutcome::Failed { error } = &outcome {
+                tracing::debug!(uid, %error, "query failed");
+            }
+            let s = logic.score(check, outcome);
+            book.record(uid, hotkey, s);
+        }
+        if let Err(e) = maybe_set_weights(
+            &client,
+            &config,
+            my_uid,
+            mg.block,
+            &book,
+            &mut last_weights_block,
+            &mut pending,
+            &mut rng,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "setting weights failed; will retry");
+        }
+    }
+    tracing::info!("validator stopped");
+    Ok(())
+}
+
+fn axon_url(ip: &str, port: u16) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("http://[{v6}]:{port}"),
+        _ => format!("http://{ip}:{port}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn maybe_set_weights(
+    client: &Client,
+    config: &ValidatorConfig,
+    my_uid: u16,
+    block: u64,
+    book: &ScoreBook,
+    last: &mut Option<u64>,
+    pending: &mut Option<PendingReveal>,
+    rng: &mut ChaCha20Rng,
+) -> Result<(), SubnetError> {
+    let netuid = config.netuid;
+    let subnet = client
+        .rpc()
+        .subnet(netuid.0)
+        .await
+        .map_err(agora_client::ClientError::from)?
+        .ok_or(SubnetError::UnknownSubnet(netuid.0))?;
+    let hp = subnet.hyperparams;
+    if let Some(p) = pending.take() {
+        let call = Call::RevealWeights {
+            netuid,
+            uids: p.uids.clone(),
+            values: p.values.clone(),
+            salt: p.salt.clone(),
+            version_key: p.version_key,
+        };
+        match chain::submit(client, &config.hotkey, call).await {
+            Ok(_) => tracing::info!(block, "weights revealed"),
+            // Too early: keep it for the next round. Any other failure drops it.
+            Err(SubnetError::Client(e)) if e.rpc_code() == Some(608) => *pending = Some(p),
+            Err(e) => tracing::warn!(error = %e, "reveal failed"),
+        }
+        return Ok(());
+    }
+    let every = config
+        .weights_every_blocks
+        .max(hp.weights_rate_limit)
+        .max(1);
+    if last.is_some_and(|l| block < l.saturating_add(every)) {
+        return Ok(());
+    }
+    let me = client
+        .rpc()
+        .neuron(netuid.0, my_uid)
+        .await
+        .map_err(agora_client::ClientError::from)?;
+    if !me.is_some_and(|n| n.validator_permit) {
+        return Ok(());
+    }
+    let (uids, values) = book.weights();
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let version_key = hp.weights_version;
+    if hp.commit_reveal_enabled {
+        let salt: Vec<u16> = (0..8).map(|_| rng.gen()).collect();
+        let hash = commit_hash(
+            &config.hotkey.account(),
+            netuid,
+            &uids,
+            &values,
+            &salt,
+            version_key,
+        );
+        chain::submit(
+            client,
+            &config.hotkey,
+            Call::CommitWeights {
+                netuid,
+                commit_hash: hash,
+            },
+        )
+        .await?;
+        *pending = Some(PendingReveal {
+            uids,
+            values,
+            salt,
+            version_key,
+        });
+    } else {
+        let n = uids.len();
+        chain::submit(
+            client,
+            &config.hotkey,
+            Call::SetWeights {
+                netuid,
+                uids,
+                values,
+                version_key,
+            },
+        )
+        .await?;
+        tracing::info!(block, miners = n, "weights set");
+    }
+    *last = Some(block);
+    Ok(())
+}
