@@ -13,6 +13,35 @@
 //!   [`Caller`] extractor. [`ApiError`] is the JSON error answer.
 //! - [`WireClient`]: a reqwest (rustls) client that signs requests and checks signed responses.
 //!
+//! ```no_run
+//! use agora_primitives::crypto::Pair;
+//! use agora_wire::{AdmissionPolicy, Caller, Guard, GuardConfig, StaticMetagraph, WireClient};
+//! use axum::{routing::post, Router};
+//! use std::sync::Arc;
+//!
+//! # async fn demo(miner: Pair, validator: Pair) -> Result<(), agora_wire::WireError> {
+//! // Miner: admit permitted validators with at least 1,000 TAO; read the caller in handlers.
+//! let metagraph = Arc::new(StaticMetagraph::default()); // the client crate's cache in practice
+//! let config = GuardConfig {
+//!     admission: AdmissionPolicy::validators(1_000_000_000_000),
+//!     ..GuardConfig::default()
+//! };
+//! let miner_hotkey = miner.account();
+//! let guard = Arc::new(Guard::new(miner, metagraph, config));
+//! let app: Router = Router::new()
+//!     .route("/echo", post(|c: Caller, body: String| async move {
+//!         format!("{} (priority {}) said {body}", c.hotkey_ss58, c.priority)
+//!     }))
+//!     .layer(guard.layer());
+//!
+//! // Validator: sign for the miner's hotkey, check that the miner signed the answer.
+//! let client = WireClient::new(validator, Default::default())?;
+//! let answer: serde_json::Value = client
+//!     .post_json("http://127.0.0.1:8091/echo", &miner_hotkey, &serde_json::json!({"x": 1}))
+//!     .await?;
+//! # let _ = (app, answer); Ok(()) }
+//! ```
+//!
 //! # Wire format (btauth/1, as in `bittensor` 11.3.0 `bittensor/http_auth.py`)
 //!
 //! Request headers:
