@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
             let p = params(yuma3, liquid_alpha, v);
             let entries = u64::from(n) * u64::from(v);
             group.throughput(Throughput::Elements(entries));
-            group.sample_size(if n >= 4096 { 20 } else { 50 });
+            group.sample_size(if n >= 4096 { 10 } else { 30 });
             group.bench_with_input(
                 BenchmarkId::from_parameter(format!("{n}x{v}")),
                 &inputs,

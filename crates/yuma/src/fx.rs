@@ -231,24 +231,66 @@ pub(crate) fn inplace_normalize(x: &mut [Fx]) {
 }
 
 /// `exp_safe`: substrate-fixed's Taylor-series `exp` on an input clamped to [-20, 20].
+///
+/// The series is `1 + x + sum_{i=2}^{31} t_i` with `t_i = floor(t_{i-1} x) / i` (truncating),
+/// on `|x|`, then `1 / result` for negative inputs; 0 and 1 are exact special cases. Within
+/// [-20, 20] no step overflows, so the library's error branch is never taken. Terms that reach
+/// 0 stay 0, so the loop stops there.
 pub(crate) fn exp_safe(x: Fx) -> Fx {
     let limit: Fx = 20 << 32;
-    let input = I32F32::from_bits(x.clamp(limit.wrapping_neg(), limit));
-    match substrate_fixed::transcendental::exp::<I32F32, I32F32>(input) {
-        Ok(v) => v.to_bits(),
-        Err(()) => {
-            if input <= 0 {
-                0
-            } else {
-                i64::MAX
-            }
+    let x = x.clamp(limit.wrapping_neg(), limit);
+    if x == 0 {
+        return ONE;
+    }
+    if x == ONE {
+        return I32F32::from_num(substrate_fixed::transcendental::E).to_bits();
+    }
+    let operand = x.unsigned_abs();
+    let mut result = operand.saturating_add(ONE.unsigned_abs());
+    let mut term = operand;
+    for i in 2u64..32 {
+        // term * operand <= 8.6e8 * 2^32 < 2^63, then an exact truncating division by i.
+        let product = (u128::from(term).wrapping_mul(u128::from(operand)) >> 32) as u64;
+        term = product.checked_div(i).unwrap_or(0);
+        if term == 0 {
+            break;
         }
+        result = result.saturating_add(term);
+    }
+    let result = i64::try_from(result).unwrap_or(i64::MAX);
+    if x < 0 {
+        safe_div(ONE, result)
+    } else {
+        result
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_special_points_match_substrate() {
+        for v in [
+            0,
+            1,
+            -1,
+            ONE,
+            -ONE,
+            2 * ONE,
+            ONE / 2,
+            20 * ONE,
+            -20 * ONE,
+            21 * ONE,
+            -(21 * ONE),
+        ] {
+            let clamped = I32F32::from_bits(v.clamp(-(20 << 32), 20 << 32));
+            let expected = substrate_fixed::transcendental::exp::<I32F32, I32F32>(clamped)
+                .map(I32F32::to_bits)
+                .unwrap();
+            assert_eq!(exp_safe(v), expected, "exp({clamped})");
+        }
+    }
 
     proptest::proptest! {
         #[test]
@@ -257,6 +299,17 @@ mod tests {
             let expected = I32F32::from_bits(a).checked_div(I32F32::from_bits(d)).map_or(0, I32F32::to_bits);
             proptest::prop_assert_eq!(Div::new(d).safe_div(a), expected);
             proptest::prop_assert_eq!(Div::new(d).safe_div(a & 0xFFFF_FFFF), safe_div(a & 0xFFFF_FFFF, d));
+        }
+
+        #[test]
+        fn exp_matches_substrate(x in -(25i64 << 32)..(25i64 << 32), small in -(1i64 << 33)..(1i64 << 33)) {
+            for v in [x, small] {
+                let clamped = I32F32::from_bits(v.clamp(-(20 << 32), 20 << 32));
+                let expected = substrate_fixed::transcendental::exp::<I32F32, I32F32>(clamped)
+                    .map(I32F32::to_bits)
+                    .unwrap();
+                proptest::prop_assert_eq!(exp_safe(v), expected, "exp({})", clamped);
+            }
         }
 
         #[test]
