@@ -528,6 +528,72 @@ mod tests {
         assert_eq!(String::from_utf8(got).unwrap(), want);
     }
 
+    /// Headers the Python SDK (bittensor 11.3.0, `http_auth.sign`) produced for the golden
+    /// request: //Alice to //Bob. sr25519 signatures are randomised, so this is one valid
+    /// signature among many; it proves the signed bytes and encodings agree.
+    #[test]
+    fn sdk_signed_request_verifies() {
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("X-Bittensor-Version", "1"),
+            (
+                "X-Bittensor-Hotkey",
+                "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+            ),
+            ("X-Bittensor-Nonce", "1752076800000000000"),
+            (
+                "X-Bittensor-Signature",
+                "0x681f930fae76f3e5953f6d533089dc71f082bab9a0fd1b4b1a9d92c32205213f\
+                 dc8cc5f6db9e705beabfc16eb75d47d513603d001a0de7b0451ab065909df582",
+            ),
+            (
+                "X-Bittensor-Receiver",
+                "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
+            ),
+        ] {
+            headers.insert(
+                HeaderName::try_from(k).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        let v = Verifier::new(dev("Bob").account());
+        let store = NonceStore::new(DEFAULT_MAX_AGE_NS, 16);
+        let auth = v
+            .verify(
+                &headers,
+                "POST",
+                "/generate?stream=false",
+                br#"{"prompt": "hello"}"#,
+                1_752_076_800_001_000_000,
+                &store,
+            )
+            .expect("the SDK's signature verifies here");
+        assert_eq!(auth.hotkey, dev("Alice").account());
+    }
+
+    /// A signature `sign_request` made for the golden request, which the Python SDK's
+    /// `http_auth.verify` (bittensor 11.3.0) accepted, and rejected once the body was changed.
+    /// Kept so a change to our signing bytes shows up here, not in production.
+    #[test]
+    fn vector_checked_by_sdk_still_verifies() {
+        let mut auth = sign_request(
+            &dev("Alice"),
+            "POST",
+            "/generate?stream=false",
+            br#"{"prompt": "hello"}"#,
+            Some(&dev("Bob").account()),
+            1_752_076_800_000_000_000,
+        );
+        let sig = "2691ab5b5e2b38ed390a7a62a78c74f2874a221246ae12b0a5b4f9c4a8ee5c25\
+                   3971b8104b24b0716a8edf441307e79e60a72df51ffed5ca6b49beabe426138b";
+        hex::decode_to_slice(sig, &mut auth.signature.0).unwrap();
+        let v = Verifier::new(dev("Bob").account());
+        let body = br#"{"prompt": "hello"}"#;
+        assert!(v
+            .check_signature(&auth, "POST", "/generate?stream=false", body)
+            .is_ok());
+    }
+
     #[test]
     fn unbound_payload_uses_dash() {
         let p = request_payload("GET", "/health", b"", 7, "5Sender", None);

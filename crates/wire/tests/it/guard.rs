@@ -316,3 +316,40 @@ async fn caller_extractor_without_layer_is_500() {
         (StatusCode::INTERNAL_SERVER_ERROR, "internal".into())
     );
 }
+
+#[tokio::test]
+async fn open_policy_admits_strangers_and_unbound_requests_when_allowed() {
+    let (guard, _) = manual_guard(GuardConfig {
+        admission: agora_wire::AdmissionPolicy::open(),
+        require_receiver: false,
+        ..config()
+    });
+    let app = app(guard);
+    let req = signed(&stranger(), "/echo", b"{}", None, T0);
+    let (status, resp) = call(&app, req).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value =
+        serde_json::from_slice(&to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(v["uid"], Value::Null);
+    assert_eq!(v["priority"], 0);
+    // Bound to someone else is still refused.
+    let req = signed(&stranger(), "/echo", b"{}", Some(&poor().account()), T0 + 1);
+    assert_eq!(
+        error_type(&app, req).await,
+        (StatusCode::FORBIDDEN, "wrong_receiver".into())
+    );
+}
+
+#[tokio::test]
+async fn priority_hook_is_what_handlers_see() {
+    let guard = agora_wire::Guard::new(server(), std::sync::Arc::new(metagraph()), config())
+        .with_clock(std::sync::Arc::new(agora_wire::ManualClock::new(T0)))
+        .with_priority(std::sync::Arc::new(|_, role| {
+            role.map_or(0, |r| u64::from(r.uid.0) + 7)
+        }));
+    let app = app(std::sync::Arc::new(guard));
+    let (_, resp) = call(&app, good("/echo", b"{}", T0)).await;
+    let v: Value =
+        serde_json::from_slice(&to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(v["priority"], 7);
+}
