@@ -861,6 +861,7 @@ fn liquid_alpha_ema(
         alpha_low,
         alpha_high,
         slope,
+        exp: fx::Exp::new(),
     };
 
     let mut out = Csr::with_capacity(n, wb.nnz());
@@ -935,6 +936,7 @@ struct Sigmoid {
     alpha_high: Fx,
     /// `-steepness / 100`
     slope: Fx,
+    exp: fx::Exp,
 }
 
 impl Sigmoid {
@@ -947,7 +949,7 @@ impl Sigmoid {
             bond.saturating_sub(weight).clamp(0, ONE)
         };
         let x = fx::mul(self.slope, diff.saturating_sub(HALF));
-        let sigmoid = fx::saturating_div(ONE, ONE.saturating_add(fx::exp_safe(x)));
+        let sigmoid = fx::saturating_div(ONE, ONE.saturating_add(self.exp.exp_safe(x)));
         let alpha = self.alpha_low.saturating_add(fx::mul(
             sigmoid,
             self.alpha_high.saturating_sub(self.alpha_low),

@@ -235,33 +235,47 @@ pub(crate) fn inplace_normalize(x: &mut [Fx]) {
 /// The series is `1 + x + sum_{i=2}^{31} t_i` with `t_i = floor(t_{i-1} x) / i` (truncating),
 /// on `|x|`, then `1 / result` for negative inputs; 0 and 1 are exact special cases. Within
 /// [-20, 20] no step overflows, so the library's error branch is never taken. Terms that reach
-/// 0 stay 0, so the loop stops there.
-pub(crate) fn exp_safe(x: Fx) -> Fx {
-    let limit: Fx = 20 << 32;
-    let x = x.clamp(limit.wrapping_neg(), limit);
-    if x == 0 {
-        return ONE;
-    }
-    if x == ONE {
-        return I32F32::from_num(substrate_fixed::transcendental::E).to_bits();
-    }
-    let operand = x.unsigned_abs();
-    let mut result = operand.saturating_add(ONE.unsigned_abs());
-    let mut term = operand;
-    for i in 2u64..32 {
-        // term * operand <= 8.6e8 * 2^32 < 2^63, then an exact truncating division by i.
-        let product = (u128::from(term).wrapping_mul(u128::from(operand)) >> 32) as u64;
-        term = product.checked_div(i).unwrap_or(0);
-        if term == 0 {
-            break;
+/// 0 stay 0, so the loop stops there. The divisions by `i` use prepared reciprocals.
+#[derive(Clone, Debug)]
+pub(crate) struct Exp {
+    /// Reciprocals of 2..=31.
+    by: Vec<Recip>,
+}
+
+impl Exp {
+    pub(crate) fn new() -> Self {
+        Self {
+            by: (2u64..32).filter_map(Recip::new).collect(),
         }
-        result = result.saturating_add(term);
     }
-    let result = i64::try_from(result).unwrap_or(i64::MAX);
-    if x < 0 {
-        safe_div(ONE, result)
-    } else {
-        result
+
+    pub(crate) fn exp_safe(&self, x: Fx) -> Fx {
+        let limit: Fx = 20 << 32;
+        let x = x.clamp(limit.wrapping_neg(), limit);
+        if x == 0 {
+            return ONE;
+        }
+        if x == ONE {
+            return I32F32::from_num(substrate_fixed::transcendental::E).to_bits();
+        }
+        let operand = x.unsigned_abs();
+        let mut result = operand.saturating_add(ONE.unsigned_abs());
+        let mut term = operand;
+        for by_i in &self.by {
+            // term * operand <= 8.6e8 * 2^32 < 2^63, then an exact truncating division by i.
+            let product = (u128::from(term).wrapping_mul(u128::from(operand)) >> 32) as u64;
+            term = by_i.div(product);
+            if term == 0 {
+                break;
+            }
+            result = result.saturating_add(term);
+        }
+        let result = i64::try_from(result).unwrap_or(i64::MAX);
+        if x < 0 {
+            safe_div(ONE, result)
+        } else {
+            result
+        }
     }
 }
 
@@ -288,7 +302,7 @@ mod tests {
             let expected = substrate_fixed::transcendental::exp::<I32F32, I32F32>(clamped)
                 .map(I32F32::to_bits)
                 .unwrap();
-            assert_eq!(exp_safe(v), expected, "exp({clamped})");
+            assert_eq!(Exp::new().exp_safe(v), expected, "exp({clamped})");
         }
     }
 
@@ -308,7 +322,7 @@ mod tests {
                 let expected = substrate_fixed::transcendental::exp::<I32F32, I32F32>(clamped)
                     .map(I32F32::to_bits)
                     .unwrap();
-                proptest::prop_assert_eq!(exp_safe(v), expected, "exp({})", clamped);
+                proptest::prop_assert_eq!(Exp::new().exp_safe(v), expected, "exp({})", clamped);
             }
         }
 

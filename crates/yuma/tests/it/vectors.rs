@@ -87,9 +87,14 @@ struct ExpectedBits {
     dividends: Vec<i64>,
 }
 
+/// `$AGORA_YUMA_VECTORS` if it names a folder, else `../shared/yuma-vectors` beside the
+/// workspace if that exists.
 fn vectors_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("AGORA_YUMA_VECTORS") {
-        return Some(PathBuf::from(dir));
+    if let Some(dir) = std::env::var_os("AGORA_YUMA_VECTORS").map(PathBuf::from) {
+        if dir.is_dir() {
+            return Some(dir);
+        }
+        println!("AGORA_YUMA_VECTORS={} is not a folder", dir.display());
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/yuma-vectors");
     dir.is_dir().then_some(dir)
