@@ -20,12 +20,22 @@ pub const DEFAULT_NONCE_CAPACITY: usize = 1 << 18;
 /// guard only admitted hotkeys that passed their rate limit reach the store, so its size is at
 /// most `Σ over admitted hotkeys of (burst + rate × 12 s)`, and never more than `capacity`:
 /// a full store refuses new pairs ([`WireError::Overloaded`]) rather than forgetting live ones,
-/// because forgetting would re-open a replay.
+/// because forgetting would re-open a replay. For the same reason the store remembers its
+/// prune horizon and refuses any nonce below it as expired, whatever `now_ns` a caller passes.
 #[derive(Debug)]
 pub struct NonceStore {
-    seen: Mutex<BTreeSet<(u64, [u8; 32])>>,
+    state: Mutex<State>,
     max_age_ns: u64,
     capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seen: BTreeSet<(u64, [u8; 32])>,
+    /// Every nonce below this has been forgotten, so none below it may be accepted: it only
+    /// rises, even if a caller passes an older `now_ns` (a request whose body was slow to
+    /// arrive, checked after a newer one pruned).
+    horizon_ns: u64,
 }
 
 impl NonceStore {
@@ -33,7 +43,7 @@ impl NonceStore {
     /// `capacity` pairs.
     pub fn new(max_age_ns: u64, capacity: usize) -> Self {
         NonceStore {
-            seen: Mutex::new(BTreeSet::new()),
+            state: Mutex::new(State::default()),
             max_age_ns,
             capacity,
         }
@@ -41,10 +51,11 @@ impl NonceStore {
 
     /// Whether `(hotkey, nonce_ns)` was already accepted. Does not record it.
     pub fn contains(&self, hotkey: &AccountId, nonce_ns: u64) -> bool {
-        self.lock().contains(&(nonce_ns, hotkey.0))
+        self.lock().seen.contains(&(nonce_ns, hotkey.0))
     }
 
     /// Records `(hotkey, nonce_ns)` if it is new; [`WireError::Replayed`] if it was seen,
+    /// [`WireError::Expired`] if it is older than what the store still remembers,
     /// [`WireError::Overloaded`] if the store is full of live pairs.
     pub fn check_and_insert(
         &self,
@@ -52,26 +63,39 @@ impl NonceStore {
         nonce_ns: u64,
         now_ns: u64,
     ) -> Result<(), WireError> {
-        let mut seen = self.lock();
+        let mut st = self.lock();
         let oldest_live = now_ns.saturating_sub(self.max_age_ns);
-        if seen.first().is_some_and(|(n, _)| *n < oldest_live) {
-            let live = seen.split_off(&(oldest_live, [0u8; 32]));
-            *seen = live;
+        if oldest_live > st.horizon_ns {
+            st.horizon_ns = oldest_live;
+            if st.seen.first().is_some_and(|(n, _)| *n < oldest_live) {
+                let live = st.seen.split_off(&(oldest_live, [0u8; 32]));
+                st.seen = live;
+            }
+        }
+        if nonce_ns < st.horizon_ns {
+            return Err(WireError::Expired {
+                age_ms: st
+                    .horizon_ns
+                    .saturating_add(self.max_age_ns)
+                    .saturating_sub(nonce_ns)
+                    / 1_000_000,
+                max_age_ms: self.max_age_ns / 1_000_000,
+            });
         }
         let key = (nonce_ns, hotkey.0);
-        if seen.contains(&key) {
+        if st.seen.contains(&key) {
             return Err(WireError::Replayed);
         }
-        if seen.len() >= self.capacity {
+        if st.seen.len() >= self.capacity {
             return Err(WireError::Overloaded("replay store full"));
         }
-        seen.insert(key);
+        st.seen.insert(key);
         Ok(())
     }
 
     /// How many pairs are held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().seen.len()
     }
 
     /// Whether no pair is held.
@@ -79,9 +103,9 @@ impl NonceStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeSet<(u64, [u8; 32])>> {
-        // The set stays consistent even if a holder panicked: every mutation is one call.
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: no mutation can panic midway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -114,6 +138,22 @@ mod tests {
             .check_and_insert(&a, t + 11 * S, t + 10 * S + 1)
             .unwrap();
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_late_check_cannot_slip_under_the_prune_horizon() {
+        let store = NonceStore::new(10 * S, 8);
+        let a = AccountId([1; 32]);
+        let t = 100 * S;
+        store.check_and_insert(&a, t, t).unwrap();
+        // A newer request prunes everything older than t + 1 s.
+        store.check_and_insert(&a, t + 11 * S, t + 11 * S).unwrap();
+        // A replay of the first one that was fresh when it arrived (its now_ns is old) is
+        // still refused: the pair is forgotten, but the horizon is remembered.
+        assert!(matches!(
+            store.check_and_insert(&a, t, t + S),
+            Err(WireError::Expired { .. })
+        ));
     }
 
     #[test]

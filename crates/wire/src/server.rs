@@ -301,6 +301,9 @@ impl Guard {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        // A fresh reading: the body may have taken a while, and the replay store must never
+        // see an older clock than the one that pruned it.
+        let now_ns = self.clock.now_ns().max(now_ns);
         let caller = self.finish(pending, parts.method.as_str(), &target, &bytes, now_ns)?;
         let _permit = match &self.concurrency {
             Some(c) => Some(c.acquire(caller.priority)?),
