@@ -135,6 +135,10 @@ pub struct Pending {
 /// 4. replay lookup (401), per-hotkey rate limit (429), replay insert (401): a replayed
 ///    request does not spend its victim's tokens, and only rate-limited traffic fills the store;
 /// 5. concurrency slot by priority (429), held until the handler returns.
+///
+/// The replay store sees the clock as it reads *after* the body arrived, so a nonce must still
+/// be inside the window then: an upload slower than `max_age_ns` is refused as expired (raise
+/// the window for routes that take large bodies).
 #[derive(Debug)]
 pub struct Guard {
     pair: Pair,
