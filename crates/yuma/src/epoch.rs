@@ -528,48 +528,44 @@ fn bond_column_mask(inputs: &EpochInputs, last_tempo: u64) -> Vec<bool> {
 /// (`(1 - alpha) * B`), as `mat_ema_sparse` does: the sum per column, entries above 0, in
 /// ascending column order. Sorted rows are merged; others go through the dense scratch row.
 fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mut Csr) {
-    let ascending = |r: &[(u16, Fx)]| r.windows(2).all(|p| matches!(p, [a, b] if a.0 < b.0));
-    if !(ascending(new) && ascending(old)) {
-        for &(j, v) in new.iter().chain(old) {
-            scratch.add(j, v);
-        }
-        scratch.drain_positive_into(out);
-        return;
-    }
+    let start = out.col.len();
     out.col.reserve(new.len().saturating_add(old.len()));
     out.val.reserve(new.len().saturating_add(old.len()));
-    let same_columns = new.len() == old.len() && new.iter().zip(old).all(|(a, b)| a.0 == b.0);
-    if same_columns {
-        for (&(j, a), &(_, b)) in new.iter().zip(old) {
-            let v = a.saturating_add(b);
-            if v > 0 {
-                out.push(j, v);
-            }
-        }
-        out.end_row();
-        return;
-    }
+    // Merge, checking on the way that both rows ascend (`-1`: nothing consumed yet).
     let (mut x, mut y) = (0usize, 0usize);
+    let (mut last_new, mut last_old) = (-1i32, -1i32);
+    let mut ascending = true;
     loop {
         let (j, v) = match (new.get(x), old.get(y)) {
             (Some(&(ja, va)), Some(&(jb, vb))) => {
                 if ja < jb {
+                    ascending &= i32::from(ja) > last_new;
+                    last_new = i32::from(ja);
                     x = x.saturating_add(1);
                     (ja, va)
                 } else if jb < ja {
+                    ascending &= i32::from(jb) > last_old;
+                    last_old = i32::from(jb);
                     y = y.saturating_add(1);
                     (jb, vb)
                 } else {
+                    ascending &= i32::from(ja) > last_new && i32::from(jb) > last_old;
+                    last_new = i32::from(ja);
+                    last_old = i32::from(jb);
                     x = x.saturating_add(1);
                     y = y.saturating_add(1);
                     (ja, va.saturating_add(vb))
                 }
             }
             (Some(&(ja, va)), None) => {
+                ascending &= i32::from(ja) > last_new;
+                last_new = i32::from(ja);
                 x = x.saturating_add(1);
                 (ja, va)
             }
             (None, Some(&(jb, vb))) => {
+                ascending &= i32::from(jb) > last_old;
+                last_old = i32::from(jb);
                 y = y.saturating_add(1);
                 (jb, vb)
             }
@@ -579,7 +575,17 @@ fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mu
             out.push(j, v);
         }
     }
-    out.end_row();
+    if ascending {
+        out.end_row();
+        return;
+    }
+    // A row out of order: sum per column through the dense scratch row instead.
+    out.col.truncate(start);
+    out.val.truncate(start);
+    for &(j, v) in new.iter().chain(old) {
+        scratch.add(j, v);
+    }
+    scratch.drain_positive_into(out);
 }
 
 /// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged

@@ -183,23 +183,22 @@ pub(crate) fn weighted_median_columns(
 /// some voting row scores 0 there.
 fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> Fx {
     let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
-    let Some(&first) = col.first() else {
+    if col.is_empty() {
         return 0;
-    };
+    }
     if target <= 0 {
         // Every score qualifies: the largest.
         return col.iter().copied().max().map_or(0, key_score);
     }
-    let positive_mass = col.iter().fold(0i64, |a, &k| a.saturating_add(stake_of(k)));
+    // One pass for the mass of the positive scores and their range.
+    let (positive_mass, lo, hi) = col.iter().fold((0i64, u64::MAX, 0u64), |(m, lo, hi), &k| {
+        (m.saturating_add(stake_of(k)), lo.min(k), hi.max(k))
+    });
     if positive_mass < target {
         // No positive score qualifies: 0 if some row scores 0, else the column minimum.
-        return if has_zero {
-            0
-        } else {
-            key_score(col.iter().copied().min().unwrap_or(first))
-        };
+        return if has_zero { 0 } else { key_score(lo) };
     }
-    select_largest_reaching(col, stake, target)
+    select_largest_reaching(col, stake, target, Some((lo >> 32, hi >> 32)))
 }
 
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
@@ -209,7 +208,12 @@ fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> F
 /// highest bit in which the candidates differ: a stake histogram of the candidates' digit gives
 /// the highest digit whose mass (with the mass above it) reaches `need`; only the candidates
 /// with that digit go on. A few candidates are sorted instead.
-fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
+fn select_largest_reaching(
+    buf: &mut [u64],
+    stake: &[Fx],
+    mut need: Fx,
+    mut range: Option<(u64, u64)>,
+) -> Fx {
     let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
     let score_bits = |key: u64| key >> 32;
     let mut len = buf.len();
@@ -229,8 +233,11 @@ fn select_largest_reaching(buf: &mut [u64], stake: &[Fx], mut need: Fx) -> Fx {
             // Unreachable when the precondition holds; the smallest score is the safe answer.
             return candidates.last().map_or(0, |&k| key_score(k));
         }
-        let (lo, hi) = candidates.iter().fold((u64::MAX, 0u64), |(lo, hi), &k| {
-            (lo.min(score_bits(k)), hi.max(score_bits(k)))
+        // The candidates' score range (given for the first round).
+        let (lo, hi) = range.take().unwrap_or_else(|| {
+            candidates.iter().fold((u64::MAX, 0u64), |(lo, hi), &k| {
+                (lo.min(score_bits(k)), hi.max(score_bits(k)))
+            })
         });
         if lo == hi {
             return candidates.first().map_or(0, |&k| key_score(k));
