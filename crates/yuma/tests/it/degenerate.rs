@@ -103,3 +103,29 @@ fn all_zero_weights_give_no_consensus() {
         assert_eq!(out.validator_emission, [500_000_000, 500_000_000, 0, 0]);
     }
 }
+
+#[test]
+fn inputs_and_outputs_round_trip_through_json() {
+    let params = default_params();
+    let mut s = with_stake(empty_subnet(3, 100), &[1, 2, 1 << 62]);
+    // A fractional stake survives too (raw I64F64 bits).
+    s.stake[0] = agora_primitives::fixed::I64F64::from_bits((3 << 64) | 12_345);
+    s.weights[1] = vec![(0, 7), (2, 9)];
+    s.commit_blocks = Some(vec![None, Some(5), None]);
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(
+        serde_json::from_str::<agora_yuma::EpochInputs>(&json).unwrap(),
+        s
+    );
+    let json = serde_json::to_string(&params).unwrap();
+    assert_eq!(
+        serde_json::from_str::<agora_yuma::YumaParams>(&json).unwrap(),
+        params
+    );
+    let out = run_epoch(&s, &params).unwrap();
+    let json = serde_json::to_string(&out).unwrap();
+    assert_eq!(
+        serde_json::from_str::<agora_yuma::EpochOutputs>(&json).unwrap(),
+        out
+    );
+}
