@@ -1,5 +1,8 @@
 //! The `agora` command line: parses arguments and hands off to the library crates.
 
+mod devnet;
+mod tee;
+
 use agora_node::cli;
 use clap::{Parser, Subcommand};
 
@@ -32,6 +35,33 @@ enum Command {
     Metagraph(cli::MetagraphArgs),
     /// Measures throughput.
     Bench(agora_node::bench::BenchArgs),
+    /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
+    Wallet(agora_wallet::cli::WalletCli),
+    /// Runs a miner on a subnet.
+    #[command(subcommand)]
+    Miner(MinerSubnet),
+    /// Runs a validator on a subnet.
+    #[command(subcommand)]
+    Validator(ValidatorSubnet),
+    /// Starts a whole network on this machine: a node, subnets, miners and validators.
+    Devnet(devnet::DevnetArgs),
+    /// Trusted-execution tools.
+    #[command(subcommand)]
+    Tee(tee::TeeCommand),
+}
+
+/// The subnets a miner can serve.
+#[derive(Subcommand, Debug)]
+enum MinerSubnet {
+    /// Verifiable compute: matrix products checked by the validators.
+    Compute(agora_compute::cli::MinerArgs),
+}
+
+/// The subnets a validator can validate.
+#[derive(Subcommand, Debug)]
+enum ValidatorSubnet {
+    /// Verifiable compute: matrix products checked by the validators.
+    Compute(agora_compute::cli::ValidatorArgs),
 }
 
 fn init_logs(default: &str) {
@@ -39,6 +69,7 @@ fn init_logs(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -46,23 +77,47 @@ fn init_logs(default: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(match cli.command {
-        Command::Node(_) => "info",
+        Command::Node(_) | Command::Miner(_) | Command::Validator(_) => "info",
         _ => "warn",
     });
+    // Commands that may prompt for a password or need no runtime run before it starts, so a
+    // prompt never blocks a runtime thread.
+    let command = match cli.command {
+        Command::Wallet(w) => {
+            agora_wallet::cli::run(&w, &mut std::io::stdout().lock())?;
+            return Ok(());
+        }
+        Command::Tee(cmd) => {
+            if !tee::run(cmd)? {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match cli.command {
-            Command::Node(a) => cli::run_node(a).await,
-            Command::Transfer(a) => cli::run_transfer(a).await,
-            Command::Subnet(a) => cli::run_subnet(a).await,
-            Command::Register(a) => cli::run_register(a).await,
-            Command::Stake(a) => cli::run_stake(a).await,
-            Command::Weights(a) => cli::run_weights(a).await,
-            Command::Metagraph(a) => cli::run_metagraph(a).await,
-            Command::Bench(a) => agora_node::bench::run(a).await,
+        match command {
+            Command::Node(a) => Ok(cli::run_node(a).await?),
+            Command::Transfer(a) => Ok(cli::run_transfer(a).await?),
+            Command::Subnet(a) => Ok(cli::run_subnet(a).await?),
+            Command::Register(a) => Ok(cli::run_register(a).await?),
+            Command::Stake(a) => Ok(cli::run_stake(a).await?),
+            Command::Weights(a) => Ok(cli::run_weights(a).await?),
+            Command::Metagraph(a) => Ok(cli::run_metagraph(a).await?),
+            Command::Bench(a) => Ok(agora_node::bench::run(a).await?),
+            Command::Miner(MinerSubnet::Compute(a)) => {
+                Ok(agora_compute::cli::run_compute_miner(a).await?)
+            }
+            Command::Validator(ValidatorSubnet::Compute(a)) => {
+                Ok(agora_compute::cli::run_compute_validator(a).await?)
+            }
+            Command::Devnet(a) => devnet::run(a).await,
+            Command::Wallet(_) | Command::Tee(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
-    })?;
-    Ok(())
+    })
 }

@@ -15,6 +15,7 @@
 //! The crate root is pure: no I/O, randomness comes in as seeds. [`neuron`] plugs it into the
 //! subnet framework as a miner handler and a validator's challenge and scorer.
 
+pub mod cli;
 pub mod neuron;
 
 use rand_chacha::ChaCha20Rng;

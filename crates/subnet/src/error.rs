@@ -28,6 +28,12 @@ pub enum SubnetError {
     /// The HTTP server failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// A key could not be loaded from the wallet.
+    #[error(transparent)]
+    Wallet(#[from] agora_wallet::WalletError),
+    /// A command-line value is unusable.
+    #[error("{0}")]
+    Usage(String),
     /// The wire client could not be built.
     #[error(transparent)]
     Wire(#[from] agora_wire::WireError),

@@ -18,6 +18,7 @@
 //! - graceful shutdown on a signal, `tracing` logs.
 
 pub mod chain;
+pub mod cli;
 mod error;
 pub mod miner;
 pub mod scores;

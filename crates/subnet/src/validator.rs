@@ -85,6 +85,7 @@ struct PendingReveal {
 pub async fn run_validator<L: ValidatorLogic>(
     config: ValidatorConfig,
     logic: L,
+    ready: impl FnOnce(u16) + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SubnetError> {
     let client = Arc::new(Client::connect(&config.rpc_url).await?);
@@ -107,6 +108,7 @@ pub async fn run_validator<L: ValidatorLogic>(
     let mut last_weights_block: Option<u64> = None;
     let mut pending: Option<PendingReveal> = None;
     tracing::info!(uid = my_uid, hotkey = %config.hotkey.account(), "validator running");
+    ready(my_uid);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

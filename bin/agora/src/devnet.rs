@@ -1,0 +1,403 @@
+//! `agora devnet`: a whole network on one machine.
+//!
+//! Starts a node on a fresh data directory, funds a coldkey per neuron from the dev account
+//! `//Alice`, creates the compute subnet, writes a wallet per neuron (Bittensor layout, keys
+//! unencrypted: they hold devnet tokens only), starts miners and validators as child processes
+//! on loopback ports, writes `devnet.json` and waits. Ctrl-C or SIGTERM stops every child
+//! cleanly (SIGTERM, then SIGKILL after a grace period).
+
+use agora_client::{api::AgoraApiClient, Client};
+use agora_ledger::{Call, TxPayload};
+use agora_primitives::{crypto::Pair, hashing::blake2_256, RAO_PER_TOKEN};
+use agora_wallet::{Keypair, Wallet};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `agora devnet` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DevnetArgs {
+    /// Where the node's database, the wallets, the logs and devnet.json go (wiped at start).
+    #[arg(long, default_value = ".devnet")]
+    pub data_dir: PathBuf,
+    /// Miners on the compute subnet.
+    #[arg(long, default_value_t = 8)]
+    pub miners: usize,
+    /// Validators on the compute subnet.
+    #[arg(long, default_value_t = 2)]
+    pub validators: usize,
+    /// Behaviour of each miner in order (`honest`, `wrong`, `lazy`, `slow:<ms>`), comma
+    /// separated; miners beyond the list are honest.
+    #[arg(long, value_delimiter = ',', default_value = "honest")]
+    pub miner_behaviours: Vec<String>,
+    /// The node's RPC port (0 picks a free one).
+    #[arg(long, default_value_t = 9944)]
+    pub rpc_port: u16,
+    /// Time between blocks.
+    #[arg(long, default_value = "500ms")]
+    pub block_time: String,
+    /// Matrix side of the validators' challenges.
+    #[arg(long, default_value_t = 64)]
+    pub matrix_size: u16,
+}
+
+/// A neuron as `devnet.json` lists it.
+#[derive(Serialize, Debug, Clone)]
+struct NeuronEntry {
+    netuid: u16,
+    uid: u16,
+    hotkey: String,
+    url: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+struct DevnetFile {
+    rpc_url: String,
+    netuids: Vec<u16>,
+    miners: Vec<NeuronEntry>,
+    validators: Vec<NeuronEntry>,
+}
+
+/// Children started so far; stopped on drop so that no process outlives the devnet.
+struct Children(Vec<(String, Child)>);
+
+impl Children {
+    fn stop_all(&mut self) {
+        for (_, child) in &self.0 {
+            // SIGTERM lets each process finish what it is committing.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (name, child) in &mut self.0 {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        eprintln!("{name} did not stop in time; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn dev_pair(label: &str) -> Pair {
+    Pair::from_seed(&blake2_256(format!("agora-devnet/{label}").as_bytes()))
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<(Child, mpsc::Receiver<String>)> {
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, rx))
+}
+
+/// Waits for the child's `{"event":"ready",...}` line.
+fn wait_ready(
+    name: &str,
+    rx: &mpsc::Receiver<String>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["event"] == "ready" {
+                        return Ok(v);
+                    }
+                }
+            }
+            Err(_) => bail!(
+                "{name} did not become ready within {timeout:?}; see {}",
+                log.display()
+            ),
+        }
+    }
+}
+
+async fn wait_for_node(url: &str, timeout: Duration) -> Result<Client> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(c) = Client::connect(url).await {
+            if c.rpc().head().await.is_ok() {
+                return Ok(c);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the node did not answer on {url} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs the devnet until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
+    let started = Instant::now();
+    let exe = std::env::current_exe().context("locating the agora binary")?;
+    let dir = &args.data_dir;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut children = Children(Vec::new());
+
+    // 1. The node.
+    let port = if args.rpc_port == 0 {
+        free_port()?
+    } else {
+        args.rpc_port
+    };
+    let rpc_http = format!("http://127.0.0.1:{port}");
+    let rpc_ws = format!("ws://127.0.0.1:{port}");
+    let node_args: Vec<String> = [
+        "node",
+        "--dev",
+        "--data-dir",
+        &dir.join("node").display().to_string(),
+        "--rpc-addr",
+        &format!("127.0.0.1:{port}"),
+        "--block-time",
+        &args.block_time,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (node, _node_out) = spawn(&exe, &node_args, &logs.join("node.log"))?;
+    children.0.push(("node".into(), node));
+    let client = wait_for_node(&rpc_ws, Duration::from_secs(15)).await?;
+    eprintln!("node up at {rpc_http}");
+
+    // 2. The compute subnet, owned by //Alice.
+    let alice = Pair::from_uri("//Alice").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let owner_hot = dev_pair("owner/hot");
+    submit(
+        &client,
+        &alice,
+        Call::CreateSubnet {
+            hotkey: owner_hot.account(),
+        },
+    )
+    .await?;
+    let netuid = client
+        .rpc()
+        .subnets()
+        .await?
+        .iter()
+        .map(|s| s.netuid)
+        .max()
+        .context("no subnet after creation")?;
+
+    // 3. A funded coldkey and a wallet per neuron.
+    let wallets = dir.join("wallets");
+    let mut neurons = Vec::new();
+    for i in 0..args.miners {
+        neurons.push(("miner", i));
+    }
+    for i in 0..args.validators {
+        neurons.push(("validator", i));
+    }
+    let genesis = client.rpc().genesis_hash().await?;
+    let head = client.rpc().head().await?;
+    let mut nonce = client.rpc().next_nonce(alice.account().to_ss58()).await?;
+    let mut funding = Vec::new();
+    for (role, i) in &neurons {
+        let name = format!("{role}{i}");
+        let cold = dev_pair(&format!("{name}/cold"));
+        let hot = dev_pair(&format!("{name}/hot"));
+        let w = Wallet::new(&name, "default", &wallets);
+        w.set_coldkey(&Keypair::from_pair(cold.clone()), None, true)?;
+        w.set_hotkey(&Keypair::from_pair(hot), None, true)?;
+        funding.push(
+            TxPayload {
+                genesis_hash: genesis,
+                nonce,
+                valid_from: head.number,
+                valid_until: head.number + 200,
+                tip_rao: 0,
+                call: Call::Transfer {
+                    dest: cold.account(),
+                    amount_rao: 1000 * RAO_PER_TOKEN,
+                },
+            }
+            .sign(&alice),
+        );
+        nonce += 1;
+    }
+    if let Some(last) = funding.pop() {
+        client.submit_batch(&funding).await?;
+        let receipt = client.submit_and_wait(&last).await?;
+        if let Some(e) = receipt.error {
+            bail!("funding failed: {}", e.message);
+        }
+    }
+
+    // 4. Miners and validators.
+    let mut pending = Vec::new();
+    for (role, i) in &neurons {
+        let name = format!("{role}{i}");
+        let mut a: Vec<String> = vec![
+            role.to_string(),
+            "compute".into(),
+            "--subtensor.chain_endpoint".into(),
+            rpc_ws.clone(),
+            "--netuid".into(),
+            netuid.0.to_string(),
+            "--wallet.path".into(),
+            wallets.display().to_string(),
+            "--wallet.name".into(),
+            name.clone(),
+            "--wallet.hotkey".into(),
+            "default".into(),
+        ];
+        if *role == "miner" {
+            let behaviour = args
+                .miner_behaviours
+                .get(*i)
+                .cloned()
+                .unwrap_or_else(|| "honest".into());
+            a.extend([
+                "--axon.port".into(),
+                "0".into(),
+                "--behaviour".into(),
+                behaviour,
+            ]);
+        } else {
+            a.extend([
+                "--matrix-size".into(),
+                args.matrix_size.to_string(),
+                "--round-interval-s".into(),
+                "1".into(),
+            ]);
+        }
+        let log = logs.join(format!("{name}.log"));
+        let (child, rx) = spawn(&exe, &a, &log)?;
+        children.0.push((name.clone(), child));
+        pending.push((name, *role, rx, log));
+    }
+    let mut file = DevnetFile {
+        rpc_url: rpc_http.clone(),
+        netuids: vec![netuid.0],
+        miners: vec![],
+        validators: vec![],
+    };
+    for (name, role, rx, log) in &pending {
+        let v = wait_ready(name, rx, log, Duration::from_secs(30))?;
+        let entry = NeuronEntry {
+            netuid: netuid.0,
+            uid: v["uid"]
+                .as_u64()
+                .and_then(|u| u16::try_from(u).ok())
+                .unwrap_or(u16::MAX),
+            hotkey: v["hotkey"].as_str().unwrap_or_default().to_owned(),
+            url: v["url"].as_str().map(str::to_owned),
+        };
+        if *role == "miner" {
+            file.miners.push(entry);
+        } else {
+            file.validators.push(entry);
+        }
+    }
+    let json_path = dir.join("devnet.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&file)?)?;
+
+    println!(
+        "Agora devnet is up ({:.1} s):",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  node RPC      {rpc_http}  (WebSocket {rpc_ws})");
+    println!(
+        "  subnet        netuid {} (compute), {} miners, {} validators",
+        netuid.0,
+        file.miners.len(),
+        file.validators.len()
+    );
+    println!("  wallets       {}", wallets.display());
+    println!("  logs          {}", logs.display());
+    println!("  for scripts   {}", json_path.display());
+    println!("Watch emissions reach the miners:");
+    println!(
+        "  agora metagraph --netuid {} --rpc-url {rpc_http}",
+        netuid.0
+    );
+    println!("Ctrl-C stops everything.");
+
+    // 5. Run until a signal, or until a child dies.
+    let stop = agora_subnet::cli::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let exited = children
+                    .0
+                    .iter_mut()
+                    .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (name.clone(), status)));
+                if let Some((name, status)) = exited {
+                    eprintln!("{name} exited ({status}); stopping the devnet. See {}", logs.display());
+                    children.stop_all();
+                    bail!("{name} exited unexpectedly");
+                }
+            }
+        }
+    }
+    eprintln!("stopping...");
+    children.stop_all();
+    eprintln!("devnet stopped");
+    Ok(())
+}
+
+async fn submit(client: &Client, signer: &Pair, call: Call) -> Result<()> {
+    let name = call.name();
+    let r = client
+        .sign_submit_and_wait(signer, call, agora_client::TxOptions::default())
+        .await?;
+    if let Some(e) = r.error {
+        bail!("{name} failed: {} (code {})", e.message, e.code);
+    }
+    Ok(())
+}
