@@ -196,6 +196,27 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
+    fn extreme_values_never_fail(
+        s in subnet(),
+        p in params(),
+        huge in proptest::collection::vec(0u64..=(i64::MAX as u64), 10),
+        far in any::<u64>(),
+    ) {
+        // Stakes near the I64F64 limit (their sum saturates), blocks near u64::MAX.
+        let mut s = s;
+        for (x, &h) in s.stake.iter_mut().zip(&huge) {
+            *x = I64F64::from_num(h);
+        }
+        s.current_block = far;
+        s.last_update.iter_mut().for_each(|u| *u = u.wrapping_add(far));
+        let mut p = p;
+        p.activity_cutoff = far;
+        p.bonds_moving_average = far;
+        p.stake_threshold = far >> 40;
+        prop_assert!(run_epoch(&s, &p).is_ok());
+    }
+
+    #[test]
     fn never_fails_on_valid_inputs_and_sums_are_bounded(s in subnet(), p in params()) {
         let out = run_epoch(&s, &p).expect("valid inputs");
         let n = usize::from(s.n);
