@@ -1,0 +1,116 @@
+//! End to end: `agora devnet` with an honest miner and a cheating one. The cheater's
+//! incentive must end below the honest miner's, and Ctrl-C (SIGTERM) must stop every process.
+
+use agora_client::{api::AgoraApiClient, Client};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn wait_for_file(path: &Path, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(bytes) = std::fs::read(path) {
+            if let Ok(v) = serde_json::from_slice(&bytes) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not written within {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn cheating_miner_earns_less_than_honest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("devnet");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "devnet",
+            "--rpc-port",
+            "0",
+            "--miners",
+            "2",
+            "--validators",
+            "1",
+        ])
+        .args([
+            "--miner-behaviours",
+            "honest,wrong",
+            "--block-time",
+            "200ms",
+            "--matrix-size",
+            "32",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(60));
+    let rpc = info["rpc_url"].as_str().unwrap().to_owned();
+    let netuid = info["netuids"][0].as_u64().unwrap() as u16;
+    let miners = info["miners"].as_array().unwrap();
+    assert_eq!(miners.len(), 2);
+    assert_eq!(info["validators"].as_array().unwrap().len(), 1);
+    let uid = |i: usize| miners[i]["uid"].as_u64().unwrap() as usize;
+    let (honest, cheater) = (uid(0), uid(1));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcome = rt.block_on(async {
+        let client = Client::connect(&rpc).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut paid_epochs = 0;
+        let mut last_block_seen = 0;
+        loop {
+            let mg = client.rpc().metagraph(netuid).await.unwrap().unwrap();
+            let h = &mg.neurons[honest];
+            let c = &mg.neurons[cheater];
+            if h.incentive > 0 && h.emission > 0 && mg.block != last_block_seen {
+                paid_epochs += 1;
+                last_block_seen = mg.block;
+            }
+            // Three paid observations, several epochs apart, make the comparison settled.
+            if paid_epochs >= 3 {
+                return Ok((h.incentive, c.incentive, h.stake, c.stake));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no emission reached the honest miner in time: {mg:#?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+    // Stop the devnet as Ctrl-C would, and check it exits cleanly.
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(devnet.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = devnet.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = devnet.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (h_inc, c_inc, h_stake, c_stake) = outcome.unwrap();
+    assert!(h_inc > c_inc, "honest incentive {h_inc} <= cheater {c_inc}");
+    assert!(
+        h_stake > c_stake,
+        "honest stake {h_stake} <= cheater {c_stake}"
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "devnet did not stop cleanly: {status:?}"
+    );
+}
