@@ -9,7 +9,6 @@ use jsonrpsee::http_client::HttpClient;
 use jsonrpsee::ws_client::WsClient;
 use serde::de::DeserializeOwned;
 use std::fmt;
-use std::future::Future;
 
 /// An HTTP or WebSocket JSON-RPC connection. Subscriptions need WebSocket.
 #[derive(Debug)]
@@ -21,89 +20,71 @@ pub enum Transport {
 }
 
 impl ClientT for Transport {
-    fn notification<Params>(
-        &self,
-        method: &str,
-        params: Params,
-    ) -> impl Future<Output = Result<(), RpcError>> + Send
+    async fn notification<Params>(&self, method: &str, params: Params) -> Result<(), RpcError>
     where
         Params: ToRpcParams + Send,
     {
-        async move {
-            match self {
-                Transport::Http(c) => c.notification(method, params).await,
-                Transport::Ws(c) => c.notification(method, params).await,
-            }
+        match self {
+            Transport::Http(c) => c.notification(method, params).await,
+            Transport::Ws(c) => c.notification(method, params).await,
         }
     }
 
-    fn request<R, Params>(
-        &self,
-        method: &str,
-        params: Params,
-    ) -> impl Future<Output = Result<R, RpcError>> + Send
+    async fn request<R, Params>(&self, method: &str, params: Params) -> Result<R, RpcError>
     where
         R: DeserializeOwned,
         Params: ToRpcParams + Send,
     {
-        async move {
-            match self {
-                Transport::Http(c) => c.request(method, params).await,
-                Transport::Ws(c) => c.request(method, params).await,
-            }
+        match self {
+            Transport::Http(c) => c.request(method, params).await,
+            Transport::Ws(c) => c.request(method, params).await,
         }
     }
 
-    fn batch_request<'a, R>(
+    async fn batch_request<'a, R>(
         &self,
         batch: BatchRequestBuilder<'a>,
-    ) -> impl Future<Output = Result<BatchResponse<'a, R>, RpcError>> + Send
+    ) -> Result<BatchResponse<'a, R>, RpcError>
     where
         R: DeserializeOwned + fmt::Debug + 'a,
     {
-        async move {
-            match self {
-                Transport::Http(c) => c.batch_request(batch).await,
-                Transport::Ws(c) => c.batch_request(batch).await,
-            }
+        match self {
+            Transport::Http(c) => c.batch_request(batch).await,
+            Transport::Ws(c) => c.batch_request(batch).await,
         }
     }
 }
 
 impl SubscriptionClientT for Transport {
-    fn subscribe<'a, Notif, Params>(
+    async fn subscribe<'a, Notif, Params>(
         &self,
         subscribe_method: &'a str,
         params: Params,
         unsubscribe_method: &'a str,
-    ) -> impl Future<Output = Result<Subscription<Notif>, RpcError>> + Send
+    ) -> Result<Subscription<Notif>, RpcError>
     where
         Params: ToRpcParams + Send,
         Notif: DeserializeOwned,
     {
-        async move {
-            match self {
-                Transport::Http(_) => Err(RpcError::HttpNotImplemented),
-                Transport::Ws(c) => {
-                    c.subscribe(subscribe_method, params, unsubscribe_method)
-                        .await
-                }
+        match self {
+            Transport::Http(_) => Err(RpcError::HttpNotImplemented),
+            Transport::Ws(c) => {
+                c.subscribe(subscribe_method, params, unsubscribe_method)
+                    .await
             }
         }
     }
 
-    fn subscribe_to_method<Notif>(
+    async fn subscribe_to_method<Notif>(
         &self,
         method: &str,
-    ) -> impl Future<Output = Result<Subscription<Notif>, RpcError>> + Send
+    ) -> Result<Subscription<Notif>, RpcError>
     where
         Notif: DeserializeOwned,
     {
-        async move {
-            match self {
-                Transport::Http(_) => Err(RpcError::HttpNotImplemented),
-                Transport::Ws(c) => c.subscribe_to_method(method).await,
-            }
+        match self {
+            Transport::Http(_) => Err(RpcError::HttpNotImplemented),
+            Transport::Ws(c) => c.subscribe_to_method(method).await,
         }
     }
 }

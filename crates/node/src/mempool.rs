@@ -423,9 +423,10 @@ mod tests {
         let t = tx(&a, 3, 0);
         add(&mut pool, t.clone(), 3).unwrap();
         assert_eq!(add(&mut pool, t, 3), Err(PoolRefusal::AlreadyKnown));
+        // Signatures are randomised: a re-signed copy is a different transaction.
         assert_eq!(
             add(&mut pool, tx(&a, 3, 0), 3),
-            Err(PoolRefusal::AlreadyKnown)
+            Err(PoolRefusal::NonceTaken)
         );
         assert!(matches!(
             add(&mut pool, tx(&a, 2, 0), 0),

@@ -6,18 +6,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+pub(crate) const AGORA: &str = env!("CARGO_BIN_EXE_agora");
 
 /// A running `agora node` child process; killed when dropped.
-pub struct NodeProc {
-    pub child: Child,
-    pub url: String,
+pub(crate) struct NodeProc {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl NodeProc {
     /// Starts `agora node --dev --instant` on `data_dir` with an ephemeral port and waits
     /// for its RPC line.
-    pub fn spawn(data_dir: &Path, block_time: &str) -> NodeProc {
+    pub(crate) fn spawn(data_dir: &Path, block_time: &str) -> NodeProc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -57,13 +57,13 @@ impl NodeProc {
     }
 
     /// SIGKILL, no chance to clean up.
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = i32::try_from(self.child.id()).unwrap();
         let rc = send_sigterm(pid);
         assert_eq!(rc, 0, "sending SIGTERM failed");
@@ -88,7 +88,7 @@ impl Drop for NodeProc {
 }
 
 /// Runs `agora <args>` and returns its output.
-pub fn agora(args: &[&str]) -> Output {
+pub(crate) fn agora(args: &[&str]) -> Output {
     Command::new(AGORA)
         .args(args)
         .stdin(Stdio::null())
@@ -97,7 +97,7 @@ pub fn agora(args: &[&str]) -> Output {
 }
 
 /// Runs `agora <args>`, asserting success, and returns stdout.
-pub fn agora_ok(args: &[&str]) -> String {
+pub(crate) fn agora_ok(args: &[&str]) -> String {
     let out = agora(args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -110,7 +110,7 @@ pub fn agora_ok(args: &[&str]) -> String {
     stdout
 }
 
-pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("node");
     (t, p)

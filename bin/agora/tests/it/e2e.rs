@@ -61,7 +61,7 @@ fn cli_drives_a_dev_chain_to_paid_emissions() {
     let netuid = created
         .lines()
         .find_map(|l| l.strip_prefix("created subnet "))
-        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .unwrap_or_else(|| panic!("no netuid in: {created}"))
         .to_owned();
     let n = netuid.as_str();
