@@ -313,7 +313,12 @@ impl Shared {
     /// committed or dropped.
     pub(crate) fn wait_for(&self, hash: Hash) -> oneshot::Receiver<WaitResult> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).entry(hash).or_default().push(tx);
+        let mut w = lock(&self.waiters);
+        let list = w.entry(hash).or_default();
+        // Waiters whose request timed out are gone: forget them, so that repeated waits
+        // on a stuck transaction cannot grow the list.
+        list.retain(|s| !s.is_closed());
+        list.push(tx);
         rx
     }
 
@@ -593,6 +598,12 @@ impl NodeHandle {
         self.server.clone().stopped().await;
         if let Some(t) = self.metrics_task.take() {
             t.abort();
+        }
+        // Connection tasks may still hold the state for a moment; wait for them so that the
+        // database is closed (and can be reopened) when this returns.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
