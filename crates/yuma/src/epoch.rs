@@ -2,10 +2,13 @@
 //! `S` stake, `A` active stake, `W` weights, `C` consensus, `W̄` clipped weights, `Tv`
 //! validator trust, `I` incentive, `B` bonds, `D` dividends.
 
+use core::ops::Range;
+
 use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
 use crate::median::weighted_median_columns;
+use crate::par;
 use crate::sparse::{Csr, Scratch, Weights};
 use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
 
@@ -426,29 +429,43 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
     }
 }
 
-/// The clipping stage: returns `(Tv, R)`.
+/// The clipping stage: returns `(Tv, R)`. Row ranges run in parallel; their rank sums are
+/// non-negative, so adding them up in any order gives the same saturating sum.
 #[inline(never)] // a stage of its own in profiles
 fn clip(weights: &Weights, consensus: &[Fx], active_stake: &[Fx]) -> (Vec<Fx>, Vec<Fx>) {
     let rows = weights.rows();
-    let mut validator_trust: Vec<Fx> = vec![0; rows];
-    let mut ranks: Vec<Fx> = vec![0; consensus.len()];
-    for (i, trust_i) in validator_trust.iter_mut().enumerate() {
-        let a_i = active_stake.get(i).copied().unwrap_or(0);
-        let (cols, raw, norm) = weights.row(i);
-        let mut trust: Fx = 0;
-        for (&j, &r) in cols.iter().zip(raw) {
-            let w = norm.apply(r);
-            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-            // A dropped entry adds 0 (branch-free).
-            let v = clipped(w, c).unwrap_or(0);
-            trust = trust.saturating_add(v);
-            if let Some(rank) = ranks.get_mut(usize::from(j)) {
-                *rank = rank.saturating_add(fx::mul(a_i, v));
+    let n = consensus.len();
+    let chunks = par::split(rows, par::parts_for(weights.col.len()), |i| {
+        weights.range(i).len().saturating_add(1)
+    });
+    let parts = par::map(chunks, |range: Range<usize>| {
+        let mut ranks: Vec<Fx> = vec![0; n];
+        let mut validator_trust: Vec<Fx> = Vec::with_capacity(range.len());
+        for i in range {
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            let (cols, raw, norm) = weights.row(i);
+            let mut trust: Fx = 0;
+            for (&j, &r) in cols.iter().zip(raw) {
+                let w = norm.apply(r);
+                let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                // A dropped entry adds 0 (branch-free).
+                let v = clipped(w, c).unwrap_or(0);
+                trust = trust.saturating_add(v);
+                if let Some(rank) = ranks.get_mut(usize::from(j)) {
+                    *rank = rank.saturating_add(fx::mul(a_i, v));
+                }
             }
+            validator_trust.push(trust);
         }
-        *trust_i = trust;
+        (validator_trust, ranks)
+    });
+    let mut validator_trust: Vec<Fx> = Vec::with_capacity(rows);
+    let mut rank_parts: Vec<Vec<Fx>> = Vec::with_capacity(parts.len());
+    for (t, r) in parts {
+        validator_trust.extend(t);
+        rank_parts.push(r);
     }
-    (validator_trust, ranks)
+    (validator_trust, sum_columns(rank_parts, n))
 }
 
 /// The weights for bonds, `W_b = W + beta (W̄ - W)`, read one row at a time.
@@ -465,24 +482,42 @@ impl BondWeights<'_> {
     /// Replaces `out` with row `i` of `W_b`, in its order.
     fn fill_row(&self, i: usize, out: &mut Vec<(u16, Fx)>) {
         out.clear();
+        self.for_each_in_row(i, |j, v| out.push((j, v)));
+    }
+
+    /// Calls `g(j, W_b_ij)` for the entries of row `i`, in its order.
+    #[inline]
+    fn for_each_in_row(&self, i: usize, mut g: impl FnMut(u16, Fx)) {
         match self {
             Self::Plain(w) => {
                 let (cols, raw, norm) = w.row(i);
-                out.extend(cols.iter().zip(raw).map(|(&j, &r)| (j, norm.apply(r))));
+                for (&j, &r) in cols.iter().zip(raw) {
+                    g(j, norm.apply(r));
+                }
             }
             Self::Clipped(w, consensus) => {
                 let (cols, raw, norm) = w.row(i);
                 for (&j, &r) in cols.iter().zip(raw) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
                     if let Some(v) = clipped(norm.apply(r), c) {
-                        out.push((j, v));
+                        g(j, v);
                     }
                 }
             }
             Self::Interpolated(m) => {
                 let (cols, vals) = m.row(i);
-                out.extend(cols.iter().copied().zip(vals.iter().copied()));
+                for (&j, &v) in cols.iter().zip(vals) {
+                    g(j, v);
+                }
             }
+        }
+    }
+
+    /// The number of stored entries in row `i` (an upper bound on its entries).
+    fn row_len(&self, i: usize) -> usize {
+        match self {
+            Self::Plain(w) | Self::Clipped(w, _) => w.range(i).len(),
+            Self::Interpolated(m) => m.range(i).len(),
         }
     }
 
@@ -528,64 +563,53 @@ fn bond_column_mask(inputs: &EpochInputs, last_tempo: u64) -> Vec<bool> {
 /// (`(1 - alpha) * B`), as `mat_ema_sparse` does: the sum per column, entries above 0, in
 /// ascending column order. Sorted rows are merged; others go through the dense scratch row.
 fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mut Csr) {
-    let start = out.col.len();
+    let ascends = |row: &[(u16, Fx)]| {
+        let mut prev = -1i32;
+        let mut ok = true;
+        for &(j, _) in row {
+            ok &= i32::from(j) > prev;
+            prev = i32::from(j);
+        }
+        ok
+    };
+    if !(ascends(new) && ascends(old)) {
+        // A row out of order: sum per column through the dense scratch row instead.
+        for &(j, v) in new.iter().chain(old) {
+            scratch.add(j, v);
+        }
+        scratch.drain_positive_into(out);
+        return;
+    }
     out.col.reserve(new.len().saturating_add(old.len()));
     out.val.reserve(new.len().saturating_add(old.len()));
-    // Merge, checking on the way that both rows ascend (`-1`: nothing consumed yet).
     let (mut x, mut y) = (0usize, 0usize);
-    let (mut last_new, mut last_old) = (-1i32, -1i32);
-    let mut ascending = true;
-    loop {
-        let (j, v) = match (new.get(x), old.get(y)) {
-            (Some(&(ja, va)), Some(&(jb, vb))) => {
-                if ja < jb {
-                    ascending &= i32::from(ja) > last_new;
-                    last_new = i32::from(ja);
-                    x = x.saturating_add(1);
-                    (ja, va)
-                } else if jb < ja {
-                    ascending &= i32::from(jb) > last_old;
-                    last_old = i32::from(jb);
-                    y = y.saturating_add(1);
-                    (jb, vb)
-                } else {
-                    ascending &= i32::from(ja) > last_new && i32::from(jb) > last_old;
-                    last_new = i32::from(ja);
-                    last_old = i32::from(jb);
-                    x = x.saturating_add(1);
-                    y = y.saturating_add(1);
-                    (ja, va.saturating_add(vb))
-                }
-            }
-            (Some(&(ja, va)), None) => {
-                ascending &= i32::from(ja) > last_new;
-                last_new = i32::from(ja);
-                x = x.saturating_add(1);
-                (ja, va)
-            }
-            (None, Some(&(jb, vb))) => {
-                ascending &= i32::from(jb) > last_old;
-                last_old = i32::from(jb);
-                y = y.saturating_add(1);
-                (jb, vb)
-            }
-            (None, None) => break,
+    while let (Some(&(ja, va)), Some(&(jb, vb))) = (new.get(x), old.get(y)) {
+        let (j, v) = if ja == jb {
+            x = x.wrapping_add(1);
+            y = y.wrapping_add(1);
+            (ja, va.saturating_add(vb))
+        } else if ja < jb {
+            x = x.wrapping_add(1);
+            (ja, va)
+        } else {
+            y = y.wrapping_add(1);
+            (jb, vb)
         };
         if v > 0 {
             out.push(j, v);
         }
     }
-    if ascending {
-        out.end_row();
-        return;
+    for &(j, v) in new
+        .get(x..)
+        .unwrap_or(&[])
+        .iter()
+        .chain(old.get(y..).unwrap_or(&[]))
+    {
+        if v > 0 {
+            out.push(j, v);
+        }
     }
-    // A row out of order: sum per column through the dense scratch row instead.
-    out.col.truncate(start);
-    out.val.truncate(start);
-    for &(j, v) in new.iter().chain(old) {
-        scratch.add(j, v);
-    }
-    scratch.drain_positive_into(out);
+    out.end_row();
 }
 
 /// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged
@@ -638,19 +662,108 @@ fn ema_alpha(params: &YumaParams) -> Fx {
     ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits())
 }
 
-/// The stored rows: `to_u16(scale(B_ij))` for uids with a new permit, `[]` for the others.
-#[inline(never)] // a stage of its own in profiles
+/// The EMA of one range of rows: its rows (row `i` of the range is row `i` of `ema`) and the
+/// column sums of its entries.
+struct EmaChunk {
+    rows: Range<usize>,
+    ema: Csr,
+    sum: Vec<Fx>,
+}
+
+/// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
+fn bond_row_chunks(inputs: &EpochInputs, wb: &BondWeights<'_>, n: usize) -> Vec<Range<usize>> {
+    let work = |i: usize| {
+        let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
+        wb.row_len(i).saturating_add(bonds).saturating_add(1)
+    };
+    let total = wb
+        .nnz()
+        .saturating_add(inputs.bonds.iter().map(Vec::len).sum::<usize>());
+    par::split(n, par::parts_for(total), work)
+}
+
+/// Sums per-range column vectors (saturating; all addends are non-negative, so the order does
+/// not matter).
+fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
+    let mut total: Vec<Fx> = vec![0; n];
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t = t.saturating_add(p);
+        }
+    }
+    total
+}
+
+/// `EMA = new(W_b) + old(B)` per row range, each row merged by [`ema_row`]: entries above 0,
+/// ascending. `new_value(j, W_b_ij, A_i)` and `old_value(j, stored B_ij)` give the two addends;
+/// masked bond columns are skipped.
+#[allow(clippy::too_many_arguments)]
+fn ema_chunks(
+    inputs: &EpochInputs,
+    wb: &BondWeights<'_>,
+    masked: &[bool],
+    active_stake: &[Fx],
+    chunks: Vec<Range<usize>>,
+    n: usize,
+    new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
+    old_value: impl Fn(u16, u16) -> Fx + Sync,
+) -> Vec<EmaChunk> {
+    par::map(chunks, |rows: Range<usize>| {
+        let nnz: usize = rows.clone().fold(0usize, |acc, i| {
+            acc.saturating_add(wb.row_len(i))
+                .saturating_add(inputs.bonds.get(i).map_or(0, Vec::len))
+        });
+        let mut ema = Csr::with_capacity(rows.len(), nnz);
+        let mut sum: Vec<Fx> = vec![0; n];
+        let mut scratch = Scratch::new(n);
+        let mut new_buf: Vec<(u16, Fx)> = Vec::new();
+        let mut old_buf: Vec<(u16, Fx)> = Vec::new();
+        for i in rows.clone() {
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            new_buf.clear();
+            new_buf.reserve(wb.row_len(i));
+            wb.for_each_in_row(i, |j, w| new_buf.push((j, new_value(j, w, a_i))));
+            old_buf.clear();
+            if let Some(row) = inputs.bonds.get(i) {
+                old_buf.reserve(row.len());
+                for &(j, b) in row {
+                    if !masked.get(usize::from(j)).copied().unwrap_or(false) {
+                        old_buf.push((j, old_value(j, b)));
+                    }
+                }
+            }
+            let start = ema.col.len();
+            ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
+            let (c, v) = (
+                ema.col.get(start..).unwrap_or(&[]),
+                ema.val.get(start..).unwrap_or(&[]),
+            );
+            for (&j, &x) in c.iter().zip(v) {
+                if let Some(s) = sum.get_mut(usize::from(j)) {
+                    *s = s.saturating_add(x);
+                }
+            }
+        }
+        EmaChunk { rows, ema, sum }
+    })
+}
+
+/// The stored rows of one chunk: `to_u16(scale(j, B_ij))` for uids with a new permit, `[]` for
+/// the others.
 fn stored_rows(
-    ema: &Csr,
+    chunk: &EmaChunk,
     new_permits: &[bool],
     scale: impl Fn(u16, Fx) -> Fx,
 ) -> Vec<Vec<(u16, u16)>> {
-    (0..ema.rows())
-        .map(|i| {
+    chunk
+        .rows
+        .clone()
+        .enumerate()
+        .map(|(local, i)| {
             if !new_permits.get(i).copied().unwrap_or(false) {
                 return Vec::new();
             }
-            let (cols, vals) = ema.row(i);
+            let (cols, vals) = chunk.ema.row(local);
             cols.iter()
                 .zip(vals)
                 .map(|(&j, &v)| (j, fx::to_u16(scale(j, v))))
@@ -672,30 +785,46 @@ fn classic_bonds(
     last_tempo: u64,
     n: usize,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
+    let wb = weights_for_bonds;
     let masked = bond_column_mask(inputs, last_tempo);
-    let is_masked = |j: u16| masked.get(usize::from(j)).copied().unwrap_or(false);
+    let chunks = bond_row_chunks(inputs, wb, n);
 
     // B: stored column max-upscaled u16 read as integers, masked, then column-normalised.
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
-    let mut bonds_sum: Vec<u64> = vec![0; n];
-    let mut delta_sum: Vec<Fx> = vec![0; n];
-    let mut wb_row: Vec<(u16, Fx)> = Vec::new();
-    for (i, row) in inputs.bonds.iter().enumerate() {
-        for &(j, b) in row {
-            if !is_masked(j) {
-                if let Some(s) = bonds_sum.get_mut(usize::from(j)) {
-                    *s = s.saturating_add(u64::from(b));
+    let partial = par::map(chunks.clone(), |rows: Range<usize>| {
+        let mut bonds_sum: Vec<u64> = vec![0; n];
+        let mut delta_sum: Vec<Fx> = vec![0; n];
+        for i in rows {
+            if let Some(row) = inputs.bonds.get(i) {
+                for &(j, b) in row {
+                    let ju = usize::from(j);
+                    if !masked.get(ju).copied().unwrap_or(false) {
+                        if let Some(s) = bonds_sum.get_mut(ju) {
+                            *s = s.saturating_add(u64::from(b));
+                        }
+                    }
                 }
             }
-        }
-        let a_i = active_stake.get(i).copied().unwrap_or(0);
-        weights_for_bonds.fill_row(i, &mut wb_row);
-        for &(j, w) in &wb_row {
-            if let Some(s) = delta_sum.get_mut(usize::from(j)) {
-                *s = s.saturating_add(fx::mul(w, a_i));
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            if a_i != 0 {
+                wb.for_each_in_row(i, |j, w| {
+                    if let Some(s) = delta_sum.get_mut(usize::from(j)) {
+                        *s = s.saturating_add(fx::mul(w, a_i));
+                    }
+                });
             }
         }
+        (bonds_sum, delta_sum)
+    });
+    let mut bonds_sum: Vec<u64> = vec![0; n];
+    let mut delta_parts: Vec<Vec<Fx>> = Vec::with_capacity(partial.len());
+    for (b, d) in partial {
+        for (t, x) in bonds_sum.iter_mut().zip(b) {
+            *t = t.saturating_add(x);
+        }
+        delta_parts.push(d);
     }
+    let delta_sum = sum_columns(delta_parts, n);
     let bonds_norm: Vec<fx::IntNormaliser> = bonds_sum
         .iter()
         .map(|&s| fx::IntNormaliser::new(s))
@@ -705,63 +834,58 @@ fn classic_bonds(
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
     let one_minus_alpha = ONE.saturating_sub(alpha);
-    let mut ema = Csr::with_capacity(n, weights_for_bonds.nnz());
-    let mut scratch = Scratch::new(n);
-    let mut new_buf: Vec<(u16, Fx)> = Vec::new();
-    let mut old_buf: Vec<(u16, Fx)> = Vec::new();
-    let mut ema_sum: Vec<Fx> = vec![0; n];
-    for (i, row) in inputs.bonds.iter().enumerate() {
-        let a_i = active_stake.get(i).copied().unwrap_or(0);
-        weights_for_bonds.fill_row(i, &mut new_buf);
-        for (j, w) in new_buf.iter_mut() {
-            let delta = divide_by(&delta_div, *j, fx::mul(*w, a_i));
-            *w = fx::mul(alpha, delta);
-        }
-        old_buf.clear();
-        old_buf.reserve(row.len());
-        for &(j, b) in row {
-            if !is_masked(j) {
-                let bond = bonds_norm
-                    .get(usize::from(j))
-                    .map_or(fx::from_u16(b), |norm| norm.apply(b));
-                old_buf.push((j, fx::mul(one_minus_alpha, bond)));
-            }
-        }
-        let start = ema.col.len();
-        ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
-        let (c, v) = (
-            ema.col.get(start..).unwrap_or(&[]),
-            ema.val.get(start..).unwrap_or(&[]),
-        );
-        for (&j, &x) in c.iter().zip(v) {
-            if let Some(s) = ema_sum.get_mut(usize::from(j)) {
-                *s = s.saturating_add(x);
-            }
-        }
-    }
+    let mut ema = ema_chunks(
+        inputs,
+        wb,
+        &masked,
+        active_stake,
+        chunks,
+        n,
+        |j, w, a_i| fx::mul(alpha, divide_by(&delta_div, j, fx::mul(w, a_i))),
+        |j, b| {
+            let bond = bonds_norm
+                .get(usize::from(j))
+                .map_or(fx::from_u16(b), |norm| norm.apply(b));
+            fx::mul(one_minus_alpha, bond)
+        },
+    );
+    let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
 
     // EMA column-normalised; D_i = sum_j B_ij I_j; column maxima for storage.
     let ema_div = column_divisors(&ema_sum);
-    let mut col_max: Vec<Fx> = vec![0; n];
-    let mut dividends: Vec<Fx> = vec![0; n];
-    for (i, d) in dividends.iter_mut().enumerate() {
-        let (cols, vals) = ema.row_mut(i);
-        let mut acc: Fx = 0;
-        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
-            *v = divide_by(&ema_div, j, *v);
-            let ju = usize::from(j);
-            acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), *v));
-            if let Some(m) = col_max.get_mut(ju) {
-                *m = (*m).max(*v);
+    let parts = par::map(ema.iter_mut().collect(), |chunk: &mut EmaChunk| {
+        let mut col_max: Vec<Fx> = vec![0; n];
+        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+        for local in 0..chunk.rows.len() {
+            let (cols, vals) = chunk.ema.row_mut(local);
+            let mut acc: Fx = 0;
+            for (&j, v) in cols.iter().zip(vals.iter_mut()) {
+                *v = divide_by(&ema_div, j, *v);
+                let ju = usize::from(j);
+                acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), *v));
+                if let Some(m) = col_max.get_mut(ju) {
+                    *m = (*m).max(*v);
+                }
             }
+            dividends.push(acc);
         }
-        *d = acc;
+        (dividends, col_max)
+    });
+    let mut dividends: Vec<Fx> = Vec::with_capacity(n);
+    let mut col_max: Vec<Fx> = vec![0; n];
+    for (d, m) in parts {
+        dividends.extend(d);
+        for (t, x) in col_max.iter_mut().zip(m) {
+            *t = (*t).max(x);
+        }
     }
 
     // Stored column max-upscaled: max_i B_ij = 1.
     let max_div = column_divisors(&col_max);
-    let stored = stored_rows(&ema, new_permits, |j, v| divide_by(&max_div, j, v));
-    (dividends, stored)
+    let stored = par::map(ema.iter().collect(), |chunk: &EmaChunk| {
+        stored_rows(chunk, new_permits, |j, v| divide_by(&max_div, j, v))
+    });
+    (dividends, stored.into_iter().flatten().collect())
 }
 
 /// Yuma3 bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -780,67 +904,73 @@ fn yuma3_bonds(
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     // B: stored u16 proportions read as absolute values in [0, 1], masked.
     let masked = bond_column_mask(inputs, last_tempo);
-    let is_masked = |j: u16| masked.get(usize::from(j)).copied().unwrap_or(false);
 
-    let ema = if params.liquid_alpha && consensus.iter().any(|&c| c != 0) {
-        liquid_alpha_ema(
+    let mut ema: Vec<EmaChunk> = if params.liquid_alpha && consensus.iter().any(|&c| c != 0) {
+        let ema = liquid_alpha_ema(
             params,
             weights_for_bonds,
             &inputs.bonds,
             &masked,
             consensus,
             n,
-        )
+        );
+        let mut sum: Vec<Fx> = vec![0; n];
+        for (&j, &v) in ema.col.iter().zip(&ema.val) {
+            if let Some(s) = sum.get_mut(usize::from(j)) {
+                *s = s.saturating_add(v);
+            }
+        }
+        vec![EmaChunk {
+            rows: 0..n,
+            ema,
+            sum,
+        }]
     } else {
         // EMA = alpha W_b + (1 - alpha) B with alpha = 1 - bonds_moving_average / 1e6.
         let bma = I64F64::saturating_from_num(params.bonds_moving_average)
             .saturating_div(I64F64::saturating_from_num(1_000_000u32));
         let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
         let one_minus_alpha = ONE.saturating_sub(alpha);
-        let mut ema = Csr::with_capacity(n, weights_for_bonds.nnz());
-        let mut scratch = Scratch::new(n);
-        let mut new_buf: Vec<(u16, Fx)> = Vec::new();
-        let mut old_buf: Vec<(u16, Fx)> = Vec::new();
-        for i in 0..n {
-            weights_for_bonds.fill_row(i, &mut new_buf);
-            for (_, w) in new_buf.iter_mut() {
-                *w = fx::mul(alpha, *w);
-            }
-            old_buf.clear();
-            if let Some(row) = inputs.bonds.get(i) {
-                old_buf.reserve(row.len());
-                for &(j, b) in row {
-                    if !is_masked(j) {
-                        old_buf.push((j, fx::mul(one_minus_alpha, fx::from_u16_proportion(b))));
-                    }
-                }
-            }
-            ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
-        }
-        ema
+        let chunks = bond_row_chunks(inputs, weights_for_bonds, n);
+        ema_chunks(
+            inputs,
+            weights_for_bonds,
+            &masked,
+            active_stake,
+            chunks,
+            n,
+            |_, w, _| fx::mul(alpha, w),
+            |_, b| fx::mul(one_minus_alpha, fx::from_u16_proportion(b)),
+        )
     };
 
     // D_i = A_i * sum_j colnorm(EMA)_ij I_j
-    let mut ema_sum: Vec<Fx> = vec![0; n];
-    for (&j, &v) in ema.col.iter().zip(&ema.val) {
-        if let Some(s) = ema_sum.get_mut(usize::from(j)) {
-            *s = s.saturating_add(v);
-        }
-    }
+    let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
     let ema_div = column_divisors(&ema_sum);
-    let dividends: Vec<Fx> = (0..n)
-        .map(|i| {
-            let (cols, vals) = ema.row(i);
-            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
-            });
-            let a_i = active_stake.get(i).copied().unwrap_or(0);
-            fx::checked_mul(total, a_i).unwrap_or(0)
-        })
-        .collect();
-
-    (dividends, stored_rows(&ema, new_permits, |_, v| v))
+    let parts = par::map(ema.iter().collect(), |chunk: &EmaChunk| {
+        let dividends: Vec<Fx> = chunk
+            .rows
+            .clone()
+            .enumerate()
+            .map(|(local, i)| {
+                let (cols, vals) = chunk.ema.row(local);
+                let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                    let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                    acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
+                });
+                let a_i = active_stake.get(i).copied().unwrap_or(0);
+                fx::checked_mul(total, a_i).unwrap_or(0)
+            })
+            .collect();
+        (dividends, stored_rows(chunk, new_permits, |_, v| v))
+    });
+    let mut dividends: Vec<Fx> = Vec::with_capacity(n);
+    let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
+    for (d, s) in parts {
+        dividends.extend(d);
+        stored.extend(s);
+    }
+    (dividends, stored)
 }
 
 /// Liquid-alpha EMA: per entry of `W_b`, `min(1, (1 - alpha) B + max(0, alpha W_b))` with
@@ -961,5 +1091,123 @@ impl Sigmoid {
             self.alpha_high.saturating_sub(self.alpha_low),
         ));
         alpha.min(self.alpha_high).max(self.alpha_low)
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    //! Splitting the stages into ranges (threads) never changes a bit of the output.
+    use super::*;
+    use crate::par::FORCE_PARTS;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, k: u64) -> u64 {
+            self.next() % k.max(1)
+        }
+    }
+
+    fn row(rng: &mut Rng, n: u16, density: u64, shuffle: bool) -> Vec<(u16, u16)> {
+        let mut r: Vec<(u16, u16)> = Vec::new();
+        for j in 0..n {
+            if rng.below(100) < density {
+                let v = match rng.below(6) {
+                    0 => 0,
+                    1 => u16::MAX,
+                    _ => rng.next() as u16,
+                };
+                r.push((j, v));
+            }
+        }
+        if shuffle && r.len() > 1 {
+            for k in (1..r.len()).rev() {
+                let m = rng.below(k as u64 + 1) as usize;
+                r.swap(k, m);
+            }
+        }
+        r
+    }
+
+    fn case(seed: u64) -> (EpochInputs, YumaParams) {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let n = [3u16, 40, 257, 600, 1100][rng.below(5) as usize];
+        let nu = usize::from(n);
+        let validators = 1 + rng.below(u64::from(n).min(70)) as usize;
+        let block = 10_000u64;
+        let shuffle_any = rng.below(3) == 0;
+        let mut inputs = EpochInputs {
+            n,
+            owner_uid: if rng.below(2) == 0 {
+                Some(rng.below(u64::from(n)) as u16)
+            } else {
+                None
+            },
+            stake: vec![I64F64::from_num(0); nu],
+            last_update: (0..nu).map(|_| block - rng.below(300)).collect(),
+            block_at_registration: (0..nu).map(|_| block - rng.below(400)).collect(),
+            validator_permit: vec![false; nu],
+            weights: vec![Vec::new(); nu],
+            bonds: vec![Vec::new(); nu],
+            commit_blocks: Some(
+                (0..nu)
+                    .map(|_| (rng.below(3) == 0).then(|| block - rng.below(400)))
+                    .collect(),
+            ),
+            current_block: block,
+            last_mechanism_step_block: block - rng.below(500),
+            rao_emission: rng.next() >> rng.below(40),
+        };
+        for _ in 0..validators {
+            let v = rng.below(u64::from(n)) as usize;
+            inputs.stake[v] = I64F64::from_num(rng.next() >> (20 + rng.below(30)));
+            inputs.validator_permit[v] = rng.below(8) != 0;
+            let density = [100, 100, 60, 5][rng.below(4) as usize];
+            let shuffle = shuffle_any && rng.below(3) == 0;
+            inputs.weights[v] = row(&mut rng, n, density, shuffle);
+            let density = [100, 90, 30, 0][rng.below(4) as usize];
+            let shuffle = shuffle_any && rng.below(3) == 0;
+            inputs.bonds[v] = row(&mut rng, n, density, shuffle);
+        }
+        let low = rng.next() as u16;
+        let high = rng.next() as u16;
+        let params = YumaParams {
+            kappa: [32767, 0, 65535, rng.next() as u16][rng.below(4) as usize],
+            bonds_moving_average: [900_000, 0, 1_000_000, 1_100_000, rng.below(1_000_000)]
+                [rng.below(5) as usize],
+            bonds_penalty: [65535, 0, rng.next() as u16][rng.below(3) as usize],
+            max_allowed_validators: (1 + rng.below(80)) as u16,
+            tempo: 360,
+            activity_cutoff: 200,
+            yuma3: rng.below(2) == 0,
+            liquid_alpha: rng.below(2) == 0,
+            alpha_low: low.min(high),
+            alpha_high: low.max(high),
+            alpha_sigmoid_steepness: rng.next() as i16,
+            stake_threshold: rng.below(1000),
+            commit_reveal_enabled: rng.below(2) == 0,
+        };
+        (inputs, params)
+    }
+
+    #[test]
+    fn split_stages_match_one_range() {
+        for seed in 0..60u64 {
+            let (inputs, params) = case(seed);
+            FORCE_PARTS.with(|f| f.set(Some(1)));
+            let one = run_epoch(&inputs, &params).unwrap();
+            for parts in [2usize, 3, 7] {
+                FORCE_PARTS.with(|f| f.set(Some(parts)));
+                let split = run_epoch(&inputs, &params).unwrap();
+                assert_eq!(one, split, "seed {seed}, {parts} parts");
+            }
+            FORCE_PARTS.with(|f| f.set(None));
+        }
     }
 }

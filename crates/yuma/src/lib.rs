@@ -40,6 +40,7 @@ mod epoch;
 mod error;
 mod fx;
 mod median;
+mod par;
 mod sparse;
 mod types;
 

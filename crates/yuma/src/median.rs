@@ -97,7 +97,6 @@ pub(crate) fn weighted_median_columns(
             .min(n);
         (first, last)
     };
-    let mut fill: Vec<usize> = start.clone();
     let put = |fill: &mut [usize], keys: &mut [u64], base: usize, key: u64| {
         if let Some(f) = fill.get_mut(key_column(key)) {
             if let Some(slot) = keys.get_mut(f.saturating_sub(base)) {
@@ -106,11 +105,18 @@ pub(crate) fn weighted_median_columns(
             *f = f.saturating_add(1);
         }
     };
-    let select_tile = |keys: &mut [u64], base: usize, first: usize, last: usize, out: &mut [Fx]| {
+    // Writes column j's answer to `out[j - offset]`.
+    let select_tile = |keys: &mut [u64],
+                       base: usize,
+                       first: usize,
+                       last: usize,
+                       offset: usize,
+                       out: &mut [Fx]| {
         for j in first..last {
             let lo = at(j).saturating_sub(base);
             let hi = at(j.saturating_add(1)).saturating_sub(base);
-            if let (Some(col), Some(c)) = (keys.get_mut(lo..hi), out.get_mut(j)) {
+            let c = out.get_mut(j.saturating_sub(offset));
+            if let (Some(col), Some(c)) = (keys.get_mut(lo..hi), c) {
                 *c = column_median(col, &voter_stake, target, col.len() < voters);
             }
         }
@@ -118,38 +124,73 @@ pub(crate) fn weighted_median_columns(
 
     if all_ascending {
         // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
-        // reused buffer, then select each of its columns.
-        let largest_tile = (0..tiles)
-            .map(|t| {
-                let (first, last) = tile_bounds(t);
-                at(last).saturating_sub(at(first))
-            })
-            .max()
-            .unwrap_or(0);
-        let mut keys: Vec<u64> = vec![0; largest_tile];
-        let mut cursor: Vec<usize> = voter_rows.iter().map(|&i| w.range(i).start).collect();
-        for t in 0..tiles {
+        // reused buffer, then select each of its columns. Ranges of tiles run in parallel,
+        // each writing its own columns of `consensus`.
+        let tile_ranges = crate::par::split(tiles, crate::par::parts_for(total), |t| {
             let (first, last) = tile_bounds(t);
-            let base = at(first);
-            for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
-                let voter = u16::try_from(k).unwrap_or(u16::MAX);
-                let end = w.range(i).end;
-                let norm = w.norm.get(i).copied().unwrap_or_default();
-                while *cur < end {
-                    let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
-                        break;
-                    };
-                    if usize::from(j) >= last {
-                        break;
-                    }
-                    *cur = cur.saturating_add(1);
-                    if r > 0 {
-                        put(&mut fill, &mut keys, base, pack(norm.apply(r), voter, j));
-                    }
-                }
-            }
-            select_tile(&mut keys, base, first, last, &mut consensus);
+            at(last).saturating_sub(at(first)).saturating_add(1)
+        });
+        let mut items: Vec<(core::ops::Range<usize>, &mut [Fx])> = Vec::new();
+        let mut rest: &mut [Fx] = &mut consensus;
+        let mut done = 0usize;
+        for r in tile_ranges {
+            let (_, last) = tile_bounds(r.end.saturating_sub(1));
+            let last = if r.end >= tiles { n } else { last };
+            let (head, tail) = rest.split_at_mut(last.saturating_sub(done).min(rest.len()));
+            done = done.saturating_add(head.len());
+            items.push((r, head));
+            rest = tail;
         }
+        let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
+        let (voter_rows, start) = (&voter_rows, &start);
+        crate::par::map(
+            items,
+            |(range, out): (core::ops::Range<usize>, &mut [Fx])| {
+                let (col0, _) = tile_bounds(range.start);
+                let largest_tile = range
+                    .clone()
+                    .map(|t| {
+                        let (first, last) = tile_bounds(t);
+                        at(last).saturating_sub(at(first))
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let mut keys: Vec<u64> = vec![0; largest_tile];
+                let mut fill: Vec<usize> = start.clone();
+                // Each voting row's first entry at or after this range's first column.
+                let mut cursor: Vec<usize> = voter_rows
+                    .iter()
+                    .map(|&i| {
+                        let r = w.range(i);
+                        let cols = w.col.get(r.clone()).unwrap_or(&[]);
+                        let below = cols.partition_point(|&j| usize::from(j) < col0);
+                        r.start.saturating_add(below)
+                    })
+                    .collect();
+                for t in range {
+                    let (first, last) = tile_bounds(t);
+                    let base = at(first);
+                    for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
+                        let voter = u16::try_from(k).unwrap_or(u16::MAX);
+                        let end = w.range(i).end;
+                        let norm = w.norm.get(i).copied().unwrap_or_default();
+                        while *cur < end {
+                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
+                                break;
+                            };
+                            if usize::from(j) >= last {
+                                break;
+                            }
+                            *cur = cur.saturating_add(1);
+                            if r > 0 {
+                                put(&mut fill, &mut keys, base, pack(norm.apply(r), voter, j));
+                            }
+                        }
+                    }
+                    select_tile(&mut keys, base, first, last, col0, out);
+                }
+            },
+        );
     } else {
         // Two-level scatter: by tile (few sequential streams), then by column within a tile.
         let mut tile_fill: Vec<usize> = (0..=tiles).map(|t| at(tile_bounds(t).0)).collect();
@@ -170,11 +211,12 @@ pub(crate) fn weighted_median_columns(
             }
         }
         let mut keys: Vec<u64> = vec![0; total];
+        let mut fill: Vec<usize> = start.clone();
         for &key in &by_tile {
             put(&mut fill, &mut keys, 0, key);
         }
         drop(by_tile);
-        select_tile(&mut keys, 0, 0, n, &mut consensus);
+        select_tile(&mut keys, 0, 0, n, 0, &mut consensus);
     }
     consensus
 }

@@ -36,11 +36,6 @@ impl Csr {
         self.ptr.push(self.col.len());
     }
 
-    /// Number of rows.
-    pub(crate) fn rows(&self) -> usize {
-        self.ptr.len().saturating_sub(1)
-    }
-
     /// The range of row `i` in `col` / `val`.
     #[inline]
     pub(crate) fn range(&self, i: usize) -> core::ops::Range<usize> {
