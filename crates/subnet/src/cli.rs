@@ -93,6 +93,9 @@ pub struct ValidatorLoopArgs {
     /// Seed for reproducible challenges.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Serve Prometheus `/metrics` on this address.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, SubnetError> {
@@ -120,6 +123,7 @@ impl ValidatorLoopArgs {
             score_alpha: self.score_alpha,
             weights_every_blocks: self.weights_every_blocks,
             seed: self.seed,
+            metrics_addr: self.metrics_addr,
         })
     }
 }

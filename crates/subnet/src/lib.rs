@@ -15,11 +15,13 @@
 //!   timeout, keep a moving-average score per uid that resets when a uid changes hotkey
 //!   ([`scores::ScoreBook`]), and set weights within the subnet's rate limit — committing then
 //!   revealing when the subnet uses commit-reveal;
-//! - graceful shutdown on a signal, `tracing` logs.
+//! - graceful shutdown on a signal, `tracing` logs, Prometheus counters ([`metrics`]) on the
+//!   miner's `/metrics` and on a validator's optional metrics address.
 
 pub mod chain;
 pub mod cli;
 mod error;
+pub mod metrics;
 pub mod miner;
 pub mod scores;
 pub mod validator;

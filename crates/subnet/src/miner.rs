@@ -1,6 +1,6 @@
 //! The miner side: an axon serving one [`Protocol`] behind `agora-wire`.
 
-use crate::{chain, Protocol, SubnetError};
+use crate::{chain, metrics::NeuronMetrics, Protocol, SubnetError};
 use agora_client::{Client, MetagraphCache};
 use agora_primitives::{crypto::Pair, AccountId, NetUid, Uid};
 use agora_wire::{AdmissionPolicy, Caller, Guard, GuardConfig, MetagraphView, NeuronRole};
@@ -62,6 +62,7 @@ impl MetagraphView for CachedMetagraph {
 
 struct AppState<H> {
     handler: H,
+    metrics: Arc<NeuronMetrics>,
 }
 
 async fn serve_one<H: MinerHandler>(
@@ -75,14 +76,26 @@ async fn serve_one<H: MinerHandler>(
             Json(serde_json::json!({"error": {"type": kind, "message": message}})),
         )
     };
-    let request: <H::P as Protocol>::Request = serde_json::from_slice(&body)
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
-    state
-        .handler
-        .handle(&caller, request)
-        .await
-        .map(Json)
-        .map_err(|m| bad(StatusCode::UNPROCESSABLE_ENTITY, "refused", m))
+    let m = &state.metrics;
+    let request: <H::P as Protocol>::Request = serde_json::from_slice(&body).map_err(|e| {
+        NeuronMetrics::inc(&m.requests_failed);
+        bad(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+    })?;
+    let started = std::time::Instant::now();
+    let result = state.handler.handle(&caller, request).await;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    m.handler_micros
+        .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    match result {
+        Ok(r) => {
+            NeuronMetrics::inc(&m.requests_ok);
+            Ok(Json(r))
+        }
+        Err(msg) => {
+            NeuronMetrics::inc(&m.requests_failed);
+            Err(bad(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg))
+        }
+    }
 }
 
 /// Registers (if needed), publishes the axon and serves until `shutdown` resolves.
@@ -118,12 +131,19 @@ pub async fn run_miner<H: MinerHandler>(
             ..GuardConfig::default()
         },
     ));
+    let metrics = Arc::new(NeuronMetrics::default());
+    let exported = metrics.clone();
+    let netuid = config.netuid.0;
     let app = Router::new()
         .route(H::P::ROUTE, post(serve_one::<H>))
-        .with_state(Arc::new(AppState { handler }))
+        .with_state(Arc::new(AppState { handler, metrics }))
         .layer(guard.layer())
-        // Health is public and unsigned, for load balancers and the devnet.
-        .route("/health", get(|| async { "ok" }));
+        // Health and metrics are public and unsigned, for load balancers and Prometheus.
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || async move { exported.render("miner", netuid, uid) }),
+        );
     chain::serve_axon(
         &client,
         config.netuid,

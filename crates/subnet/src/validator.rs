@@ -1,6 +1,6 @@
 //! The validator side: challenge every served miner, score, remember, set weights.
 
-use crate::{chain, scores::ScoreBook, Protocol, SubnetError};
+use crate::{chain, metrics::NeuronMetrics, scores::ScoreBook, Protocol, SubnetError};
 use agora_client::{api::AgoraApiClient, Client, MetagraphCache};
 use agora_ledger::{commit_hash, Call};
 use agora_primitives::{crypto::Pair, AccountId, NetUid};
@@ -72,6 +72,8 @@ pub struct ValidatorConfig {
     pub weights_every_blocks: u64,
     /// Seed of the challenge generator; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// Where to serve Prometheus `/metrics`; none by default.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 struct PendingReveal {
@@ -107,6 +109,27 @@ pub async fn run_validator<L: ValidatorLogic>(
     let mut book = ScoreBook::new(config.score_alpha);
     let mut last_weights_block: Option<u64> = None;
     let mut pending: Option<PendingReveal> = None;
+    let metrics = Arc::new(NeuronMetrics::default());
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SubnetError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let exported = metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(
+                move || async move { exported.render("validator", netuid.0, my_uid) },
+            ),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "metrics server stopped");
+            }
+        });
+    }
     tracing::info!(uid = my_uid, hotkey = %config.hotkey.account(), "validator running");
     ready(my_uid);
     tokio::pin!(shutdown);
@@ -150,8 +173,12 @@ pub async fn run_validator<L: ValidatorLogic>(
             }
         });
         for (uid, hotkey, check, outcome) in join_all(queries).await {
-            if let QueryOutcome::Failed { error } = &outcome {
-                tracing::debug!(uid, %error, "query failed");
+            match &outcome {
+                QueryOutcome::Failed { error } => {
+                    NeuronMetrics::inc(&metrics.queries_failed);
+                    tracing::debug!(uid, %error, "query failed");
+                }
+                QueryOutcome::Answered { .. } => NeuronMetrics::inc(&metrics.queries_ok),
             }
             let s = logic.score(check, outcome);
             book.record(uid, hotkey, s);
