@@ -15,7 +15,7 @@ use agora_client::{Client, TxOptions, DEFAULT_RPC_URL};
 use agora_ledger::query::MetagraphNeuron;
 use agora_ledger::types::Hyperparameter;
 use agora_ledger::{commit_hash, Call, GenesisConfig};
-use agora_primitives::{crypto::Pair, AccountId, Balance, NetUid, RAO_PER_TOKEN};
+use agora_primitives::{crypto::Pair, AccountId, Balance, NetUid};
 use clap::{Args, Subcommand};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -721,7 +721,7 @@ pub enum WeightsCommand {
 
 /// Runs `agora weights ...`.
 pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
-    let (w, key, call) = match a.command {
+    let (key, call) = match a.command {
         WeightsCommand::Set { w, key } => {
             let (uids, values) = w.parse()?;
             let call = Call::SetWeights {
@@ -730,7 +730,7 @@ pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
                 values,
                 version_key: w.version_key,
             };
-            (w, key, call)
+            (key, call)
         }
         WeightsCommand::Commit { w, salt, key } => {
             let (uids, values) = w.parse()?;
@@ -748,7 +748,7 @@ pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
                 netuid: NetUid(w.netuid),
                 commit_hash: h,
             };
-            (w, key, call)
+            (key, call)
         }
         WeightsCommand::Reveal { w, salt, key } => {
             let (uids, values) = w.parse()?;
@@ -759,10 +759,9 @@ pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
                 salt: parse_u16_list("--salt", &salt)?,
                 version_key: w.version_key,
             };
-            (w, key, call)
+            (key, call)
         }
     };
-    let _ = w;
     submit(&a.conn, &key, call).await.map(|_| ())
 }
 
@@ -841,9 +840,4 @@ fn neuron_row(n: &MetagraphNeuron) -> Vec<String> {
             .as_ref()
             .map_or_else(|| "-".into(), |a| format!("{}:{}", a.ip, a.port)),
     ]
-}
-
-/// Tokens as rao, for callers that build calls themselves.
-pub fn tokens_to_rao(tokens: u64) -> u64 {
-    tokens.saturating_mul(RAO_PER_TOKEN)
 }

@@ -106,6 +106,7 @@ pub(crate) enum Refusal {
     Tx(TxError),
     Pool(PoolRefusal),
     Storage(String),
+    ShuttingDown,
 }
 
 impl Refusal {
@@ -149,6 +150,10 @@ impl Refusal {
                 };
                 TxFailure { code, message }
             }
+            Refusal::ShuttingDown => TxFailure {
+                code: codes::SHUTTING_DOWN,
+                message: "the node is shutting down".to_owned(),
+            },
             Refusal::Storage(m) => TxFailure {
                 code: codes::STORAGE,
                 message: format!("node storage failure: {m}"),
@@ -209,10 +214,7 @@ impl Shared {
         batch: Vec<Result<Incoming, TxError>>,
     ) -> Vec<Result<Hash, Refusal>> {
         if self.is_shutting_down() {
-            return batch
-                .iter()
-                .map(|_| Err(Refusal::Storage("the node is shutting down".into())))
-                .collect();
+            return batch.iter().map(|_| Err(Refusal::ShuttingDown)).collect();
         }
         let decoded: Vec<SignedTx> = batch
             .iter()
