@@ -8,8 +8,8 @@ use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
 use crate::median::weighted_median_columns;
-use crate::par;
 use crate::sparse::{Csr, Scratch, Weights};
+use crate::{par, pool};
 use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
 
 /// Runs one Yuma Consensus epoch. Pure and deterministic; rejects malformed inputs with a
@@ -166,6 +166,10 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
         )
     };
     fx::inplace_normalize(&mut dividends);
+    if let BondWeights::Interpolated(m) = weights_for_bonds {
+        m.recycle();
+    }
+    weights.recycle();
 
     // =================================
     // == Emission and Pruning scores ==
@@ -359,9 +363,9 @@ fn prepare_weights(
 ) -> Weights {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
     let mut w = Weights {
-        ptr: Vec::with_capacity(n.saturating_add(1)),
-        col: Vec::with_capacity(nnz),
-        raw: Vec::with_capacity(nnz),
+        ptr: pool::USIZES.take(n.saturating_add(1)),
+        col: pool::U16S.take(nnz),
+        raw: pool::U16S.take(nnz),
         norm: Vec::with_capacity(n),
     };
     w.ptr.push(0);
@@ -580,8 +584,6 @@ fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mu
         scratch.drain_positive_into(out);
         return;
     }
-    out.col.reserve(new.len().saturating_add(old.len()));
-    out.val.reserve(new.len().saturating_add(old.len()));
     let (mut x, mut y) = (0usize, 0usize);
     while let (Some(&(ja, va)), Some(&(jb, vb))) = (new.get(x), old.get(y)) {
         let (j, v) = if ja == jb {
@@ -708,12 +710,21 @@ fn ema_chunks(
     new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
     old_value: impl Fn(u16, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
-    par::map(chunks, |rows: Range<usize>| {
-        let nnz: usize = rows.clone().fold(0usize, |acc, i| {
-            acc.saturating_add(wb.row_len(i))
-                .saturating_add(inputs.bonds.get(i).map_or(0, Vec::len))
-        });
-        let mut ema = Csr::with_capacity(rows.len(), nnz);
+    // The output buffers are allocated here, on the calling thread, whose allocator reuses
+    // memory from one epoch to the next (a fresh thread's arena would fault it in again).
+    // A row usually has as many EMA entries as the larger of its two addends.
+    let items: Vec<(Range<usize>, Csr)> = chunks
+        .into_iter()
+        .map(|rows| {
+            let nnz: usize = rows.clone().fold(0usize, |acc, i| {
+                let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
+                acc.saturating_add(wb.row_len(i).max(bonds))
+            });
+            let ema = Csr::with_capacity(rows.len(), nnz);
+            (rows, ema)
+        })
+        .collect();
+    par::map(items, |(rows, mut ema): (Range<usize>, Csr)| {
         let mut sum: Vec<Fx> = vec![0; n];
         let mut scratch = Scratch::new(n);
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
@@ -748,28 +759,43 @@ fn ema_chunks(
     })
 }
 
-/// The stored rows of one chunk: `to_u16(scale(j, B_ij))` for uids with a new permit, `[]` for
-/// the others.
-fn stored_rows(
-    chunk: &EmaChunk,
-    new_permits: &[bool],
-    scale: impl Fn(u16, Fx) -> Fx,
-) -> Vec<Vec<(u16, u16)>> {
+/// Empty stored rows for one chunk, allocated on the calling thread (whose allocator reuses
+/// the memory the caller frees): room for the EMA row of uids with a new permit, none for the
+/// others.
+fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>> {
     chunk
         .rows
         .clone()
         .enumerate()
         .map(|(local, i)| {
-            if !new_permits.get(i).copied().unwrap_or(false) {
-                return Vec::new();
+            if new_permits.get(i).copied().unwrap_or(false) {
+                Vec::with_capacity(chunk.ema.range(local).len())
+            } else {
+                Vec::new()
             }
-            let (cols, vals) = chunk.ema.row(local);
-            cols.iter()
-                .zip(vals)
-                .map(|(&j, &v)| (j, fx::to_u16(scale(j, v))))
-                .collect()
         })
         .collect()
+}
+
+/// Fills the stored rows of one chunk: `to_u16(scale(j, B_ij))` for uids with a new permit,
+/// `[]` for the others.
+fn stored_rows(
+    chunk: &EmaChunk,
+    mut out: Vec<Vec<(u16, u16)>>,
+    new_permits: &[bool],
+    scale: impl Fn(u16, Fx) -> Fx,
+) -> Vec<Vec<(u16, u16)>> {
+    for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+        if new_permits.get(i).copied().unwrap_or(false) {
+            let (cols, vals) = chunk.ema.row(local);
+            row.extend(
+                cols.iter()
+                    .zip(vals)
+                    .map(|(&j, &v)| (j, fx::to_u16(scale(j, v)))),
+            );
+        }
+    }
+    out
 }
 
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -882,9 +908,15 @@ fn classic_bonds(
 
     // Stored column max-upscaled: max_i B_ij = 1.
     let max_div = column_divisors(&col_max);
-    let stored = par::map(ema.iter().collect(), |chunk: &EmaChunk| {
-        stored_rows(chunk, new_permits, |j, v| divide_by(&max_div, j, v))
+    let items: Vec<_> = ema
+        .iter()
+        .map(|c| (c, stored_buffers(c, new_permits)))
+        .collect();
+    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
+    let stored = par::map(items, |(chunk, out): Item<'_>| {
+        stored_rows(chunk, out, new_permits, |j, v| divide_by(&max_div, j, v))
     });
+    ema.into_iter().for_each(|c| c.ema.recycle());
     (dividends, stored.into_iter().flatten().collect())
 }
 
@@ -947,7 +979,12 @@ fn yuma3_bonds(
     // D_i = A_i * sum_j colnorm(EMA)_ij I_j
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
     let ema_div = column_divisors(&ema_sum);
-    let parts = par::map(ema.iter().collect(), |chunk: &EmaChunk| {
+    let items: Vec<_> = ema
+        .iter()
+        .map(|c| (c, stored_buffers(c, new_permits)))
+        .collect();
+    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
+    let parts = par::map(items, |(chunk, out): Item<'_>| {
         let dividends: Vec<Fx> = chunk
             .rows
             .clone()
@@ -962,7 +999,7 @@ fn yuma3_bonds(
                 fx::checked_mul(total, a_i).unwrap_or(0)
             })
             .collect();
-        (dividends, stored_rows(chunk, new_permits, |_, v| v))
+        (dividends, stored_rows(chunk, out, new_permits, |_, v| v))
     });
     let mut dividends: Vec<Fx> = Vec::with_capacity(n);
     let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
@@ -970,6 +1007,7 @@ fn yuma3_bonds(
         dividends.extend(d);
         stored.extend(s);
     }
+    ema.into_iter().for_each(|c| c.ema.recycle());
     (dividends, stored)
 }
 

@@ -41,6 +41,7 @@ mod error;
 mod fx;
 mod median;
 mod par;
+mod pool;
 mod sparse;
 mod types;
 

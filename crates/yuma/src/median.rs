@@ -130,7 +130,9 @@ pub(crate) fn weighted_median_columns(
             let (first, last) = tile_bounds(t);
             at(last).saturating_sub(at(first)).saturating_add(1)
         });
-        let mut items: Vec<(core::ops::Range<usize>, &mut [Fx])> = Vec::new();
+        // Per range: its tiles, its columns of `consensus` and its key buffer (allocated on
+        // the calling thread, whose allocator reuses memory across epochs).
+        let mut items: Vec<(core::ops::Range<usize>, &mut [Fx], Vec<u64>)> = Vec::new();
         let mut rest: &mut [Fx] = &mut consensus;
         let mut done = 0usize;
         for r in tile_ranges {
@@ -138,24 +140,25 @@ pub(crate) fn weighted_median_columns(
             let last = if r.end >= tiles { n } else { last };
             let (head, tail) = rest.split_at_mut(last.saturating_sub(done).min(rest.len()));
             done = done.saturating_add(head.len());
-            items.push((r, head));
+            let largest_tile = r
+                .clone()
+                .map(|t| {
+                    let (first, last) = tile_bounds(t);
+                    at(last).saturating_sub(at(first))
+                })
+                .max()
+                .unwrap_or(0);
+            let mut keys = crate::pool::U64S.take(largest_tile);
+            keys.resize(largest_tile, 0);
+            items.push((r, head, keys));
             rest = tail;
         }
         let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
         let (voter_rows, start) = (&voter_rows, &start);
         crate::par::map(
             items,
-            |(range, out): (core::ops::Range<usize>, &mut [Fx])| {
+            |(range, out, mut keys): (core::ops::Range<usize>, &mut [Fx], Vec<u64>)| {
                 let (col0, _) = tile_bounds(range.start);
-                let largest_tile = range
-                    .clone()
-                    .map(|t| {
-                        let (first, last) = tile_bounds(t);
-                        at(last).saturating_sub(at(first))
-                    })
-                    .max()
-                    .unwrap_or(0);
-                let mut keys: Vec<u64> = vec![0; largest_tile];
                 let mut fill: Vec<usize> = start.clone();
                 // Each voting row's first entry at or after this range's first column.
                 let mut cursor: Vec<usize> = voter_rows
@@ -189,8 +192,11 @@ pub(crate) fn weighted_median_columns(
                     }
                     select_tile(&mut keys, base, first, last, col0, out);
                 }
+                keys
             },
-        );
+        )
+        .into_iter()
+        .for_each(|keys| crate::pool::U64S.give(keys));
     } else {
         // Two-level scatter: by tile (few sequential streams), then by column within a tile.
         let mut tile_fill: Vec<usize> = (0..=tiles).map(|t| at(tile_bounds(t).0)).collect();

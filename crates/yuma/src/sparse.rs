@@ -2,6 +2,7 @@
 //! needs. Rows keep their stored order; nothing here allocates per entry.
 
 use crate::fx::{Fx, IntNormaliser};
+use crate::pool;
 
 /// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`.
 #[derive(Clone, Debug, Default)]
@@ -14,13 +15,20 @@ pub(crate) struct Csr {
 impl Csr {
     /// An empty matrix ready for `rows` rows of about `nnz` entries in all.
     pub(crate) fn with_capacity(rows: usize, nnz: usize) -> Self {
-        let mut ptr = Vec::with_capacity(rows.saturating_add(1));
+        let mut ptr = pool::USIZES.take(rows.saturating_add(1));
         ptr.push(0);
         Self {
             ptr,
-            col: Vec::with_capacity(nnz),
-            val: Vec::with_capacity(nnz),
+            col: pool::U16S.take(nnz),
+            val: pool::I64S.take(nnz),
         }
+    }
+
+    /// Returns the buffers to this thread's shelves.
+    pub(crate) fn recycle(self) {
+        pool::USIZES.give(self.ptr);
+        pool::U16S.give(self.col);
+        pool::I64S.give(self.val);
     }
 
     /// Appends an entry to the row being built.
@@ -88,6 +96,13 @@ impl Weights {
         let start = self.ptr.get(i).copied().unwrap_or(0);
         let end = self.ptr.get(i.saturating_add(1)).copied().unwrap_or(start);
         start..end
+    }
+
+    /// Returns the buffers to this thread's shelves.
+    pub(crate) fn recycle(self) {
+        pool::USIZES.give(self.ptr);
+        pool::U16S.give(self.col);
+        pool::U16S.give(self.raw);
     }
 
     /// Row `i` as (columns, stored values, normaliser).
