@@ -670,6 +670,8 @@ struct EmaChunk {
     rows: Range<usize>,
     ema: Csr,
     sum: Vec<Fx>,
+    /// Column maxima of its entries.
+    max: Vec<Fx>,
 }
 
 /// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
@@ -691,6 +693,17 @@ fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t = t.saturating_add(p);
+        }
+    }
+    total
+}
+
+/// Column maxima over per-range column vectors.
+fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
+    let mut total: Vec<Fx> = vec![0; n];
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t = (*t).max(p);
         }
     }
     total
@@ -726,6 +739,7 @@ fn ema_chunks(
         .collect();
     par::map(items, |(rows, mut ema): (Range<usize>, Csr)| {
         let mut sum: Vec<Fx> = vec![0; n];
+        let mut max: Vec<Fx> = vec![0; n];
         let mut scratch = Scratch::new(n);
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
@@ -750,12 +764,19 @@ fn ema_chunks(
                 ema.val.get(start..).unwrap_or(&[]),
             );
             for (&j, &x) in c.iter().zip(v) {
-                if let Some(s) = sum.get_mut(usize::from(j)) {
+                let ju = usize::from(j);
+                if let (Some(s), Some(m)) = (sum.get_mut(ju), max.get_mut(ju)) {
                     *s = s.saturating_add(x);
+                    *m = (*m).max(x);
                 }
             }
         }
-        EmaChunk { rows, ema, sum }
+        EmaChunk {
+            rows,
+            ema,
+            sum,
+            max,
+        }
     })
 }
 
@@ -877,47 +898,52 @@ fn classic_bonds(
     );
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
 
-    // EMA column-normalised; D_i = sum_j B_ij I_j; column maxima for storage.
+    // EMA column-normalised; D_i = sum_j B_ij I_j; stored column max-upscaled (max_i B_ij = 1).
+    // Within a column, every EMA entry is positive and at most the column sum, where the
+    // normalisation `floor(v 2^32 / sum)` is non-decreasing: the column maximum of the
+    // normalised EMA is the normalised column maximum of the EMA, known before this pass.
     let ema_div = column_divisors(&ema_sum);
-    let parts = par::map(ema.iter_mut().collect(), |chunk: &mut EmaChunk| {
-        let mut col_max: Vec<Fx> = vec![0; n];
-        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
-        for local in 0..chunk.rows.len() {
-            let (cols, vals) = chunk.ema.row_mut(local);
-            let mut acc: Fx = 0;
-            for (&j, v) in cols.iter().zip(vals.iter_mut()) {
-                *v = divide_by(&ema_div, j, *v);
-                let ju = usize::from(j);
-                acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), *v));
-                if let Some(m) = col_max.get_mut(ju) {
-                    *m = (*m).max(*v);
-                }
-            }
-            dividends.push(acc);
-        }
-        (dividends, col_max)
-    });
-    let mut dividends: Vec<Fx> = Vec::with_capacity(n);
-    let mut col_max: Vec<Fx> = vec![0; n];
-    for (d, m) in parts {
-        dividends.extend(d);
-        for (t, x) in col_max.iter_mut().zip(m) {
-            *t = (*t).max(x);
-        }
-    }
-
-    // Stored column max-upscaled: max_i B_ij = 1.
+    let col_max = max_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.max)), n);
+    let col_max: Vec<Fx> = col_max
+        .iter()
+        .zip(&ema_div)
+        .map(|(&m, d)| d.apply(m))
+        .collect();
     let max_div = column_divisors(&col_max);
     let items: Vec<_> = ema
         .iter()
         .map(|c| (c, stored_buffers(c, new_permits)))
         .collect();
     type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let stored = par::map(items, |(chunk, out): Item<'_>| {
-        stored_rows(chunk, out, new_permits, |j, v| divide_by(&max_div, j, v))
+    let parts = par::map(items, |(chunk, mut out): Item<'_>| {
+        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+        for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+            let store = new_permits.get(i).copied().unwrap_or(false);
+            let (cols, vals) = chunk.ema.row(local);
+            let mut acc: Fx = 0;
+            for (&j, &v) in cols.iter().zip(vals) {
+                let ju = usize::from(j);
+                let (Some(ed), Some(md)) = (ema_div.get(ju), max_div.get(ju)) else {
+                    continue;
+                };
+                let b = ed.apply(v);
+                acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), b));
+                if store {
+                    row.push((j, fx::to_u16(md.apply(b))));
+                }
+            }
+            dividends.push(acc);
+        }
+        (dividends, out)
     });
+    let mut dividends: Vec<Fx> = Vec::with_capacity(n);
+    let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
+    for (d, s) in parts {
+        dividends.extend(d);
+        stored.extend(s);
+    }
     ema.into_iter().for_each(|c| c.ema.recycle());
-    (dividends, stored.into_iter().flatten().collect())
+    (dividends, stored)
 }
 
 /// Yuma3 bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -956,6 +982,7 @@ fn yuma3_bonds(
             rows: 0..n,
             ema,
             sum,
+            max: Vec::new(),
         }]
     } else {
         // EMA = alpha W_b + (1 - alpha) B with alpha = 1 - bonds_moving_average / 1e6.

@@ -124,47 +124,36 @@ impl Div {
 }
 
 /// Divides u16 integers (as I32F32) by the saturating I32F32 sum of such integers: the row and
-/// column normalisations of stored weights and classic bonds.
+/// column normalisations of stored weights and classic bonds. Compact (24 bytes), as one is
+/// read per entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IntNormaliser {
     /// `floor(x * 2^32 / sum)` for an integer sum below 2^31 (a zero sum divides by 1: every
-    /// value summed into it is 0 and stays 0, as `safe_div` leaves it).
+    /// value summed into it is 0 and stays 0, as `safe_div` leaves it). A sum that saturated
+    /// I32F32 is marked by `d == 0` (never a valid divisor here).
     exact: Recip,
-    /// Set when the sum saturated I32F32.
-    saturated: Option<Div>,
 }
 
 impl IntNormaliser {
     pub(crate) fn new(sum: u64) -> Self {
-        let one = Recip {
-            d: 1,
-            r: u64::MAX,
-            s: 0,
-        };
         match Recip::new(sum) {
-            Some(exact) if sum < (1 << 31) => Self {
-                exact,
-                saturated: None,
-            },
+            Some(exact) if sum < (1 << 31) => Self { exact },
             Some(_) => Self {
-                exact: one,
-                saturated: Some(Div::new(i64::MAX)),
+                exact: Recip { d: 0, r: 0, s: 0 },
             },
-            None => Self {
-                exact: one,
-                saturated: None,
-            },
+            None => Self { exact: Recip::ONE },
         }
     }
 
     /// `safe_div(x, sum)` in I32F32, for `x <= sum`.
     #[inline]
     pub(crate) fn apply(&self, x: u16) -> Fx {
-        match &self.saturated {
-            // (x << 32) << 32 / (sum << 32) = floor(x * 2^32 / sum) <= 2^32: the cast is exact.
-            None => self.exact.div(u64::from(x) << 32) as i64,
-            Some(d) => d.safe_div(from_u16(x)),
+        if self.exact.d == 0 {
+            // The sum saturated to the largest I32F32.
+            return safe_div(from_u16(x), i64::MAX);
         }
+        // (x << 32) << 32 / (sum << 32) = floor(x * 2^32 / sum) <= 2^32: the cast is exact.
+        self.exact.div(u64::from(x) << 32) as i64
     }
 }
 

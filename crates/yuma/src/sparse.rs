@@ -61,16 +61,6 @@ impl Csr {
             self.val.get(r).unwrap_or(&[]),
         )
     }
-
-    /// Row `i` as (columns, mutable values).
-    #[inline]
-    pub(crate) fn row_mut(&mut self, i: usize) -> (&[u16], &mut [Fx]) {
-        let r = self.range(i);
-        (
-            self.col.get(r.clone()).unwrap_or(&[]),
-            self.val.get_mut(r).unwrap_or(&mut []),
-        )
-    }
 }
 
 /// The masked weights `W` in compact form: the stored u16 values of the kept entries, rows in
