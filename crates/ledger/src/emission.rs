@@ -41,7 +41,13 @@ pub fn split_proportional(total: u64, weights: &[u64]) -> Vec<u64> {
     }
     weights
         .iter()
-        .map(|&w| u64::try_from(u128::from(total).saturating_mul(u128::from(w)) / sum).unwrap_or(0))
+        .map(|&w| {
+            let share = u128::from(total)
+                .saturating_mul(u128::from(w))
+                .checked_div(sum)
+                .unwrap_or(0);
+            u64::try_from(share).unwrap_or(0)
+        })
         .collect()
 }
 

@@ -23,7 +23,11 @@ use agora_yuma::{run_epoch, EpochInputs, YumaParams};
 /// subnets are staggered by netuid so their epochs do not all land on one block).
 pub fn is_epoch_block(netuid: NetUid, tempo: u16, block: BlockNumber) -> bool {
     let period = u64::from(tempo).saturating_add(1);
-    block.saturating_add(u64::from(netuid.0)).saturating_add(1) % period == 0
+    block
+        .saturating_add(u64::from(netuid.0))
+        .saturating_add(1)
+        .checked_rem(period)
+        == Some(0)
 }
 
 /// Runs the hooks of `block`, before its transactions.

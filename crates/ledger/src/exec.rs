@@ -21,7 +21,10 @@ pub(crate) fn sub(a: u64, b: u64) -> Result<u64, TxError> {
 
 /// `value * part / 65535`, floored, in 128 bits so it cannot overflow.
 pub(crate) fn mul_u16_proportion(value: u64, part: u16) -> u64 {
-    let wide = u128::from(value).saturating_mul(u128::from(part)) / u128::from(u16::MAX);
+    let wide = u128::from(value)
+        .saturating_mul(u128::from(part))
+        .checked_div(u128::from(u16::MAX))
+        .unwrap_or(0);
     u64::try_from(wide).unwrap_or(u64::MAX)
 }
 
@@ -30,13 +33,20 @@ pub(crate) fn mul_div(value: u64, num: u64, den: u64) -> u64 {
     if den == 0 {
         return 0;
     }
-    let wide = u128::from(value).saturating_mul(u128::from(num)) / u128::from(den);
+    let wide = u128::from(value)
+        .saturating_mul(u128::from(num))
+        .checked_div(u128::from(den))
+        .unwrap_or(0);
     u64::try_from(wide).unwrap_or(u64::MAX)
 }
 
 /// The epoch index subtensor uses for commit-reveal windows.
 pub(crate) fn epoch_index(netuid: NetUid, tempo: u16, block: BlockNumber) -> u64 {
-    block.saturating_add(u64::from(netuid.0)).saturating_add(1) / u64::from(tempo).saturating_add(1)
+    block
+        .saturating_add(u64::from(netuid.0))
+        .saturating_add(1)
+        .checked_div(u64::from(tempo).saturating_add(1))
+        .unwrap_or(0)
 }
 
 /// The first block of epoch `index`.
@@ -313,7 +323,10 @@ fn transfer<S: crate::KvStore + ?Sized>(
 pub(crate) fn lock_cost(params: &ChainParams, totals: &Totals, block: BlockNumber) -> u64 {
     let last = totals.last_lock_cost_rao;
     let elapsed = block.saturating_sub(totals.last_lock_block);
-    let decay = (last / params.lock_reduction_interval.max(1)).saturating_mul(elapsed);
+    let decay = last
+        .checked_div(params.lock_reduction_interval)
+        .unwrap_or(0)
+        .saturating_mul(elapsed);
     last.saturating_mul(2)
         .saturating_sub(decay)
         .max(params.min_lock_cost_rao)

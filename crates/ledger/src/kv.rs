@@ -14,13 +14,16 @@ use std::ops::Bound;
 #[error("storage failure: {0}")]
 pub struct KvError(pub String);
 
+/// Key-value pairs in ascending key order, as prefix scans return them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered key-value state, read-only from the ledger's point of view.
 pub trait KvStore {
     /// The value stored under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
 
     /// Every entry whose key starts with `prefix`, in ascending key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
 }
 
 /// Changes to apply on top of a store: `Some(v)` writes, `None` deletes. Ordered, so that
@@ -74,7 +77,7 @@ impl KvStore for MemKv {
         Ok(self.map.get(key).cloned())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
         Ok(self
             .map
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
@@ -130,7 +133,7 @@ impl<'a, S: KvStore + ?Sized> Overlay<'a, S> {
     }
 
     /// Every live entry under `prefix`, merging base, block and transaction buffers.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
             .base
             .scan_prefix(prefix)?

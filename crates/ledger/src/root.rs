@@ -49,7 +49,9 @@ fn entry_lanes(key: &[u8], value: &[u8]) -> [u16; LANES] {
     h.finalize_xof().fill(&mut bytes);
     let mut lanes = [0u16; LANES];
     for (lane, pair) in lanes.iter_mut().zip(bytes.chunks_exact(2)) {
-        *lane = u16::from_le_bytes([pair[0], pair[1]]);
+        if let [lo, hi] = *pair {
+            *lane = u16::from_le_bytes([lo, hi]);
+        }
     }
     lanes
 }
@@ -91,7 +93,9 @@ impl LtHash {
         }
         let mut lanes = Box::new([0u16; LANES]);
         for (lane, pair) in lanes.iter_mut().zip(bytes.chunks_exact(2)) {
-            *lane = u16::from_le_bytes([pair[0], pair[1]]);
+            if let [lo, hi] = *pair {
+                *lane = u16::from_le_bytes([lo, hi]);
+            }
         }
         Some(LtHash(lanes))
     }

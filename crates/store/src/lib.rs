@@ -12,8 +12,8 @@
 //! [`replay`] re-executes every stored block into a fresh store and checks each state root.
 
 use agora_ledger::{
-    execute_block, Block, BlockEvents, ExecutedBlock, GenesisConfig, Header, KvError, KvStore,
-    SignatureCheck,
+    execute_block, kv::Entries, Block, BlockEvents, ExecutedBlock, GenesisConfig, Header, KvError,
+    KvStore, SignatureCheck,
 };
 use agora_primitives::{
     codec::{Decode, Encode},
@@ -264,7 +264,7 @@ impl KvStore for Snapshot {
         Ok(v.map(|v| v.value().to_vec()))
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
         let mut out = Vec::new();
         for item in self
             .state
