@@ -6,6 +6,7 @@
 //! maxima.
 
 use core::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Below this much work (entries) a stage runs on the calling thread only.
@@ -21,7 +22,15 @@ thread_local! {
         const { core::cell::Cell::new(None) };
 }
 
-/// How many ranges to split `work` entries into.
+/// How many threads may work on a stage.
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, core::num::NonZeroUsize::get)
+        .clamp(1, MAX_THREADS)
+}
+
+/// How many ranges to split `work` entries into: a few per thread, so that a thread the
+/// scheduler leaves waiting holds up at most one small range (the others take the rest).
 pub(crate) fn parts_for(work: usize) -> usize {
     #[cfg(test)]
     if let Some(parts) = FORCE_PARTS.with(core::cell::Cell::get) {
@@ -30,10 +39,16 @@ pub(crate) fn parts_for(work: usize) -> usize {
     if work < MIN_PARALLEL_WORK {
         return 1;
     }
-    std::thread::available_parallelism()
-        .map_or(1, core::num::NonZeroUsize::get)
-        .clamp(1, MAX_THREADS)
+    let threads = threads();
+    if threads <= 1 {
+        1
+    } else {
+        threads.saturating_mul(RANGES_PER_THREAD)
+    }
 }
+
+/// Ranges per thread for a large stage.
+const RANGES_PER_THREAD: usize = 4;
 
 /// Splits `0..len` into at most `parts` contiguous ranges of about equal cumulative `weight`.
 /// Never returns an empty list (a single empty range for `len == 0`).
@@ -70,47 +85,62 @@ pub(crate) fn split(
     out
 }
 
-/// Runs `f` on every item, the first on the calling thread and the others on scoped threads,
-/// and returns the results in item order. An item whose thread cannot be started (or that its
-/// thread did not take) runs on the calling thread.
+/// Runs `f` on every item and returns the results in item order. The calling thread and up to
+/// `threads() - 1` scoped helpers claim items one at a time, so which thread runs an item
+/// never matters; a helper that cannot be started is simply not there.
 pub(crate) fn map<I, T, F>(items: Vec<I>, f: F) -> Vec<T>
 where
     I: Send,
     T: Send,
     F: Fn(I) -> T + Sync,
 {
-    if items.len() <= 1 {
+    let helpers = threads()
+        .saturating_sub(1)
+        .min(items.len().saturating_sub(1));
+    if helpers == 0 {
         return items.into_iter().map(f).collect();
     }
-    let take = |slot: &Mutex<Option<I>>| {
-        slot.lock()
+    let slots: Vec<Mutex<(Option<I>, Option<T>)>> = items
+        .into_iter()
+        .map(|item| Mutex::new((Some(item), None)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(k) else { break };
+        let item = slot
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    };
-    let mut iter = items.into_iter();
-    let first = iter.next();
-    let slots: Vec<Mutex<Option<I>>> = iter.map(|item| Mutex::new(Some(item))).collect();
-    let (f, take) = (&f, &take);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .iter()
-            .map(|slot| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, move || take(slot).map(f))
-                    .ok()
-            })
-            .collect();
-        let mut out = Vec::with_capacity(slots.len().saturating_add(1));
-        out.extend(first.map(f));
-        for (slot, handle) in slots.iter().zip(handles) {
-            let done = match handle.map(std::thread::ScopedJoinHandle::join) {
-                Some(Ok(v)) => v,
-                // Re-raise a panic from the thread (the stages never panic).
-                Some(Err(payload)) => std::panic::resume_unwind(payload),
-                None => None,
-            };
-            out.extend(done.or_else(|| take(slot).map(f)));
+            .0
+            .take();
+        if let Some(item) = item {
+            let result = f(item);
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .1 = Some(result);
         }
-        out
-    })
+    };
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = (0..helpers)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        work();
+        for handle in handles {
+            if let Err(payload) = handle.join() {
+                // Re-raise a panic from a helper (the stages never panic).
+                std::panic::resume_unwind(payload);
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|slot| {
+            let (item, result) = slot
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Every item was claimed and run; an unclaimed one would run here.
+            result.or_else(|| item.map(&f))
+        })
+        .collect()
 }
