@@ -279,15 +279,47 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
     if let Some(uid) = inputs.stake.iter().position(|s| s.is_negative()) {
         return Err(YumaError::NegativeStake { uid });
     }
-    // stamp[j] == row + 1 when row `row` has already named uid j.
-    let mut stamp: Vec<u32> = vec![0; n];
-    let mut row_id: u32 = 0;
+    // Rows in ranges, in parallel; the first error in (field, row, entry) order wins.
+    let total: usize = inputs
+        .weights
+        .iter()
+        .chain(&inputs.bonds)
+        .map(Vec::len)
+        .sum();
+    let parts = par::parts_for(total);
+    let mut items: Vec<(&'static str, &[crate::SparseRow], Range<usize>)> = Vec::new();
     for (field, rows) in [("weights", &inputs.weights), ("bonds", &inputs.bonds)] {
-        for (row, entries) in rows.iter().enumerate() {
+        for r in par::split(rows.len(), parts, |i| {
+            rows.get(i).map_or(0, Vec::len).saturating_add(1)
+        }) {
+            items.push((field, rows.as_slice(), r));
+        }
+    }
+    type Item<'a> = (&'static str, &'a [crate::SparseRow], Range<usize>);
+    let errors = par::map(items, |(field, rows, range): Item<'_>| {
+        // stamp[j] == id when the row with that id has already named uid j.
+        let mut stamp: Vec<u32> = Vec::new();
+        let mut row_id: u32 = 0;
+        for row in range {
+            let entries: &[(u16, u16)] = rows.get(row).map_or(&[], Vec::as_slice);
+            // Fast path: strictly ascending uids below n have no duplicate and none out of
+            // range.
+            let mut prev = -1i32;
+            let mut ascending = true;
+            for &(uid, _) in entries {
+                ascending &= i32::from(uid) > prev;
+                prev = i32::from(uid);
+            }
+            if ascending && usize::try_from(prev).map_or(true, |last| last < n) {
+                continue;
+            }
+            if stamp.is_empty() {
+                stamp = vec![0; n];
+            }
             row_id = row_id.saturating_add(1);
             for &(uid, _) in entries {
                 let Some(s) = stamp.get_mut(usize::from(uid)) else {
-                    return Err(YumaError::UidOutOfRange {
+                    return Some(YumaError::UidOutOfRange {
                         field,
                         row,
                         uid,
@@ -295,13 +327,17 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
                     });
                 };
                 if *s == row_id {
-                    return Err(YumaError::DuplicateUid { field, row, uid });
+                    return Some(YumaError::DuplicateUid { field, row, uid });
                 }
                 *s = row_id;
             }
         }
+        None
+    });
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `s / total` in I64F64 (subtensor's `safe_div`), narrowed to I32F32 bits by truncation.
@@ -362,6 +398,64 @@ fn prepare_weights(
     n: usize,
 ) -> Weights {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
+    let commit_blocks = if params.commit_reveal_enabled {
+        inputs.commit_blocks.as_deref()
+    } else {
+        None
+    };
+    let bar = &inputs.block_at_registration;
+    // Row ranges are masked in parallel into buffers taken here (on the calling thread, whose
+    // allocator reuses memory across epochs), then concatenated in row order.
+    let chunks = par::split(n, par::parts_for(nnz), |i| {
+        inputs.weights.get(i).map_or(0, Vec::len).saturating_add(1)
+    });
+    let items: Vec<(Range<usize>, Vec<u16>, Vec<u16>)> = chunks
+        .into_iter()
+        .map(|rows| {
+            let len: usize = inputs
+                .weights
+                .get(rows.clone())
+                .map_or(0, |r| r.iter().map(Vec::len).sum());
+            (rows, pool::U16S.take(len), pool::U16S.take(len))
+        })
+        .collect();
+    type Item = (Range<usize>, Vec<u16>, Vec<u16>);
+    let parts = par::map(items, |(rows, mut col, mut raw): Item| {
+        // Per row: its end in this range's buffers and its sum.
+        let mut ends: Vec<(usize, u64)> = Vec::with_capacity(rows.len());
+        for i in rows {
+            let mut row_sum: u64 = 0;
+            let row: &[(u16, u16)] = inputs.weights.get(i).map_or(&[], Vec::as_slice);
+            if validator_permits.get(i).copied().unwrap_or(false) {
+                let updated = inputs.last_update.get(i).copied().unwrap_or(0);
+                // No active commit reads as u64::MAX, which masks nothing.
+                let committed = commit_blocks.map_or(u64::MAX, |c| {
+                    c.get(i).copied().flatten().unwrap_or(u64::MAX)
+                });
+                // Kept iff last_update_i > bar_j and commit_block_i >= bar_j, i.e. bar_j < limit.
+                let limit = if committed < updated {
+                    committed.saturating_add(1)
+                } else {
+                    updated
+                };
+                let keep_diagonal = owner == Some(i);
+                let kept = |&(j, _): &(u16, u16)| {
+                    let ju = usize::from(j);
+                    let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
+                    registered < limit && (ju != i || keep_diagonal)
+                };
+                for e in row {
+                    if kept(e) {
+                        row_sum = row_sum.saturating_add(u64::from(e.1));
+                        col.push(e.0);
+                        raw.push(e.1);
+                    }
+                }
+            }
+            ends.push((col.len(), row_sum));
+        }
+        (col, raw, ends)
+    });
     let mut w = Weights {
         ptr: pool::USIZES.take(n.saturating_add(1)),
         col: pool::U16S.take(nnz),
@@ -369,42 +463,16 @@ fn prepare_weights(
         norm: Vec::with_capacity(n),
     };
     w.ptr.push(0);
-    let commit_blocks = if params.commit_reveal_enabled {
-        inputs.commit_blocks.as_deref()
-    } else {
-        None
-    };
-    let bar = &inputs.block_at_registration;
-    for (i, row) in inputs.weights.iter().enumerate() {
-        let mut row_sum: u64 = 0;
-        if validator_permits.get(i).copied().unwrap_or(false) {
-            let updated = inputs.last_update.get(i).copied().unwrap_or(0);
-            // No active commit reads as u64::MAX, which masks nothing.
-            let committed = commit_blocks.map_or(u64::MAX, |c| {
-                c.get(i).copied().flatten().unwrap_or(u64::MAX)
-            });
-            // Kept iff last_update_i > bar_j and commit_block_i >= bar_j, i.e. bar_j < limit.
-            let limit = if committed < updated {
-                committed.saturating_add(1)
-            } else {
-                updated
-            };
-            let keep_diagonal = owner == Some(i);
-            let kept = |&(j, _): &(u16, u16)| {
-                let ju = usize::from(j);
-                let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                registered < limit && (ju != i || keep_diagonal)
-            };
-            for e in row {
-                if kept(e) {
-                    row_sum = row_sum.saturating_add(u64::from(e.1));
-                    w.col.push(e.0);
-                    w.raw.push(e.1);
-                }
-            }
+    for (col, raw, ends) in parts {
+        let base = w.col.len();
+        for (end, row_sum) in ends {
+            w.norm.push(fx::IntNormaliser::new(row_sum));
+            w.ptr.push(base.saturating_add(end));
         }
-        w.norm.push(fx::IntNormaliser::new(row_sum));
-        w.ptr.push(w.col.len());
+        w.col.extend_from_slice(&col);
+        w.raw.extend_from_slice(&raw);
+        pool::U16S.give(col);
+        pool::U16S.give(raw);
     }
     w
 }
@@ -1271,6 +1339,44 @@ mod parallel_tests {
                 FORCE_PARTS.with(|f| f.set(Some(parts)));
                 let split = run_epoch(&inputs, &params).unwrap();
                 assert_eq!(one, split, "seed {seed}, {parts} parts");
+            }
+            FORCE_PARTS.with(|f| f.set(None));
+        }
+    }
+
+    #[test]
+    fn split_validation_reports_the_first_error() {
+        for seed in 0..60u64 {
+            let (mut inputs, params) = case(seed);
+            let mut rng = Rng(seed | 1);
+            // One or two bad entries: a duplicate uid or one out of range, anywhere.
+            for _ in 0..1 + rng.below(2) {
+                let nu = usize::from(inputs.n);
+                let i = rng.below(nu as u64) as usize;
+                let rows = if rng.below(2) == 0 {
+                    &mut inputs.weights
+                } else {
+                    &mut inputs.bonds
+                };
+                let row = &mut rows[i];
+                let at = rng.below(row.len() as u64 + 1) as usize;
+                let entry = if row.is_empty() || rng.below(2) == 0 {
+                    (inputs.n + rng.below(3) as u16, 1)
+                } else {
+                    row[rng.below(row.len() as u64) as usize]
+                };
+                row.insert(at, entry);
+            }
+            FORCE_PARTS.with(|f| f.set(Some(1)));
+            let one = run_epoch(&inputs, &params);
+            assert!(one.is_err(), "seed {seed}");
+            for parts in [2usize, 3, 7] {
+                FORCE_PARTS.with(|f| f.set(Some(parts)));
+                assert_eq!(
+                    one,
+                    run_epoch(&inputs, &params),
+                    "seed {seed}, {parts} parts"
+                );
             }
             FORCE_PARTS.with(|f| f.set(None));
         }

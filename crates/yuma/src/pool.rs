@@ -5,7 +5,7 @@
 use core::cell::RefCell;
 
 /// At most this many vectors of one type are kept per thread.
-const KEEP: usize = 8;
+const KEEP: usize = 48;
 
 /// Vectors of one element type, kept for reuse.
 pub(crate) struct Shelf<T: 'static> {
