@@ -1,7 +1,11 @@
 //! End to end: `agora devnet` with an honest miner and a cheating one. The cheater's
-//! incentive must end below the honest miner's, and Ctrl-C (SIGTERM) must stop every process.
+//! incentive must end below the honest miner's; once the owner turns commit-reveal on, the
+//! validator's weights keep landing through commit then reveal; and Ctrl-C must stop every
+//! process.
 
-use agora_client::{api::AgoraApiClient, Client};
+use agora_client::{api::AgoraApiClient, Client, TxOptions};
+use agora_ledger::{types::Hyperparameter, Call};
+use agora_primitives::{crypto::Pair, NetUid};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +64,7 @@ fn cheating_miner_earns_less_than_honest_one() {
     assert_eq!(info["validators"].as_array().unwrap().len(), 1);
     let uid = |i: usize| miners[i]["uid"].as_u64().unwrap() as usize;
     let (honest, cheater) = (uid(0), uid(1));
+    let validator = info["validators"][0]["uid"].as_u64().unwrap() as usize;
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let outcome = rt.block_on(async {
@@ -70,14 +75,13 @@ fn cheating_miner_earns_less_than_honest_one() {
         loop {
             let mg = client.rpc().metagraph(netuid).await.unwrap().unwrap();
             let h = &mg.neurons[honest];
-            let c = &mg.neurons[cheater];
             if h.incentive > 0 && h.emission > 0 && mg.block != last_block_seen {
                 paid_epochs += 1;
                 last_block_seen = mg.block;
             }
             // Three paid observations, several epochs apart, make the comparison settled.
             if paid_epochs >= 3 {
-                return Ok((h.incentive, c.incentive, h.stake, c.stake));
+                break;
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -85,6 +89,41 @@ fn cheating_miner_earns_less_than_honest_one() {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        let mg = client.rpc().metagraph(netuid).await.unwrap().unwrap();
+        let (h, c) = (&mg.neurons[honest], &mg.neurons[cheater]);
+        let paid = (h.incentive, c.incentive, h.stake, c.stake);
+
+        // Commit-reveal on: direct weights are refused from now on, so any later update of
+        // the validator's weights came through a reveal.
+        let alice = Pair::from_uri("//Alice").unwrap();
+        let call = Call::SetHyperparameter {
+            netuid: NetUid(netuid),
+            param: Hyperparameter::CommitRevealEnabled(true),
+        };
+        let receipt = client
+            .sign_submit_and_wait(&alice, call, TxOptions::default())
+            .await
+            .unwrap();
+        assert!(receipt.error.is_none(), "{receipt:?}");
+        let switched_at = receipt.block_number;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = client
+                .rpc()
+                .neuron(netuid, validator as u16)
+                .await
+                .unwrap()
+                .unwrap();
+            if n.last_update > switched_at {
+                return Ok(paid);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no revealed weights after commit-reveal was enabled at {switched_at}: {n:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
     // Stop the devnet as Ctrl-C would, and check it exits cleanly.
