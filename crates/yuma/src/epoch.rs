@@ -813,9 +813,10 @@ fn ema_chunks(
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            new_buf.clear();
-            new_buf.reserve(wb.row_len(i));
-            wb.for_each_in_row(i, |j, w| new_buf.push((j, new_value(j, w, a_i))));
+            wb.fill_row(i, &mut new_buf);
+            for (j, w) in new_buf.iter_mut() {
+                *w = new_value(*j, *w, a_i);
+            }
             old_buf.clear();
             if let Some(row) = inputs.bonds.get(i) {
                 old_buf.reserve(row.len());
