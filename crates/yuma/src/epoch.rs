@@ -296,7 +296,7 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
         }
     }
     type Item<'a> = (&'static str, &'a [crate::SparseRow], Range<usize>);
-    let errors = par::map(items, |(field, rows, range): Item<'_>| {
+    let check = |(field, rows, range): Item<'_>| {
         // stamp[j] == id when the row with that id has already named uid j.
         let mut stamp: Vec<u32> = Vec::new();
         let mut row_id: u32 = 0;
@@ -333,7 +333,13 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
             }
         }
         None
-    });
+    };
+    // One range per field when the input is small: no threads then.
+    let errors = if parts > 1 {
+        par::map(items, check)
+    } else {
+        items.into_iter().map(check).collect()
+    };
     match errors.into_iter().flatten().next() {
         Some(e) => Err(e),
         None => Ok(()),

@@ -22,11 +22,16 @@ thread_local! {
         const { core::cell::Cell::new(None) };
 }
 
-/// How many threads may work on a stage.
+/// How many threads may work on a stage: the cores this process may use, asked once (the
+/// standard library reads the affinity mask and cgroup quota for it) and only when a stage is
+/// large enough to split.
 fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, core::num::NonZeroUsize::get)
-        .clamp(1, MAX_THREADS)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, core::num::NonZeroUsize::get)
+            .clamp(1, MAX_THREADS)
+    })
 }
 
 /// How many ranges to split `work` entries into: a few per thread, so that a thread the
@@ -94,6 +99,9 @@ where
     T: Send,
     F: Fn(I) -> T + Sync,
 {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
     let helpers = threads()
         .saturating_sub(1)
         .min(items.len().saturating_sub(1));
