@@ -9,8 +9,10 @@ use core::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Below this much work (entries) a stage runs on the calling thread only.
-const MIN_PARALLEL_WORK: usize = 1 << 16;
+/// Below this much work (entries) a stage runs on the calling thread only. A helper thread can
+/// wait milliseconds to be scheduled on a busy machine, and the stage waits for it to finish
+/// (even with nothing left to claim), so only stages of several milliseconds are split.
+const MIN_PARALLEL_WORK: usize = 1 << 19;
 
 /// The most threads a stage uses.
 const MAX_THREADS: usize = 8;
