@@ -74,8 +74,16 @@ fn init_logs(default: &str) {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One line with the whole cause chain; no backtrace for users.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     init_logs(match cli.command {
         Command::Node(_) | Command::Miner(_) | Command::Validator(_) => "info",
         _ => "warn",

@@ -201,22 +201,46 @@ pub struct ConnArgs {
     pub json: bool,
 }
 
-/// A development signer.
+/// Who signs: a Bittensor-compatible wallet (`--wallet.name`, `--wallet.hotkey`,
+/// `--wallet.path`; the coldkey for balance, subnet, registration and stake calls, the hotkey
+/// for weights), or, for development, `--key` with a secret URI such as `//Alice`.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArgs {
-    /// Signer as a development secret URI (e.g. `//Alice`, or a phrase with a path). Until
-    /// wallets are wired this is the only signer; do not use it for valuable keys.
+    /// Sign with this development secret URI (e.g. `//Alice`, or a phrase with a path)
+    /// instead of the wallet. Do not use it for valuable keys.
     #[arg(long = "key", value_name = "SECRET_URI")]
-    pub key: String,
+    pub key: Option<String>,
+    /// The wallet.
+    #[command(flatten)]
+    pub wallet: agora_wallet::cli::WalletArgs,
+    /// Where an encrypted coldkey's password comes from.
+    #[command(flatten)]
+    pub password: agora_wallet::cli::PasswordArgs,
     /// Tip in tokens, burned, to be ordered first.
     #[arg(long, default_value = "0")]
     pub tip: Balance,
 }
 
+/// Which of the wallet's keys signs a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyRole {
+    Coldkey,
+    Hotkey,
+}
+
 impl KeyArgs {
-    fn pair(&self) -> Result<Pair, NodeError> {
-        Pair::from_uri(&self.key)
-            .map_err(|e| NodeError::Input(format!("invalid --key secret URI: {e}")))
+    fn pair(&self, role: KeyRole) -> Result<Pair, NodeError> {
+        if let Some(uri) = &self.key {
+            return Pair::from_uri(uri)
+                .map_err(|e| NodeError::Input(format!("invalid --key secret URI: {e}")));
+        }
+        let wallet = self.wallet.wallet();
+        let source = self.password.source();
+        let loaded = match role {
+            KeyRole::Coldkey => wallet.coldkey_pair(&source),
+            KeyRole::Hotkey => wallet.hotkey_pair(&source),
+        };
+        loaded.map_err(|e| NodeError::Input(format!("{e} (or pass --key for a development key)")))
     }
 
     fn opts(&self) -> TxOptions {
@@ -286,8 +310,13 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-async fn submit(conn: &ConnArgs, key: &KeyArgs, call: Call) -> Result<TxReceipt, NodeError> {
-    let pair = key.pair()?;
+async fn submit(
+    conn: &ConnArgs,
+    key: &KeyArgs,
+    role: KeyRole,
+    call: Call,
+) -> Result<TxReceipt, NodeError> {
+    let pair = key.pair(role)?;
     let client = Client::connect(&conn.rpc_url).await?;
     let name = call.name();
     let receipt = client.sign_submit_and_wait(&pair, call, key.opts()).await?;
@@ -334,7 +363,9 @@ pub async fn run_transfer(a: TransferArgs) -> Result<(), NodeError> {
         dest: parse_account(&a.dest)?,
         amount_rao: a.amount.rao(),
     };
-    submit(&a.conn, &a.key, call).await.map(|_| ())
+    submit(&a.conn, &a.key, KeyRole::Coldkey, call)
+        .await
+        .map(|_| ())
 }
 
 /// `agora subnet`.
@@ -417,7 +448,7 @@ pub async fn run_subnet(a: SubnetArgs) -> Result<(), NodeError> {
             let call = Call::CreateSubnet {
                 hotkey: parse_account(&hotkey)?,
             };
-            let r = submit(&a.conn, &key, call).await?;
+            let r = submit(&a.conn, &key, KeyRole::Coldkey, call).await?;
             if !a.conn.json {
                 for e in &r.events {
                     if let agora_ledger::Event::SubnetCreated {
@@ -438,7 +469,9 @@ pub async fn run_subnet(a: SubnetArgs) -> Result<(), NodeError> {
                 netuid: NetUid(netuid),
                 param: parse_hyperparameter(&param)?,
             };
-            submit(&a.conn, &key, call).await.map(|_| ())
+            submit(&a.conn, &key, KeyRole::Coldkey, call)
+                .await
+                .map(|_| ())
         }
         SubnetCommand::List => {
             let client = Client::connect(&a.conn.rpc_url).await?;
@@ -526,7 +559,7 @@ pub async fn run_register(a: RegisterArgs) -> Result<(), NodeError> {
         netuid: NetUid(a.netuid),
         hotkey: parse_account(&a.hotkey)?,
     };
-    let r = submit(&a.conn, &a.key, call).await?;
+    let r = submit(&a.conn, &a.key, KeyRole::Coldkey, call).await?;
     if !a.conn.json {
         for e in &r.events {
             if let agora_ledger::Event::NeuronRegistered {
@@ -604,7 +637,9 @@ pub async fn run_stake(a: StakeArgs) -> Result<(), NodeError> {
                 hotkey: parse_account(&hotkey)?,
                 amount_rao: amount.rao(),
             };
-            submit(&a.conn, &key, call).await.map(|_| ())
+            submit(&a.conn, &key, KeyRole::Coldkey, call)
+                .await
+                .map(|_| ())
         }
         StakeCommand::Remove {
             hotkey,
@@ -615,7 +650,9 @@ pub async fn run_stake(a: StakeArgs) -> Result<(), NodeError> {
                 hotkey: parse_account(&hotkey)?,
                 amount_rao: amount.rao(),
             };
-            submit(&a.conn, &key, call).await.map(|_| ())
+            submit(&a.conn, &key, KeyRole::Coldkey, call)
+                .await
+                .map(|_| ())
         }
         StakeCommand::List { coldkey } => {
             let id = parse_account(&coldkey)?;
@@ -735,7 +772,7 @@ pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
         WeightsCommand::Commit { w, salt, key } => {
             let (uids, values) = w.parse()?;
             let salt = parse_u16_list("--salt", &salt)?;
-            let hotkey = key.pair()?.account();
+            let hotkey = key.pair(KeyRole::Hotkey)?.account();
             let h = commit_hash(
                 &hotkey,
                 NetUid(w.netuid),
@@ -762,7 +799,9 @@ pub async fn run_weights(a: WeightsArgs) -> Result<(), NodeError> {
             (key, call)
         }
     };
-    submit(&a.conn, &key, call).await.map(|_| ())
+    submit(&a.conn, &key, KeyRole::Hotkey, call)
+        .await
+        .map(|_| ())
 }
 
 /// `agora metagraph`.

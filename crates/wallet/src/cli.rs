@@ -31,6 +31,7 @@ use std::path::PathBuf;
 pub struct WalletArgs {
     /// The wallet's name: a directory under --wallet.path.
     #[arg(
+        id = "wallet.name",
         long = "wallet.name",
         visible_alias = "wallet-name",
         env = "BT_WALLET_NAME",
@@ -40,6 +41,7 @@ pub struct WalletArgs {
     pub name: String,
     /// The hotkey's name: a file in the wallet's hotkeys/ directory.
     #[arg(
+        id = "wallet.hotkey",
         long = "wallet.hotkey",
         visible_alias = "wallet-hotkey",
         env = "BT_WALLET_HOTKEY",
@@ -49,6 +51,7 @@ pub struct WalletArgs {
     pub hotkey: String,
     /// The directory that holds the wallets.
     #[arg(
+        id = "wallet.path",
         long = "wallet.path",
         visible_alias = "wallet-path",
         env = "BT_WALLET_PATH",
