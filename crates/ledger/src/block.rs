@@ -179,13 +179,7 @@ pub fn apply_tx<S: KvStore + ?Sized>(
 ) -> Result<Applied, ExecError> {
     let fee = check_envelope(st, tx, encoded_len, block, sig)?;
     // Fee and nonce first, in the transaction's own buffer.
-    let mut acct = st.account(&tx.signer)?;
-    acct.nonce = acct.nonce.checked_add(1).ok_or(TxError::Overflow)?;
-    acct.free_rao = acct.free_rao.saturating_sub(fee);
-    st.put_account(&tx.signer, &acct);
-    let mut totals = st.totals()?;
-    totals.issuance_rao = totals.issuance_rao.saturating_sub(fee);
-    st.put_totals(&totals);
+    charge_fee_and_nonce(st, &tx.signer, fee)?;
     let mark = events.len();
     match dispatch(st, &tx.signer, &tx.payload.call, block, events) {
         Ok(()) => {
@@ -203,13 +197,7 @@ pub fn apply_tx<S: KvStore + ?Sized>(
                 return Err(ExecError::Tx(e));
             }
             // The call failed after the checks that guard the fee: keep fee and nonce.
-            let mut acct = st.account(&tx.signer)?;
-            acct.nonce = acct.nonce.checked_add(1).ok_or(TxError::Overflow)?;
-            acct.free_rao = acct.free_rao.saturating_sub(fee);
-            st.put_account(&tx.signer, &acct);
-            let mut totals = st.totals()?;
-            totals.issuance_rao = totals.issuance_rao.saturating_sub(fee);
-            st.put_totals(&totals);
+            charge_fee_and_nonce(st, &tx.signer, fee)?;
             st.ov.commit_tx();
             Ok(Applied {
                 fee_rao: fee,
@@ -221,6 +209,22 @@ pub fn apply_tx<S: KvStore + ?Sized>(
             Err(fatal)
         }
     }
+}
+
+/// Takes the fee (burned) and advances the signer's nonce, in the open transaction buffer.
+fn charge_fee_and_nonce<S: KvStore + ?Sized>(
+    st: &mut State<'_, S>,
+    signer: &AccountId,
+    fee: u64,
+) -> Result<(), ExecError> {
+    let mut acct = st.account(signer)?;
+    acct.nonce = acct.nonce.checked_add(1).ok_or(TxError::Overflow)?;
+    acct.free_rao = acct.free_rao.saturating_sub(fee);
+    st.put_account(signer, &acct);
+    let mut totals = st.totals()?;
+    totals.issuance_rao = totals.issuance_rao.saturating_sub(fee);
+    st.put_totals(&totals);
+    Ok(())
 }
 
 /// A transaction offered to [`build_block`], with its encoded length.
