@@ -245,6 +245,15 @@ fn credit_stake<S: KvStore + ?Sized>(
     Ok(())
 }
 
+/// The ownership record every registered hotkey has; its absence means corrupt state.
+fn owned_hotkey<S: KvStore + ?Sized>(
+    st: &State<'_, S>,
+    hotkey: &AccountId,
+) -> Result<HotkeyInfo, BlockError> {
+    st.hotkey(hotkey)?
+        .ok_or_else(|| BlockError::CorruptState("registered hotkey without owner".into()))
+}
+
 fn pay_server<S: KvStore + ?Sized>(
     st: &mut State<'_, S>,
     hotkey: &AccountId,
@@ -253,11 +262,7 @@ fn pay_server<S: KvStore + ?Sized>(
     if rao == 0 {
         return Ok(());
     }
-    let Some(mut h) = st.hotkey(hotkey)? else {
-        return Err(BlockError::CorruptState(
-            "registered hotkey without owner".into(),
-        ));
-    };
+    let mut h = owned_hotkey(st, hotkey)?;
     let owner = h.owner;
     credit_stake(st, hotkey, &mut h, &owner, rao)?;
     st.put_hotkey(hotkey, &h);
@@ -272,11 +277,7 @@ fn pay_validator<S: KvStore + ?Sized>(
     if rao == 0 {
         return Ok(());
     }
-    let Some(mut h) = st.hotkey(hotkey)? else {
-        return Err(BlockError::CorruptState(
-            "registered hotkey without owner".into(),
-        ));
-    };
+    let mut h = owned_hotkey(st, hotkey)?;
     let owner = h.owner;
     let take = mul_u16_proportion(rao, h.take);
     let rest = rao.saturating_sub(take);
