@@ -1,6 +1,6 @@
 //! The JSON-RPC server: [`agora_client::api::AgoraApiServer`] over the shared node state.
 
-use crate::service::{decode_tx_hex, Refusal, Shared};
+use crate::service::{decode_tx_hex, Committed, Refusal, Shared};
 use crate::NodeError;
 use agora_client::api::AgoraApiServer;
 use agora_client::types::{
@@ -283,49 +283,56 @@ impl AgoraApiServer for RpcImpl {
     }
 
     async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut rx = self.shared.blocks.subscribe();
-        let sink = pending.accept().await?;
-        loop {
-            tokio::select! {
-                _ = sink.closed() => break,
-                msg = rx.recv() => match msg {
-                    Ok(c) => {
-                        let raw = serde_json::value::to_raw_value(&c.head)?;
-                        if sink.send(raw).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::debug!(skipped = n, "new-heads subscriber lagged");
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-            }
-        }
-        Ok(())
+        // A head subscriber only needs the latest head: skipped ones are fine.
+        forward_committed(&self.shared, pending, OnLag::Skip, |c| {
+            serde_json::value::to_raw_value(&c.head)
+        })
+        .await
     }
 
     async fn subscribe_events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut rx = self.shared.blocks.subscribe();
-        let sink = pending.accept().await?;
-        loop {
-            tokio::select! {
-                _ = sink.closed() => break,
-                msg = rx.recv() => match msg {
-                    Ok(c) => {
-                        let raw = serde_json::value::to_raw_value(&c.events)?;
-                        if sink.send(raw).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Events cannot be skipped silently: end the subscription so the
-                    // client knows to catch up with agora_events.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
-                },
-            }
-        }
-        Ok(())
+        // Events cannot be skipped silently: end the subscription so the client knows to
+        // catch up with agora_events.
+        forward_committed(&self.shared, pending, OnLag::End, |c| {
+            serde_json::value::to_raw_value(&c.events)
+        })
+        .await
     }
+}
+
+/// What a subscription does when it falls behind the block broadcast.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnLag {
+    Skip,
+    End,
+}
+
+/// Sends one projection of every committed block to a subscriber until it leaves.
+async fn forward_committed(
+    shared: &Shared,
+    pending: PendingSubscriptionSink,
+    on_lag: OnLag,
+    project: impl Fn(&Committed) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>,
+) -> SubscriptionResult {
+    let mut rx = shared.blocks.subscribe();
+    let sink = pending.accept().await?;
+    loop {
+        tokio::select! {
+            _ = sink.closed() => break,
+            msg = rx.recv() => match msg {
+                Ok(c) => {
+                    if sink.send(project(&c)?).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(n)) if on_lag == OnLag::Skip => {
+                    tracing::debug!(skipped = n, "subscriber lagged");
+                }
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    Ok(())
 }
 
 /// Starts the server on `addr`; returns its handle and bound address.
