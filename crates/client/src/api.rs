@@ -9,6 +9,8 @@ use crate::types::{
 use agora_ledger::query::MetagraphNeuron;
 use agora_ledger::types::{AccountInfo, ChainParams, SubnetInfo};
 use agora_primitives::Hash;
+// The client-only expansion rewrites the return types, leaving this import to the server's.
+#[cfg_attr(not(feature = "server"), allow(unused_imports))]
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 

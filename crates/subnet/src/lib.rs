@@ -27,7 +27,7 @@ pub mod scores;
 pub mod validator;
 
 pub use error::SubnetError;
-pub use miner::{run_miner, MinerConfig, MinerHandler};
+pub use miner::{run_axon, run_miner, AxonRoutes, MinerConfig, MinerHandler};
 pub use validator::{run_validator, QueryOutcome, ValidatorConfig, ValidatorLogic};
 
 use serde::{de::DeserializeOwned, Serialize};

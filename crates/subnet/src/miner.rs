@@ -98,11 +98,40 @@ async fn serve_one<H: MinerHandler>(
     }
 }
 
-/// Registers (if needed), publishes the axon and serves until `shutdown` resolves.
-/// `ready` receives the uid and bound address once the axon is on chain.
+/// Registers (if needed), publishes the axon and serves `H`'s one route until `shutdown`
+/// resolves. `ready` receives the uid and bound address once the axon is on chain.
 pub async fn run_miner<H: MinerHandler>(
     config: MinerConfig,
     handler: H,
+    ready: impl FnOnce(u16, SocketAddr) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SubnetError> {
+    let routes = move |metrics: Arc<NeuronMetrics>| AxonRoutes {
+        signed: Router::new()
+            .route(H::P::ROUTE, post(serve_one::<H>))
+            .with_state(Arc::new(AppState { handler, metrics })),
+        public: Router::new().route("/health", get(|| async { "ok" })),
+    };
+    run_axon(config, routes, ready, shutdown).await
+}
+
+/// The routes of an axon built by [`run_axon`].
+#[derive(Debug)]
+pub struct AxonRoutes {
+    /// Served behind the `agora-wire` guard: every request is signed, fresh and admitted by
+    /// the live metagraph, and every buffered response is signed.
+    pub signed: Router,
+    /// Served without checks (health probes for load balancers). `/metrics` is added.
+    pub public: Router,
+}
+
+/// Registers (if needed), publishes the axon and serves the routes `build` returns until
+/// `shutdown` resolves: the general form of [`run_miner`] for subnets whose miners answer
+/// more than one request type, or stream. `build` gets the metrics the axon exports on
+/// `/metrics` so that handlers can count what they do.
+pub async fn run_axon(
+    config: MinerConfig,
+    build: impl FnOnce(Arc<NeuronMetrics>) -> AxonRoutes,
     ready: impl FnOnce(u16, SocketAddr) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SubnetError> {
@@ -134,12 +163,11 @@ pub async fn run_miner<H: MinerHandler>(
     let metrics = Arc::new(NeuronMetrics::default());
     let exported = metrics.clone();
     let netuid = config.netuid.0;
-    let app = Router::new()
-        .route(H::P::ROUTE, post(serve_one::<H>))
-        .with_state(Arc::new(AppState { handler, metrics }))
+    let routes = build(metrics);
+    let app = routes
+        .signed
         .layer(guard.layer())
-        // Health and metrics are public and unsigned, for load balancers and Prometheus.
-        .route("/health", get(|| async { "ok" }))
+        .merge(routes.public)
         .route(
             "/metrics",
             get(move || async move { exported.render("miner", netuid, uid) }),

@@ -41,6 +41,35 @@ pub trait ValidatorLogic: Send + Sync + 'static {
         rng: &mut ChaCha20Rng,
     ) -> (<Self::P as Protocol>::Request, Self::Check);
 
+    /// Sends one challenge to the miner at `axon` (its base URL) and waits for the outcome.
+    /// The default posts the request as JSON to [`Protocol::ROUTE`] and times the whole
+    /// answer; a subnet that streams, or checks the answer with expensive work better done
+    /// off the scoring path, overrides it.
+    fn query(
+        &self,
+        wire: &WireClient,
+        axon: &str,
+        hotkey: &AccountId,
+        request: <Self::P as Protocol>::Request,
+    ) -> impl Future<Output = QueryOutcome<<Self::P as Protocol>::Response>> + Send {
+        async move {
+            let url = format!("{axon}{}", Self::P::ROUTE);
+            let started = Instant::now();
+            match wire
+                .post_json::<_, <Self::P as Protocol>::Response>(&url, hotkey, &request)
+                .await
+            {
+                Ok(response) => QueryOutcome::Answered {
+                    response,
+                    latency: started.elapsed(),
+                },
+                Err(e) => QueryOutcome::Failed {
+                    error: e.to_string(),
+                },
+            }
+        }
+    }
+
     /// The score of one outcome, in `[0, 1]`.
     fn score(
         &self,
@@ -153,22 +182,9 @@ pub async fn run_validator<L: ValidatorLogic>(
             .collect();
         let queries = targets.into_iter().map(|(uid, hotkey, url)| {
             let (request, check) = logic.challenge(uid, &mut rng);
-            let wire = &wire;
+            let (wire, logic) = (&wire, &logic);
             async move {
-                let url = format!("{url}{}", L::P::ROUTE);
-                let started = Instant::now();
-                let outcome = match wire
-                    .post_json::<_, <L::P as Protocol>::Response>(&url, &hotkey, &request)
-                    .await
-                {
-                    Ok(response) => QueryOutcome::Answered {
-                        response,
-                        latency: started.elapsed(),
-                    },
-                    Err(e) => QueryOutcome::Failed {
-                        error: e.to_string(),
-                    },
-                };
+                let outcome = logic.query(wire, &url, &hotkey, request).await;
                 (uid, hotkey, check, outcome)
             }
         });
