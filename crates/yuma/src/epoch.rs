@@ -8,14 +8,25 @@ use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
 use crate::median::weighted_median_columns;
+use crate::par::{self, Par};
 use crate::sparse::{Csr, Scratch, Weights};
-use crate::{par, pool};
-use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
+use crate::{EpochInputs, EpochOutputs, FixedBits, Parallelism, YumaError, YumaParams};
 
-/// Runs one Yuma Consensus epoch. Pure and deterministic; rejects malformed inputs with a
-/// [`YumaError`] and never panics.
+/// Runs one Yuma Consensus epoch on the calling thread. Pure and deterministic; rejects
+/// malformed inputs with a [`YumaError`] and never panics.
 pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutputs, YumaError> {
-    validate(inputs)?;
+    run_epoch_with(inputs, params, Parallelism::Serial)
+}
+
+/// [`run_epoch`], with large stages split over the threads `parallelism` allows. The output
+/// does not depend on the number of threads.
+pub fn run_epoch_with(
+    inputs: &EpochInputs,
+    params: &YumaParams,
+    parallelism: Parallelism,
+) -> Result<EpochOutputs, YumaError> {
+    let par = Par::new(parallelism);
+    validate(inputs, par)?;
     let n = usize::from(inputs.n);
     let owner = inputs.owner_uid.map(usize::from);
     let current_block = inputs.current_block;
@@ -94,7 +105,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let weights = prepare_weights(inputs, params, &validator_permits, owner, n);
+    let weights = prepare_weights(inputs, params, &validator_permits, owner, n, par);
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -103,17 +114,29 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // kappa in [0, 1]
     let kappa: Fx = fx::safe_div(fx::from_u16(params.kappa), fx::from_u16(u16::MAX));
     // C_j = stake-weighted median of column j over rows with A_i > 0 (stake renormalised).
-    let consensus = consensus(&weights, &active_stake, kappa, n);
+    let consensus = consensus(&weights, &active_stake, kappa, n, par);
+
+    // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
+    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
 
     // W̄_ij = min(W_ij, C_j), dropped when C_j < W_ij and C_j <= 0.
     // Tv_i = sum_j W̄_ij
     // R_j = sum_i A_i * W̄_ij
-    let (validator_trust, ranks) = clip(&weights, &consensus, &active_stake);
+    // Classic bonds with beta = 0 also need sum_i W_ij * A_i, taken in the same pass.
+    let plain_delta = !params.yuma3 && beta == 0;
+    let (validator_trust, ranks, plain_delta_sum) =
+        clip(&weights, &consensus, &active_stake, plain_delta, par);
 
     // =============================
     // == Ranks, Trust, Incentive ==
     // =============================
 
+    // Classic bonds with beta = 1 column-normalise W̄ ∘ A, whose column sums are the ranks.
+    let delta_sum = if !params.yuma3 && beta == ONE {
+        Some(ranks.clone())
+    } else {
+        plain_delta_sum
+    };
     // I = normalize(R)
     let mut incentive = ranks;
     fx::inplace_normalize(&mut incentive);
@@ -122,8 +145,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // == Bonds and Dividends ==
     // =========================
 
-    // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
-    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    // W_b: W (beta = 0), W̄ (beta = 1) or a new matrix.
     let weights_for_bonds = if beta == 0 {
         BondWeights::Plain(&weights)
     } else if beta == ONE {
@@ -152,17 +174,20 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
             &new_validator_permits,
             last_tempo,
             n,
+            par,
         )
     } else {
         classic_bonds(
             inputs,
             params,
             &weights_for_bonds,
+            delta_sum,
             &incentive,
             &active_stake,
             &new_validator_permits,
             last_tempo,
             n,
+            par,
         )
     };
     fx::inplace_normalize(&mut dividends);
@@ -249,7 +274,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
 
 /// Checks lengths, uid ranges and duplicate uids, so that every later stage is well defined.
 #[inline(never)] // a stage of its own in profiles
-fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
+fn validate(inputs: &EpochInputs, par: Par) -> Result<(), YumaError> {
     let n = usize::from(inputs.n);
     let check_len = |field: &'static str, actual: usize| {
         if actual == n {
@@ -286,7 +311,7 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
         .chain(&inputs.bonds)
         .map(Vec::len)
         .sum();
-    let parts = par::parts_for(total);
+    let parts = par.parts_for(total);
     let mut items: Vec<(&'static str, &[crate::SparseRow], Range<usize>)> = Vec::new();
     for (field, rows) in [("weights", &inputs.weights), ("bonds", &inputs.bonds)] {
         for r in par::split(rows.len(), parts, |i| {
@@ -336,7 +361,7 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
     };
     // One range per field when the input is small: no threads then.
     let errors = if parts > 1 {
-        par::map(items, check)
+        par.map(items, check)
     } else {
         items.into_iter().map(check).collect()
     };
@@ -394,7 +419,7 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
     result
 }
 
-/// The masked weights `W` (row-normalised on read), rows in stored order, explicit zeros kept.
+/// The masked weights `W`, row-normalised, rows in stored order, explicit zeros kept.
 #[inline(never)] // a stage of its own in profiles
 fn prepare_weights(
     inputs: &EpochInputs,
@@ -402,6 +427,7 @@ fn prepare_weights(
     validator_permits: &[bool],
     owner: Option<usize>,
     n: usize,
+    par: Par,
 ) -> Weights {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
     let commit_blocks = if params.commit_reveal_enabled {
@@ -412,26 +438,24 @@ fn prepare_weights(
     let bar = &inputs.block_at_registration;
     // Row ranges are masked in parallel into buffers taken here (on the calling thread, whose
     // allocator reuses memory across epochs), then concatenated in row order.
-    let chunks = par::split(n, par::parts_for(nnz), |i| {
+    let chunks = par::split(n, par.parts_for(nnz), |i| {
         inputs.weights.get(i).map_or(0, Vec::len).saturating_add(1)
     });
-    let items: Vec<(Range<usize>, Vec<u16>, Vec<u16>)> = chunks
+    let items: Vec<(Range<usize>, Csr)> = chunks
         .into_iter()
         .map(|rows| {
             let len: usize = inputs
                 .weights
                 .get(rows.clone())
                 .map_or(0, |r| r.iter().map(Vec::len).sum());
-            (rows, pool::U16S.take(len), pool::U16S.take(len))
+            (rows.clone(), Csr::with_capacity(rows.len(), len))
         })
         .collect();
-    type Item = (Range<usize>, Vec<u16>, Vec<u16>);
-    let parts = par::map(items, |(rows, mut col, mut raw): Item| {
-        // Per row: its end in this range's buffers and its sum.
-        let mut ends: Vec<(usize, u64)> = Vec::with_capacity(rows.len());
+    type Item = (Range<usize>, Csr);
+    let mut parts = par.map(items, |(rows, mut out): Item| {
         for i in rows {
-            let mut row_sum: u64 = 0;
             let row: &[(u16, u16)] = inputs.weights.get(i).map_or(&[], Vec::as_slice);
+            let row_start = out.val.len();
             if validator_permits.get(i).copied().unwrap_or(false) {
                 let updated = inputs.last_update.get(i).copied().unwrap_or(0);
                 // No active commit reads as u64::MAX, which masks nothing.
@@ -445,47 +469,46 @@ fn prepare_weights(
                     updated
                 };
                 let keep_diagonal = owner == Some(i);
-                let kept = |&(j, _): &(u16, u16)| {
+                let mut row_sum: u64 = 0;
+                for &(j, r) in row {
                     let ju = usize::from(j);
                     let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    registered < limit && (ju != i || keep_diagonal)
-                };
-                for e in row {
-                    if kept(e) {
-                        row_sum = row_sum.saturating_add(u64::from(e.1));
-                        col.push(e.0);
-                        raw.push(e.1);
+                    if registered < limit && (ju != i || keep_diagonal) {
+                        // At most 65535 entries of at most 65535: no overflow.
+                        row_sum = row_sum.wrapping_add(u64::from(r));
+                        out.push(j, i64::from(r));
                     }
                 }
+                // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
+                let norm = fx::IntNormaliser::new(row_sum);
+                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
+                    *v = norm.apply(u16::try_from(*v).unwrap_or(0));
+                }
             }
-            ends.push((col.len(), row_sum));
+            out.end_row();
         }
-        (col, raw, ends)
+        out
     });
-    let mut w = Weights {
-        ptr: pool::USIZES.take(n.saturating_add(1)),
-        col: pool::U16S.take(nnz),
-        raw: pool::U16S.take(nnz),
-        norm: Vec::with_capacity(n),
-    };
-    w.ptr.push(0);
-    for (col, raw, ends) in parts {
-        let base = w.col.len();
-        for (end, row_sum) in ends {
-            w.norm.push(fx::IntNormaliser::new(row_sum));
-            w.ptr.push(base.saturating_add(end));
+    if parts.len() == 1 {
+        if let Some(w) = parts.pop() {
+            return w;
         }
-        w.col.extend_from_slice(&col);
-        w.raw.extend_from_slice(&raw);
-        pool::U16S.give(col);
-        pool::U16S.give(raw);
+    }
+    let mut w = Weights::with_capacity(n, nnz);
+    for part in parts {
+        let base = w.col.len();
+        w.ptr
+            .extend(part.ptr.iter().skip(1).map(|&end| base.saturating_add(end)));
+        w.col.extend_from_slice(&part.col);
+        w.val.extend_from_slice(&part.val);
+        part.recycle();
     }
     w
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
 #[inline(never)] // a stage of its own in profiles
-fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
+fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize, par: Par) -> Vec<Fx> {
     // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
     let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
     fx::inplace_normalize(&mut voter_stake);
@@ -494,7 +517,7 @@ fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec
     let stake_sum = fx::sum(&voter_stake);
     let minority = stake_sum.saturating_sub(kappa);
     let target = stake_sum.saturating_sub(minority);
-    weighted_median_columns(weights, &voter_stake, voters, target, n)
+    weighted_median_columns(weights, &voter_stake, voters, target, n, par)
 }
 
 /// `min(w, c)`, or `None` where clipping drops the entry (`c < w` and `c <= 0`).
@@ -507,43 +530,69 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
     }
 }
 
-/// The clipping stage: returns `(Tv, R)`. Row ranges run in parallel; their rank sums are
-/// non-negative, so adding them up in any order gives the same saturating sum.
+/// The clipping stage: returns `(Tv, R)` and, when asked, `sum_i W_ij * A_i` per column. Row
+/// ranges run in parallel; their column sums are non-negative, so adding them up in any order
+/// gives the same saturating sum.
 #[inline(never)] // a stage of its own in profiles
-fn clip(weights: &Weights, consensus: &[Fx], active_stake: &[Fx]) -> (Vec<Fx>, Vec<Fx>) {
+fn clip(
+    weights: &Weights,
+    consensus: &[Fx],
+    active_stake: &[Fx],
+    plain_delta: bool,
+    par: Par,
+) -> (Vec<Fx>, Vec<Fx>, Option<Vec<Fx>>) {
     let rows = weights.rows();
     let n = consensus.len();
-    let chunks = par::split(rows, par::parts_for(weights.col.len()), |i| {
+    let chunks = par::split(rows, par.parts_for(weights.col.len()), |i| {
         weights.range(i).len().saturating_add(1)
     });
-    let parts = par::map(chunks, |range: Range<usize>| {
+    let parts = par.map(chunks, |range: Range<usize>| {
         let mut ranks: Vec<Fx> = vec![0; n];
+        let mut delta: Vec<Fx> = if plain_delta { vec![0; n] } else { Vec::new() };
         let mut validator_trust: Vec<Fx> = Vec::with_capacity(range.len());
         for i in range {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            let (cols, raw, norm) = weights.row(i);
+            let (cols, vals) = weights.row(i);
             let mut trust: Fx = 0;
-            for (&j, &r) in cols.iter().zip(raw) {
-                let w = norm.apply(r);
-                let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                // A dropped entry adds 0 (branch-free).
-                let v = clipped(w, c).unwrap_or(0);
-                trust = trust.saturating_add(v);
-                if let Some(rank) = ranks.get_mut(usize::from(j)) {
-                    *rank = rank.saturating_add(fx::mul(a_i, v));
+            if a_i == 0 {
+                // Every product with A_i is 0: only the trust.
+                for (&j, &w) in cols.iter().zip(vals) {
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                    trust = trust.saturating_add(clipped(w, c).unwrap_or(0));
+                }
+            } else {
+                for (&j, &w) in cols.iter().zip(vals) {
+                    let ju = usize::from(j);
+                    let c = consensus.get(ju).copied().unwrap_or(0);
+                    // A dropped entry adds 0 (branch-free).
+                    let v = clipped(w, c).unwrap_or(0);
+                    trust = trust.saturating_add(v);
+                    if let Some(rank) = ranks.get_mut(ju) {
+                        *rank = rank.saturating_add(fx::mul_unit(a_i, v));
+                    }
+                }
+                if plain_delta {
+                    for (&j, &w) in cols.iter().zip(vals) {
+                        if let Some(d) = delta.get_mut(usize::from(j)) {
+                            *d = d.saturating_add(fx::mul_unit(w, a_i));
+                        }
+                    }
                 }
             }
             validator_trust.push(trust);
         }
-        (validator_trust, ranks)
+        (validator_trust, ranks, delta)
     });
     let mut validator_trust: Vec<Fx> = Vec::with_capacity(rows);
     let mut rank_parts: Vec<Vec<Fx>> = Vec::with_capacity(parts.len());
-    for (t, r) in parts {
+    let mut delta_parts: Vec<Vec<Fx>> = Vec::with_capacity(parts.len());
+    for (t, r, d) in parts {
         validator_trust.extend(t);
         rank_parts.push(r);
+        delta_parts.push(d);
     }
-    (validator_trust, sum_columns(rank_parts, n))
+    let delta = plain_delta.then(|| sum_columns(delta_parts, n));
+    (validator_trust, sum_columns(rank_parts, n), delta)
 }
 
 /// The weights for bonds, `W_b = W + beta (W̄ - W)`, read one row at a time.
@@ -568,16 +617,16 @@ impl BondWeights<'_> {
     fn for_each_in_row(&self, i: usize, mut g: impl FnMut(u16, Fx)) {
         match self {
             Self::Plain(w) => {
-                let (cols, raw, norm) = w.row(i);
-                for (&j, &r) in cols.iter().zip(raw) {
-                    g(j, norm.apply(r));
+                let (cols, vals) = w.row(i);
+                for (&j, &v) in cols.iter().zip(vals) {
+                    g(j, v);
                 }
             }
             Self::Clipped(w, consensus) => {
-                let (cols, raw, norm) = w.row(i);
-                for (&j, &r) in cols.iter().zip(raw) {
+                let (cols, vals) = w.row(i);
+                for (&j, &v) in cols.iter().zip(vals) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    if let Some(v) = clipped(norm.apply(r), c) {
+                    if let Some(v) = clipped(v, c) {
                         g(j, v);
                     }
                 }
@@ -587,6 +636,34 @@ impl BondWeights<'_> {
                 for (&j, &v) in cols.iter().zip(vals) {
                     g(j, v);
                 }
+            }
+        }
+    }
+
+    /// Row `i`'s columns, with `out` replaced by `f(j, W_b_ij)` for each of them. Entries that
+    /// clipping drops read as 0 here: for the EMA, whose addends are 0 for a 0 weight and whose
+    /// entries are kept only above 0, a 0 entry and a missing one are the same.
+    #[inline]
+    fn map_row(&self, i: usize, out: &mut Vec<Fx>, f: impl Fn(u16, Fx) -> Fx) -> &[u16] {
+        out.clear();
+        match self {
+            Self::Plain(w) => {
+                let (cols, vals) = w.row(i);
+                out.extend(cols.iter().zip(vals).map(|(&j, &v)| f(j, v)));
+                cols
+            }
+            Self::Clipped(w, consensus) => {
+                let (cols, vals) = w.row(i);
+                out.extend(cols.iter().zip(vals).map(|(&j, &v)| {
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                    f(j, clipped(v, c).unwrap_or(0))
+                }));
+                cols
+            }
+            Self::Interpolated(m) => {
+                let (cols, vals) = m.row(i);
+                out.extend(cols.iter().zip(vals).map(|(&j, &v)| f(j, v)));
+                cols
             }
         }
     }
@@ -614,9 +691,8 @@ fn interpolate(weights: &Weights, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
     let mut out = Csr::with_capacity(n, weights.col.len());
     let mut scratch = Scratch::new(n);
     for i in 0..weights.rows() {
-        let (wc, raw, norm) = weights.row(i);
-        for (&j, &r) in wc.iter().zip(raw) {
-            let w = norm.apply(r);
+        let (wc, vals) = weights.row(i);
+        for (&j, &w) in wc.iter().zip(vals) {
             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
             // W̄_ij, or 0 where clipping drops the entry.
             let clipped = if c < w { c.max(0) } else { w };
@@ -688,6 +764,23 @@ fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mu
     out.end_row();
 }
 
+/// Whether a weight row and a bond row name the same columns in the same strictly ascending
+/// order (the usual case: a validator bonds to what it weights), so that the EMA row is their
+/// entry-by-entry sum.
+#[inline]
+fn same_ascending_columns(cols: &[u16], bonds: &[(u16, u16)]) -> bool {
+    if cols.len() != bonds.len() {
+        return false;
+    }
+    let mut prev = -1i32;
+    let mut ok = true;
+    for (&a, &(b, _)) in cols.iter().zip(bonds) {
+        ok &= a == b && i32::from(a) > prev;
+        prev = i32::from(a);
+    }
+    ok
+}
+
 /// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged
 /// where the column sum is 0 (`inplace_col_normalize_sparse` skips such columns). Compact (32
 /// bytes), as one is read per entry.
@@ -749,7 +842,12 @@ struct EmaChunk {
 }
 
 /// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
-fn bond_row_chunks(inputs: &EpochInputs, wb: &BondWeights<'_>, n: usize) -> Vec<Range<usize>> {
+fn bond_row_chunks(
+    inputs: &EpochInputs,
+    wb: &BondWeights<'_>,
+    n: usize,
+    par: Par,
+) -> Vec<Range<usize>> {
     let work = |i: usize| {
         let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
         wb.row_len(i).saturating_add(bonds).saturating_add(1)
@@ -757,13 +855,15 @@ fn bond_row_chunks(inputs: &EpochInputs, wb: &BondWeights<'_>, n: usize) -> Vec<
     let total = wb
         .nnz()
         .saturating_add(inputs.bonds.iter().map(Vec::len).sum::<usize>());
-    par::split(n, par::parts_for(total), work)
+    par::split(n, par.parts_for(total), work)
 }
 
 /// Sums per-range column vectors (saturating; all addends are non-negative, so the order does
 /// not matter).
 fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
-    let mut total: Vec<Fx> = vec![0; n];
+    let mut parts = parts.into_iter();
+    let mut total: Vec<Fx> = parts.next().unwrap_or_default();
+    total.resize(n, 0);
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t = t.saturating_add(p);
@@ -774,7 +874,9 @@ fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
 
 /// Column maxima over per-range column vectors.
 fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
-    let mut total: Vec<Fx> = vec![0; n];
+    let mut parts = parts.into_iter();
+    let mut total: Vec<Fx> = parts.next().unwrap_or_default();
+    total.resize(n, 0);
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t = (*t).max(p);
@@ -783,9 +885,10 @@ fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     total
 }
 
-/// `EMA = new(W_b) + old(B)` per row range, each row merged by [`ema_row`]: entries above 0,
-/// ascending. `new_value(j, W_b_ij, A_i)` and `old_value(j, stored B_ij)` give the two addends;
-/// masked bond columns are skipped.
+/// `EMA = new(W_b) + old(B)` per row range: entries above 0, ascending (rows naming the same
+/// ascending columns are summed entry by entry, others merged by [`ema_row`]).
+/// `new_value(j, W_b_ij, A_i)` and `old_value(j, stored B_ij)` give the two addends, both 0
+/// for a 0 input; masked bond columns are skipped.
 #[allow(clippy::too_many_arguments)]
 fn ema_chunks(
     inputs: &EpochInputs,
@@ -794,6 +897,7 @@ fn ema_chunks(
     active_stake: &[Fx],
     chunks: Vec<Range<usize>>,
     n: usize,
+    par: Par,
     new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
     old_value: impl Fn(u16, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
@@ -811,29 +915,49 @@ fn ema_chunks(
             (rows, ema)
         })
         .collect();
-    par::map(items, |(rows, mut ema): (Range<usize>, Csr)| {
+    par.map(items, |(rows, mut ema): (Range<usize>, Csr)| {
         let mut sum: Vec<Fx> = vec![0; n];
         let mut max: Vec<Fx> = vec![0; n];
-        let mut scratch = Scratch::new(n);
+        let mut scratch: Option<Scratch> = None;
+        let mut new_vals: Vec<Fx> = Vec::new();
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            wb.fill_row(i, &mut new_buf);
-            for (j, w) in new_buf.iter_mut() {
-                *w = new_value(*j, *w, a_i);
-            }
-            old_buf.clear();
-            if let Some(row) = inputs.bonds.get(i) {
-                old_buf.reserve(row.len());
-                for &(j, b) in row {
-                    if !masked.get(usize::from(j)).copied().unwrap_or(false) {
-                        old_buf.push((j, old_value(j, b)));
+            let cols = wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+            let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
+            if same_ascending_columns(cols, bond_row) {
+                for ((&j, &fresh), &(_, b)) in cols.iter().zip(&new_vals).zip(bond_row) {
+                    let ju = usize::from(j);
+                    let kept = !masked.get(ju).copied().unwrap_or(false);
+                    let v = if kept {
+                        fresh.saturating_add(old_value(j, b))
+                    } else {
+                        fresh
+                    };
+                    if v > 0 {
+                        ema.push(j, v);
+                        if let (Some(s), Some(m)) = (sum.get_mut(ju), max.get_mut(ju)) {
+                            *s = s.saturating_add(v);
+                            *m = (*m).max(v);
+                        }
                     }
                 }
+                ema.end_row();
+                continue;
             }
+            new_buf.clear();
+            new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
+            old_buf.clear();
+            old_buf.extend(
+                bond_row
+                    .iter()
+                    .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
+                    .map(|&(j, b)| (j, old_value(j, b))),
+            );
             let start = ema.col.len();
-            ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
+            let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
+            ema_row(&new_buf, &old_buf, scratch, &mut ema);
             let (c, v) = (
                 ema.col.get(start..).unwrap_or(&[]),
                 ema.val.get(start..).unwrap_or(&[]),
@@ -873,80 +997,70 @@ fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>
         .collect()
 }
 
-/// Fills the stored rows of one chunk: `to_u16(scale(j, B_ij))` for uids with a new permit,
-/// `[]` for the others.
-fn stored_rows(
-    chunk: &EmaChunk,
-    mut out: Vec<Vec<(u16, u16)>>,
-    new_permits: &[bool],
-    scale: impl Fn(u16, Fx) -> Fx,
-) -> Vec<Vec<(u16, u16)>> {
-    for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-        if new_permits.get(i).copied().unwrap_or(false) {
-            let (cols, vals) = chunk.ema.row(local);
-            row.extend(
-                cols.iter()
-                    .zip(vals)
-                    .map(|(&j, &v)| (j, fx::to_u16(scale(j, v)))),
-            );
-        }
-    }
-    out
-}
-
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
+/// `delta_sum` is `sum_i W_b_ij * A_i` per column when the clipping stage already has it.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)] // a stage of its own in profiles
 fn classic_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
     weights_for_bonds: &BondWeights<'_>,
+    delta_sum: Option<Vec<Fx>>,
     incentive: &[Fx],
     active_stake: &[Fx],
     new_permits: &[bool],
     last_tempo: u64,
     n: usize,
+    par: Par,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     let wb = weights_for_bonds;
     let masked = bond_column_mask(inputs, last_tempo);
-    let chunks = bond_row_chunks(inputs, wb, n);
+    let chunks = bond_row_chunks(inputs, wb, n, par);
 
     // B: stored column max-upscaled u16 read as integers, masked, then column-normalised.
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
-    let partial = par::map(chunks.clone(), |rows: Range<usize>| {
+    let partial = par.map(chunks.clone(), |rows: Range<usize>| {
+        // At most 65535 rows of at most 65535: no overflow. Masked columns are cleared after.
         let mut bonds_sum: Vec<u64> = vec![0; n];
-        let mut delta_sum: Vec<Fx> = vec![0; n];
-        for i in rows {
-            if let Some(row) = inputs.bonds.get(i) {
-                for &(j, b) in row {
-                    let ju = usize::from(j);
-                    if !masked.get(ju).copied().unwrap_or(false) {
-                        if let Some(s) = bonds_sum.get_mut(ju) {
-                            *s = s.saturating_add(u64::from(b));
-                        }
-                    }
+        for i in rows.clone() {
+            for &(j, b) in inputs.bonds.get(i).map_or(&[][..], Vec::as_slice) {
+                if let Some(s) = bonds_sum.get_mut(usize::from(j)) {
+                    *s = s.wrapping_add(u64::from(b));
                 }
             }
-            let a_i = active_stake.get(i).copied().unwrap_or(0);
-            if a_i != 0 {
-                wb.for_each_in_row(i, |j, w| {
-                    if let Some(s) = delta_sum.get_mut(usize::from(j)) {
-                        *s = s.saturating_add(fx::mul(w, a_i));
-                    }
-                });
-            }
         }
+        let delta_sum: Vec<Fx> = if delta_sum.is_some() {
+            Vec::new()
+        } else {
+            let mut sum: Vec<Fx> = vec![0; n];
+            for i in rows {
+                let a_i = active_stake.get(i).copied().unwrap_or(0);
+                if a_i != 0 {
+                    wb.for_each_in_row(i, |j, w| {
+                        if let Some(s) = sum.get_mut(usize::from(j)) {
+                            *s = s.saturating_add(fx::mul(w, a_i));
+                        }
+                    });
+                }
+            }
+            sum
+        };
         (bonds_sum, delta_sum)
     });
     let mut bonds_sum: Vec<u64> = vec![0; n];
     let mut delta_parts: Vec<Vec<Fx>> = Vec::with_capacity(partial.len());
     for (b, d) in partial {
         for (t, x) in bonds_sum.iter_mut().zip(b) {
-            *t = t.saturating_add(x);
+            *t = t.wrapping_add(x);
         }
         delta_parts.push(d);
     }
-    let delta_sum = sum_columns(delta_parts, n);
+    for (s, &m) in bonds_sum.iter_mut().zip(&masked) {
+        if m {
+            *s = 0;
+        }
+    }
+    let delta_sum = delta_sum.unwrap_or_else(|| sum_columns(delta_parts, n));
     let bonds_norm: Vec<fx::IntNormaliser> = bonds_sum
         .iter()
         .map(|&s| fx::IntNormaliser::new(s))
@@ -963,7 +1077,8 @@ fn classic_bonds(
         active_stake,
         chunks,
         n,
-        |j, w, a_i| fx::mul(alpha, divide_by(&delta_div, j, fx::mul(w, a_i))),
+        par,
+        |j, w, a_i| fx::mul(alpha, divide_by(&delta_div, j, fx::mul_unit(w, a_i))),
         |j, b| {
             let bond = bonds_norm
                 .get(usize::from(j))
@@ -990,7 +1105,7 @@ fn classic_bonds(
         .map(|c| (c, stored_buffers(c, new_permits)))
         .collect();
     type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par::map(items, |(chunk, mut out): Item<'_>| {
+    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
             let store = new_permits.get(i).copied().unwrap_or(false);
@@ -1034,6 +1149,7 @@ fn yuma3_bonds(
     new_permits: &[bool],
     last_tempo: u64,
     n: usize,
+    par: Par,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     // B: stored u16 proportions read as absolute values in [0, 1], masked.
     let masked = bond_column_mask(inputs, last_tempo);
@@ -1065,7 +1181,7 @@ fn yuma3_bonds(
             .saturating_div(I64F64::saturating_from_num(1_000_000u32));
         let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
         let one_minus_alpha = ONE.saturating_sub(alpha);
-        let chunks = bond_row_chunks(inputs, weights_for_bonds, n);
+        let chunks = bond_row_chunks(inputs, weights_for_bonds, n, par);
         ema_chunks(
             inputs,
             weights_for_bonds,
@@ -1073,6 +1189,7 @@ fn yuma3_bonds(
             active_stake,
             chunks,
             n,
+            par,
             |_, w, _| fx::mul(alpha, w),
             |_, b| fx::mul(one_minus_alpha, fx::from_u16_proportion(b)),
         )
@@ -1086,22 +1203,21 @@ fn yuma3_bonds(
         .map(|c| (c, stored_buffers(c, new_permits)))
         .collect();
     type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par::map(items, |(chunk, out): Item<'_>| {
-        let dividends: Vec<Fx> = chunk
-            .rows
-            .clone()
-            .enumerate()
-            .map(|(local, i)| {
-                let (cols, vals) = chunk.ema.row(local);
-                let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                    let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                    acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
-                });
-                let a_i = active_stake.get(i).copied().unwrap_or(0);
-                fx::checked_mul(total, a_i).unwrap_or(0)
-            })
-            .collect();
-        (dividends, stored_rows(chunk, out, new_permits, |_, v| v))
+    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
+        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+        for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+            let (cols, vals) = chunk.ema.row(local);
+            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
+            });
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            dividends.push(fx::checked_mul(total, a_i).unwrap_or(0));
+            if new_permits.get(i).copied().unwrap_or(false) {
+                row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
+            }
+        }
+        (dividends, out)
     });
     let mut dividends: Vec<Fx> = Vec::with_capacity(n);
     let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
@@ -1344,8 +1460,11 @@ mod parallel_tests {
             let one = run_epoch(&inputs, &params).unwrap();
             for parts in [2usize, 3, 7] {
                 FORCE_PARTS.with(|f| f.set(Some(parts)));
-                let split = run_epoch(&inputs, &params).unwrap();
-                assert_eq!(one, split, "seed {seed}, {parts} parts");
+                for threads in [1usize, 2, 3] {
+                    let split =
+                        run_epoch_with(&inputs, &params, Parallelism::Threads(threads)).unwrap();
+                    assert_eq!(one, split, "seed {seed}, {parts} parts, {threads} threads");
+                }
             }
             FORCE_PARTS.with(|f| f.set(None));
         }
@@ -1381,7 +1500,7 @@ mod parallel_tests {
                 FORCE_PARTS.with(|f| f.set(Some(parts)));
                 assert_eq!(
                     one,
-                    run_epoch(&inputs, &params),
+                    run_epoch_with(&inputs, &params, Parallelism::Threads(2)),
                     "seed {seed}, {parts} parts"
                 );
             }

@@ -17,6 +17,20 @@ pub(crate) fn mul(a: Fx, b: Fx) -> Fx {
     narrow(wide)
 }
 
+/// `a * b` as [`mul`], on a fast path for the usual operands in `[0, 1]` (normalised weights,
+/// stakes and their clipped or interpolated forms): there the product is below 2^64 and its
+/// floor at most 1, so no saturation can happen.
+#[inline]
+pub(crate) fn mul_unit(a: Fx, b: Fx) -> Fx {
+    let (ua, ub) = (a as u64, b as u64);
+    if ua <= ONE as u64 && ub <= ONE as u64 {
+        // ua * ub <= 2^64 only when both are 2^32; the u128 product holds it.
+        ((u128::from(ua).wrapping_mul(u128::from(ub))) >> 32) as i64
+    } else {
+        mul(a, b)
+    }
+}
+
 /// `a * b` or `None` on overflow: substrate-fixed's `checked_mul`.
 #[inline]
 pub(crate) fn checked_mul(a: Fx, b: Fx) -> Option<Fx> {
@@ -328,6 +342,11 @@ mod tests {
             let (a, b) = (a >> sa, b >> sb);
             let expected = I32F32::from_bits(a).saturating_mul(I32F32::from_bits(b)).to_bits();
             proptest::prop_assert_eq!(mul(a, b), expected);
+            proptest::prop_assert_eq!(mul_unit(a, b), expected);
+            let (ua, ub) = (a.rem_euclid(ONE + 1), b.rem_euclid(ONE + 1));
+            let unit = I32F32::from_bits(ua).saturating_mul(I32F32::from_bits(ub)).to_bits();
+            proptest::prop_assert_eq!(mul_unit(ua, ub), unit);
+            proptest::prop_assert_eq!(mul_unit(ONE, ONE), ONE);
             let checked = I32F32::from_bits(a).checked_mul(I32F32::from_bits(b)).map(I32F32::to_bits);
             proptest::prop_assert_eq!(checked_mul(a, b), checked);
         }

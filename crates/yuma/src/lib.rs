@@ -70,6 +70,6 @@ mod pool;
 mod sparse;
 mod types;
 
-pub use epoch::run_epoch;
+pub use epoch::{run_epoch, run_epoch_with};
 pub use error::YumaError;
-pub use types::{EpochInputs, EpochOutputs, FixedBits, SparseRow, YumaParams};
+pub use types::{EpochInputs, EpochOutputs, FixedBits, Parallelism, SparseRow, YumaParams};

@@ -48,6 +48,7 @@ pub(crate) fn weighted_median_columns(
     voters: usize,
     target: Fx,
     n: usize,
+    par: crate::par::Par,
 ) -> Vec<Fx> {
     let mut consensus: Vec<Fx> = vec![0; n];
     if voters == 0 {
@@ -63,14 +64,13 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    // Pass 1: count the positive entries of voting rows per column (a stored value above 0 is
-    // above 0 once normalised); note whether every voting row is in ascending column order.
+    // Pass 1: count the positive entries of voting rows per column; note whether every voting row is in ascending column order.
     let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
     let mut all_ascending = true;
     for &i in &voter_rows {
-        let (cols, raw, _) = w.row(i);
+        let (cols, vals) = w.row(i);
         let mut prev: Option<u16> = None;
-        for (&j, &r) in cols.iter().zip(raw) {
+        for (&j, &r) in cols.iter().zip(vals) {
             all_ascending &= prev.is_none_or(|p| p < j);
             prev = Some(j);
             if r > 0 {
@@ -126,7 +126,7 @@ pub(crate) fn weighted_median_columns(
         // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
         // reused buffer, then select each of its columns. Ranges of tiles run in parallel,
         // each writing its own columns of `consensus`.
-        let tile_ranges = crate::par::split(tiles, crate::par::parts_for(total), |t| {
+        let tile_ranges = crate::par::split(tiles, par.parts_for(total), |t| {
             let (first, last) = tile_bounds(t);
             at(last).saturating_sub(at(first)).saturating_add(1)
         });
@@ -155,7 +155,7 @@ pub(crate) fn weighted_median_columns(
         }
         let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
         let (voter_rows, start) = (&voter_rows, &start);
-        crate::par::map(
+        par.map(
             items,
             |(range, out, mut keys): (core::ops::Range<usize>, &mut [Fx], Vec<u64>)| {
                 let (col0, _) = tile_bounds(range.start);
@@ -176,9 +176,8 @@ pub(crate) fn weighted_median_columns(
                     for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
                         let voter = u16::try_from(k).unwrap_or(u16::MAX);
                         let end = w.range(i).end;
-                        let norm = w.norm.get(i).copied().unwrap_or_default();
                         while *cur < end {
-                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
+                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.val.get(*cur)) else {
                                 break;
                             };
                             if usize::from(j) >= last {
@@ -186,7 +185,7 @@ pub(crate) fn weighted_median_columns(
                             }
                             *cur = cur.saturating_add(1);
                             if r > 0 {
-                                put(&mut fill, &mut keys, base, pack(norm.apply(r), voter, j));
+                                put(&mut fill, &mut keys, base, pack(r, voter, j));
                             }
                         }
                     }
@@ -203,13 +202,13 @@ pub(crate) fn weighted_median_columns(
         let mut by_tile: Vec<u64> = vec![0; total];
         for (k, &i) in voter_rows.iter().enumerate() {
             let voter = u16::try_from(k).unwrap_or(u16::MAX);
-            let (cols, raw, norm) = w.row(i);
-            for (&j, &r) in cols.iter().zip(raw) {
+            let (cols, vals) = w.row(i);
+            for (&j, &r) in cols.iter().zip(vals) {
                 if r > 0 {
                     let t = usize::from(j) >> TILE_SHIFT;
                     if let Some(f) = tile_fill.get_mut(t) {
                         if let Some(slot) = by_tile.get_mut(*f) {
-                            *slot = pack(norm.apply(r), voter, j);
+                            *slot = pack(r, voter, j);
                         }
                         *f = f.saturating_add(1);
                     }
