@@ -468,22 +468,35 @@ fn prepare_weights(
                 } else {
                     updated
                 };
-                let keep_diagonal = owner == Some(i);
+                // The diagonal is dropped unless it is the owner's.
+                let diagonal = if owner == Some(i) { usize::MAX } else { i };
                 let mut row_sum: u64 = 0;
+                // Every entry is written, the kept ones advance (branch-free compaction).
+                let end = row_start.saturating_add(row.len());
+                out.col.resize(end, 0);
+                out.val.resize(end, 0);
+                let cols = out.col.get_mut(row_start..).unwrap_or(&mut []);
+                let vals = out.val.get_mut(row_start..).unwrap_or(&mut []);
+                let mut kept = 0usize;
                 for &(j, r) in row {
                     let ju = usize::from(j);
                     let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    if registered < limit && (ju != i || keep_diagonal) {
-                        // At most 65535 entries of at most 65535: no overflow.
-                        row_sum = row_sum.wrapping_add(u64::from(r));
-                        out.push(j, i64::from(r));
+                    let keep = registered < limit && ju != diagonal;
+                    if let (Some(c), Some(v)) = (cols.get_mut(kept), vals.get_mut(kept)) {
+                        *c = j;
+                        *v = i64::from(r);
                     }
+                    // At most 65535 entries of at most 65535: no overflow.
+                    row_sum = row_sum.wrapping_add(u64::from(r).wrapping_mul(u64::from(keep)));
+                    kept = kept.wrapping_add(usize::from(keep));
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
                 let norm = fx::IntNormaliser::new(row_sum);
-                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
-                    *v = norm.apply(u16::try_from(*v).unwrap_or(0));
+                for v in vals.get_mut(..kept).unwrap_or(&mut []) {
+                    *v = norm.apply(*v as u16);
                 }
+                out.col.truncate(row_start.saturating_add(kept));
+                out.val.truncate(row_start.saturating_add(kept));
             }
             out.end_row();
         }
@@ -644,26 +657,34 @@ impl BondWeights<'_> {
     /// clipping drops read as 0 here: for the EMA, whose addends are 0 for a 0 weight and whose
     /// entries are kept only above 0, a 0 entry and a missing one are the same.
     #[inline]
-    fn map_row(&self, i: usize, out: &mut Vec<Fx>, f: impl Fn(u16, Fx) -> Fx) -> &[u16] {
+    fn map_row(&self, i: usize, out: &mut Vec<Fx>, f: impl Fn(u16, Fx) -> Fx) {
         out.clear();
+        let (cols, vals, clip_by) = self.row_parts(i);
+        out.extend(cols.iter().zip(vals).map(|(&j, &v)| match clip_by {
+            Some(consensus) => {
+                let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                f(j, clipped(v, c).unwrap_or(0))
+            }
+            None => f(j, v),
+        }));
+    }
+
+    /// Row `i` as columns, values and, for `W̄`, the consensus that clips them (an entry
+    /// clipping drops reads as 0, as in [`BondWeights::map_row`]).
+    #[inline]
+    fn row_parts(&self, i: usize) -> (&[u16], &[Fx], Option<&[Fx]>) {
         match self {
             Self::Plain(w) => {
-                let (cols, vals) = w.row(i);
-                out.extend(cols.iter().zip(vals).map(|(&j, &v)| f(j, v)));
-                cols
+                let (c, v) = w.row(i);
+                (c, v, None)
             }
             Self::Clipped(w, consensus) => {
-                let (cols, vals) = w.row(i);
-                out.extend(cols.iter().zip(vals).map(|(&j, &v)| {
-                    let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    f(j, clipped(v, c).unwrap_or(0))
-                }));
-                cols
+                let (c, v) = w.row(i);
+                (c, v, Some(consensus))
             }
             Self::Interpolated(m) => {
-                let (cols, vals) = m.row(i);
-                out.extend(cols.iter().zip(vals).map(|(&j, &v)| f(j, v)));
-                cols
+                let (c, v) = m.row(i);
+                (c, v, None)
             }
         }
     }
@@ -713,102 +734,47 @@ fn bond_column_mask(inputs: &EpochInputs, last_tempo: u64) -> Vec<bool> {
         .collect()
 }
 
-/// Builds one EMA row from its two addends, `new` (`alpha * ΔB`) and `old`
-/// (`(1 - alpha) * B`), as `mat_ema_sparse` does: the sum per column, entries above 0, in
-/// ascending column order. Sorted rows are merged; others go through the dense scratch row.
-fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mut Csr) {
-    let ascends = |row: &[(u16, Fx)]| {
-        let mut prev = -1i32;
-        let mut ok = true;
-        for &(j, _) in row {
-            ok &= i32::from(j) > prev;
-            prev = i32::from(j);
-        }
-        ok
-    };
-    if !(ascends(new) && ascends(old)) {
-        // A row out of order: sum per column through the dense scratch row instead.
-        for &(j, v) in new.iter().chain(old) {
-            scratch.add(j, v);
-        }
-        scratch.drain_positive_into(out);
-        return;
-    }
-    let (mut x, mut y) = (0usize, 0usize);
-    while let (Some(&(ja, va)), Some(&(jb, vb))) = (new.get(x), old.get(y)) {
-        let (j, v) = if ja == jb {
-            x = x.wrapping_add(1);
-            y = y.wrapping_add(1);
-            (ja, va.saturating_add(vb))
-        } else if ja < jb {
-            x = x.wrapping_add(1);
-            (ja, va)
-        } else {
-            y = y.wrapping_add(1);
-            (jb, vb)
-        };
-        if v > 0 {
-            out.push(j, v);
-        }
-    }
-    for &(j, v) in new
-        .get(x..)
-        .unwrap_or(&[])
-        .iter()
-        .chain(old.get(y..).unwrap_or(&[]))
-    {
-        if v > 0 {
-            out.push(j, v);
-        }
-    }
-    out.end_row();
-}
-
-/// Whether a weight row and a bond row name the same columns in the same strictly ascending
-/// order (the usual case: a validator bonds to what it weights), so that the EMA row is their
-/// entry-by-entry sum.
-#[inline]
-fn same_ascending_columns(cols: &[u16], bonds: &[(u16, u16)]) -> bool {
-    if cols.len() != bonds.len() {
-        return false;
-    }
-    let mut prev = -1i32;
-    let mut ok = true;
-    for (&a, &(b, _)) in cols.iter().zip(bonds) {
-        ok &= a == b && i32::from(a) > prev;
-        prev = i32::from(a);
-    }
-    ok
-}
-
 /// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged
 /// where the column sum is 0 (`inplace_col_normalize_sparse` skips such columns). Compact (32
 /// bytes), as one is read per entry.
 #[derive(Clone, Copy, Debug)]
 struct ColumnDivisor {
+    /// Divides by the sum, or by 2^32 (which leaves `v` unchanged) when the sum is 0.
     recip: fx::Recip,
+    /// The one-multiplication path takes `0 <= v < fast_below`: `1` (2^32 bits) for a sum of
+    /// 0 or more, nothing for a negative sum.
+    fast_below: u64,
     sum: Fx,
 }
 
 impl ColumnDivisor {
     fn new(sum: Fx) -> Self {
-        let recip = fx::Recip::new(sum.unsigned_abs()).unwrap_or(fx::Recip::ONE);
-        Self { recip, sum }
+        let (recip, fast_below) = match sum {
+            0 => (fx::Recip::new(ONE.unsigned_abs()), ONE.unsigned_abs()),
+            1.. => (fx::Recip::new(sum.unsigned_abs()), ONE.unsigned_abs()),
+            _ => (None, 0),
+        };
+        Self {
+            recip: recip.unwrap_or(fx::Recip::ONE),
+            fast_below,
+            sum,
+        }
     }
 
     #[inline]
     fn apply(&self, v: Fx) -> Fx {
-        if self.sum == 0 {
-            return v;
-        }
-        if self.sum > 0 && (0..ONE).contains(&v) {
+        // A negative v reads as a u64 above 2^63: never below `fast_below`.
+        if (v as u64) < self.fast_below {
             // floor((v << 32) / sum) with v < 2^32; beyond i64 it overflows: 0.
-            let q = self.recip.div(v.unsigned_abs() << 32);
+            let q = self.recip.div((v as u64) << 32);
             return if q > i64::MAX.unsigned_abs() {
                 0
             } else {
                 q as i64
             };
+        }
+        if self.sum == 0 {
+            return v;
         }
         fx::safe_div(v, self.sum)
     }
@@ -885,10 +851,11 @@ fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     total
 }
 
-/// `EMA = new(W_b) + old(B)` per row range: entries above 0, ascending (rows naming the same
-/// ascending columns are summed entry by entry, others merged by [`ema_row`]).
-/// `new_value(j, W_b_ij, A_i)` and `old_value(j, stored B_ij)` give the two addends, both 0
-/// for a 0 input; masked bond columns are skipped.
+/// `EMA = new(W_b) + old(B)` per row range, as `mat_ema_sparse` builds it: the sum per column,
+/// entries above 0, ascending (ascending rows are merged in one walk, others summed per column
+/// through a dense scratch row). `new_value(j, W_b_ij, A_i)`
+/// and `old_value(j, stored B_ij)` give the two addends, both 0 for a 0 input; masked bond
+/// columns are skipped.
 #[allow(clippy::too_many_arguments)]
 fn ema_chunks(
     inputs: &EpochInputs,
@@ -903,73 +870,136 @@ fn ema_chunks(
 ) -> Vec<EmaChunk> {
     // The output buffers are allocated here, on the calling thread, whose allocator reuses
     // memory from one epoch to the next (a fresh thread's arena would fault it in again).
-    // A row usually has as many EMA entries as the larger of its two addends.
+    // A row has at most as many EMA entries as its two addends together.
     let items: Vec<(Range<usize>, Csr)> = chunks
         .into_iter()
         .map(|rows| {
             let nnz: usize = rows.clone().fold(0usize, |acc, i| {
                 let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
-                acc.saturating_add(wb.row_len(i).max(bonds))
+                acc.saturating_add(wb.row_len(i).saturating_add(bonds))
             });
             let ema = Csr::with_capacity(rows.len(), nnz);
             (rows, ema)
         })
         .collect();
+    let ascending_bonds = |row: &[(u16, u16)]| {
+        let mut prev = -1i32;
+        let mut ok = true;
+        for &(j, _) in row {
+            ok &= i32::from(j) > prev;
+            prev = i32::from(j);
+        }
+        ok
+    };
     par.map(items, |(rows, mut ema): (Range<usize>, Csr)| {
-        let mut sum: Vec<Fx> = vec![0; n];
-        let mut max: Vec<Fx> = vec![0; n];
+        // Per column: the sum and the maximum of its entries.
+        let mut totals: Vec<(Fx, Fx)> = vec![(0, 0); n];
         let mut scratch: Option<Scratch> = None;
         let mut new_vals: Vec<Fx> = Vec::new();
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            let cols = wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+            let (cols, vals, clip_by) = wb.row_parts(i);
             let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
-            if same_ascending_columns(cols, bond_row) {
-                for ((&j, &fresh), &(_, b)) in cols.iter().zip(&new_vals).zip(bond_row) {
-                    let ju = usize::from(j);
-                    let kept = !masked.get(ju).copied().unwrap_or(false);
-                    let v = if kept {
-                        fresh.saturating_add(old_value(j, b))
-                    } else {
-                        fresh
-                    };
+            if ascending(cols) && ascending_bonds(bond_row) {
+                // One walk over both rows, writing into room for all their entries (the kept
+                // ones advance `k`), so that nothing is reallocated mid-row.
+                let start = ema.col.len();
+                let room = cols.len().saturating_add(bond_row.len());
+                ema.col.resize(start.saturating_add(room), 0);
+                ema.val.resize(start.saturating_add(room), 0);
+                let out_cols = ema.col.get_mut(start..).unwrap_or(&mut []);
+                let out_vals = ema.val.get_mut(start..).unwrap_or(&mut []);
+                let mut k = 0usize;
+                let mut emit = |j: u16, v: Fx| {
                     if v > 0 {
-                        ema.push(j, v);
-                        if let (Some(s), Some(m)) = (sum.get_mut(ju), max.get_mut(ju)) {
-                            *s = s.saturating_add(v);
-                            *m = (*m).max(v);
+                        if let (Some(c), Some(x)) = (out_cols.get_mut(k), out_vals.get_mut(k)) {
+                            *c = j;
+                            *x = v;
+                        }
+                        k = k.wrapping_add(1);
+                        if let Some(t) = totals.get_mut(usize::from(j)) {
+                            t.0 = t.0.saturating_add(v);
+                            t.1 = t.1.max(v);
                         }
                     }
+                };
+                let old_of = |j: u16, b: u16| {
+                    if masked.get(usize::from(j)).copied().unwrap_or(false) {
+                        None
+                    } else {
+                        Some(old_value(j, b))
+                    }
+                };
+                let mut rest = bond_row;
+                for (&j, &w) in cols.iter().zip(vals) {
+                    while let Some((&(jb, b), tail)) = rest.split_first() {
+                        if jb >= j {
+                            break;
+                        }
+                        rest = tail;
+                        if let Some(old) = old_of(jb, b) {
+                            emit(jb, old);
+                        }
+                    }
+                    let w = match clip_by {
+                        Some(consensus) => {
+                            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                            clipped(w, c).unwrap_or(0)
+                        }
+                        None => w,
+                    };
+                    let mut v = new_value(j, w, a_i);
+                    if let Some((&(jb, b), tail)) = rest.split_first() {
+                        if jb == j {
+                            rest = tail;
+                            if let Some(old) = old_of(jb, b) {
+                                v = v.saturating_add(old);
+                            }
+                        }
+                    }
+                    emit(j, v);
                 }
+                for &(jb, b) in rest {
+                    if let Some(old) = old_of(jb, b) {
+                        emit(jb, old);
+                    }
+                }
+                ema.col.truncate(start.saturating_add(k));
+                ema.val.truncate(start.saturating_add(k));
                 ema.end_row();
-                continue;
-            }
-            new_buf.clear();
-            new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
-            old_buf.clear();
-            old_buf.extend(
-                bond_row
-                    .iter()
-                    .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
-                    .map(|&(j, b)| (j, old_value(j, b))),
-            );
-            let start = ema.col.len();
-            let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
-            ema_row(&new_buf, &old_buf, scratch, &mut ema);
-            let (c, v) = (
-                ema.col.get(start..).unwrap_or(&[]),
-                ema.val.get(start..).unwrap_or(&[]),
-            );
-            for (&j, &x) in c.iter().zip(v) {
-                let ju = usize::from(j);
-                if let (Some(s), Some(m)) = (sum.get_mut(ju), max.get_mut(ju)) {
-                    *s = s.saturating_add(x);
-                    *m = (*m).max(x);
+            } else {
+                wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+                new_buf.clear();
+                new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
+                old_buf.clear();
+                old_buf.extend(
+                    bond_row
+                        .iter()
+                        .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
+                        .map(|&(j, b)| (j, old_value(j, b))),
+                );
+                // A row out of order: summed per column through the dense scratch row.
+                let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
+                for &(j, v) in new_buf.iter().chain(&old_buf) {
+                    scratch.add(j, v);
+                }
+                let start = ema.col.len();
+                scratch.drain_positive_into(&mut ema);
+                let (c, v) = (
+                    ema.col.get(start..).unwrap_or(&[]),
+                    ema.val.get(start..).unwrap_or(&[]),
+                );
+                for (&j, &x) in c.iter().zip(v) {
+                    if let Some(t) = totals.get_mut(usize::from(j)) {
+                        t.0 = t.0.saturating_add(x);
+                        t.1 = t.1.max(x);
+                    }
                 }
             }
         }
+        let (sum, max) = totals.into_iter().unzip();
         EmaChunk {
             rows,
             ema,
@@ -977,6 +1007,18 @@ fn ema_chunks(
             max,
         }
     })
+}
+
+/// Whether a row's columns are strictly ascending.
+#[inline]
+fn ascending(cols: &[u16]) -> bool {
+    let mut prev = -1i32;
+    let mut ok = true;
+    for &j in cols {
+        ok &= i32::from(j) > prev;
+        prev = i32::from(j);
+    }
+    ok
 }
 
 /// Empty stored rows for one chunk, allocated on the calling thread (whose allocator reuses
@@ -995,6 +1037,16 @@ fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>
             }
         })
         .collect()
+}
+
+/// What the classic dividend pass reads per column, side by side.
+#[derive(Clone, Copy, Debug)]
+struct DividendColumn {
+    /// The EMA column normalisation.
+    ema: ColumnDivisor,
+    /// The stored form's column max-upscaling.
+    max: ColumnDivisor,
+    incentive: Fx,
 }
 
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
@@ -1078,12 +1130,12 @@ fn classic_bonds(
         chunks,
         n,
         par,
-        |j, w, a_i| fx::mul(alpha, divide_by(&delta_div, j, fx::mul_unit(w, a_i))),
+        |j, w, a_i| fx::mul_unit(alpha, divide_by(&delta_div, j, fx::mul_unit(w, a_i))),
         |j, b| {
             let bond = bonds_norm
                 .get(usize::from(j))
                 .map_or(fx::from_u16(b), |norm| norm.apply(b));
-            fx::mul(one_minus_alpha, bond)
+            fx::mul_unit(one_minus_alpha, bond)
         },
     );
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
@@ -1099,7 +1151,16 @@ fn classic_bonds(
         .zip(&ema_div)
         .map(|(&m, d)| d.apply(m))
         .collect();
-    let max_div = column_divisors(&col_max);
+    let columns: Vec<DividendColumn> = ema_div
+        .iter()
+        .zip(&col_max)
+        .zip(incentive)
+        .map(|((&ema, &m), &incentive)| DividendColumn {
+            ema,
+            max: ColumnDivisor::new(m),
+            incentive,
+        })
+        .collect();
     let items: Vec<_> = ema
         .iter()
         .map(|c| (c, stored_buffers(c, new_permits)))
@@ -1112,14 +1173,13 @@ fn classic_bonds(
             let (cols, vals) = chunk.ema.row(local);
             let mut acc: Fx = 0;
             for (&j, &v) in cols.iter().zip(vals) {
-                let ju = usize::from(j);
-                let (Some(ed), Some(md)) = (ema_div.get(ju), max_div.get(ju)) else {
+                let Some(column) = columns.get(usize::from(j)) else {
                     continue;
                 };
-                let b = ed.apply(v);
-                acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), b));
+                let b = column.ema.apply(v);
+                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
                 if store {
-                    row.push((j, fx::to_u16(md.apply(b))));
+                    row.push((j, fx::to_u16(column.max.apply(b))));
                 }
             }
             dividends.push(acc);
@@ -1190,8 +1250,8 @@ fn yuma3_bonds(
             chunks,
             n,
             par,
-            |_, w, _| fx::mul(alpha, w),
-            |_, b| fx::mul(one_minus_alpha, fx::from_u16_proportion(b)),
+            |_, w, _| fx::mul_unit(alpha, w),
+            |_, b| fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b)),
         )
     };
 
@@ -1209,7 +1269,7 @@ fn yuma3_bonds(
             let (cols, vals) = chunk.ema.row(local);
             let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
                 let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
+                acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
             });
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             dividends.push(fx::checked_mul(total, a_i).unwrap_or(0));

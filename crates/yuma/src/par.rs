@@ -116,9 +116,7 @@ where
     if items.len() <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let helpers = threads
-        .saturating_sub(1)
-        .min(items.len().saturating_sub(1));
+    let helpers = threads.saturating_sub(1).min(items.len().saturating_sub(1));
     if helpers == 0 {
         return items.into_iter().map(f).collect();
     }
