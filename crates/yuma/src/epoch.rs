@@ -471,32 +471,20 @@ fn prepare_weights(
                 // The diagonal is dropped unless it is the owner's.
                 let diagonal = if owner == Some(i) { usize::MAX } else { i };
                 let mut row_sum: u64 = 0;
-                // Every entry is written, the kept ones advance (branch-free compaction).
-                let end = row_start.saturating_add(row.len());
-                out.col.resize(end, 0);
-                out.val.resize(end, 0);
-                let cols = out.col.get_mut(row_start..).unwrap_or(&mut []);
-                let vals = out.val.get_mut(row_start..).unwrap_or(&mut []);
-                let mut kept = 0usize;
                 for &(j, r) in row {
                     let ju = usize::from(j);
                     let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    let keep = registered < limit && ju != diagonal;
-                    if let (Some(c), Some(v)) = (cols.get_mut(kept), vals.get_mut(kept)) {
-                        *c = j;
-                        *v = i64::from(r);
+                    if registered < limit && ju != diagonal {
+                        // At most 65535 entries of at most 65535: no overflow.
+                        row_sum = row_sum.wrapping_add(u64::from(r));
+                        out.push(j, i64::from(r));
                     }
-                    // At most 65535 entries of at most 65535: no overflow.
-                    row_sum = row_sum.wrapping_add(u64::from(r).wrapping_mul(u64::from(keep)));
-                    kept = kept.wrapping_add(usize::from(keep));
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
                 let norm = fx::IntNormaliser::new(row_sum);
-                for v in vals.get_mut(..kept).unwrap_or(&mut []) {
+                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
                     *v = norm.apply(*v as u16);
                 }
-                out.col.truncate(row_start.saturating_add(kept));
-                out.val.truncate(row_start.saturating_add(kept));
             }
             out.end_row();
         }
@@ -903,22 +891,13 @@ fn ema_chunks(
             let (cols, vals, clip_by) = wb.row_parts(i);
             let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
             if ascending(cols) && ascending_bonds(bond_row) {
-                // One walk over both rows, writing into room for all their entries (the kept
-                // ones advance `k`), so that nothing is reallocated mid-row.
-                let start = ema.col.len();
+                // One walk over both rows.
                 let room = cols.len().saturating_add(bond_row.len());
-                ema.col.resize(start.saturating_add(room), 0);
-                ema.val.resize(start.saturating_add(room), 0);
-                let out_cols = ema.col.get_mut(start..).unwrap_or(&mut []);
-                let out_vals = ema.val.get_mut(start..).unwrap_or(&mut []);
-                let mut k = 0usize;
+                ema.col.reserve(room);
+                ema.val.reserve(room);
                 let mut emit = |j: u16, v: Fx| {
                     if v > 0 {
-                        if let (Some(c), Some(x)) = (out_cols.get_mut(k), out_vals.get_mut(k)) {
-                            *c = j;
-                            *x = v;
-                        }
-                        k = k.wrapping_add(1);
+                        ema.push(j, v);
                         if let Some(t) = totals.get_mut(usize::from(j)) {
                             t.0 = t.0.saturating_add(v);
                             t.1 = t.1.max(v);
@@ -966,8 +945,6 @@ fn ema_chunks(
                         emit(jb, old);
                     }
                 }
-                ema.col.truncate(start.saturating_add(k));
-                ema.val.truncate(start.saturating_add(k));
                 ema.end_row();
             } else {
                 wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));

@@ -17,15 +17,15 @@ pub(crate) fn mul(a: Fx, b: Fx) -> Fx {
     narrow(wide)
 }
 
-/// `a * b` as [`mul`], on a fast path for the usual operands in `[0, 1]` (normalised weights,
+/// `a * b` as [`mul`], on a fast path for the usual operands in `[0, 1)` (normalised weights,
 /// stakes and their clipped or interpolated forms): there the product is below 2^64 and its
-/// floor at most 1, so no saturation can happen.
+/// floor below 1, so a 64-bit multiplication is exact and nothing saturates.
 #[inline]
 pub(crate) fn mul_unit(a: Fx, b: Fx) -> Fx {
     let (ua, ub) = (a as u64, b as u64);
-    if ua <= ONE as u64 && ub <= ONE as u64 {
-        // ua * ub <= 2^64 only when both are 2^32; the u128 product holds it.
-        ((u128::from(ua).wrapping_mul(u128::from(ub))) >> 32) as i64
+    // Both below 2^32 (a negative operand reads as a u64 of at least 2^63).
+    if (ua | ub) >> 32 == 0 {
+        (ua.wrapping_mul(ub) >> 32) as i64
     } else {
         mul(a, b)
     }

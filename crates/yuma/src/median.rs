@@ -33,7 +33,9 @@ fn key_score(key: u64) -> Fx {
 
 #[inline]
 fn key_stake(key: u64) -> Fx {
-    i64::try_from(key & 0xFFFF_FFFF).unwrap_or(0).saturating_add(1)
+    i64::try_from(key & 0xFFFF_FFFF)
+        .unwrap_or(0)
+        .saturating_add(1)
 }
 
 /// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
@@ -170,8 +172,10 @@ pub(crate) fn weighted_median_columns(
                 for t in range {
                     let (first, last) = tile_bounds(t);
                     let base = at(first);
-                    for ((&i, &stake), cur) in
-                        voter_rows.iter().zip(voter_stake.iter()).zip(cursor.iter_mut())
+                    for ((&i, &stake), cur) in voter_rows
+                        .iter()
+                        .zip(voter_stake.iter())
+                        .zip(cursor.iter_mut())
                     {
                         let end = w.range(i).end;
                         while *cur < end {
@@ -251,11 +255,7 @@ fn column_median(col: &mut [u64], target: Fx, has_zero: bool) -> Fx {
 /// highest bit in which the candidates differ: a stake histogram of the candidates' digit gives
 /// the highest digit whose mass (with the mass above it) reaches `need`; only the candidates
 /// with that digit go on. A few candidates are sorted instead.
-fn select_largest_reaching(
-    buf: &mut [u64],
-    mut need: Fx,
-    mut range: Option<(u64, u64)>,
-) -> Fx {
+fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64, u64)>) -> Fx {
     let score_bits = |key: u64| key >> 32;
     let mut len = buf.len();
     let mut hist = [0i64; 256];
