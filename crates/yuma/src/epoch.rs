@@ -547,6 +547,9 @@ fn clip(
     let chunks = par::split(rows, par.parts_for(weights.col.len()), |i| {
         weights.range(i).len().saturating_add(1)
     });
+    // Every addend below is in [0, 1] (normalised weights, consensus and stake, and products
+    // of them) and a sum has at most 65535 of them, far below 2^63: plain additions give the
+    // saturating sums exactly.
     let parts = par.map(chunks, |range: Range<usize>| {
         let mut ranks: Vec<Fx> = vec![0; n];
         let mut delta: Vec<Fx> = if plain_delta { vec![0; n] } else { Vec::new() };
@@ -559,7 +562,7 @@ fn clip(
                 // Every product with A_i is 0: only the trust.
                 for (&j, &w) in cols.iter().zip(vals) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    trust = trust.saturating_add(clipped(w, c).unwrap_or(0));
+                    trust = trust.wrapping_add(clipped(w, c).unwrap_or(0));
                 }
             } else {
                 for (&j, &w) in cols.iter().zip(vals) {
@@ -567,15 +570,15 @@ fn clip(
                     let c = consensus.get(ju).copied().unwrap_or(0);
                     // A dropped entry adds 0 (branch-free).
                     let v = clipped(w, c).unwrap_or(0);
-                    trust = trust.saturating_add(v);
+                    trust = trust.wrapping_add(v);
                     if let Some(rank) = ranks.get_mut(ju) {
-                        *rank = rank.saturating_add(fx::mul_unit(a_i, v));
+                        *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
                     }
                 }
                 if plain_delta {
                     for (&j, &w) in cols.iter().zip(vals) {
                         if let Some(d) = delta.get_mut(usize::from(j)) {
-                            *d = d.saturating_add(fx::mul_unit(w, a_i));
+                            *d = d.wrapping_add(fx::mul_unit(w, a_i));
                         }
                     }
                 }

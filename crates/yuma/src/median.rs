@@ -74,7 +74,8 @@ pub(crate) fn weighted_median_columns(
             prev = Some(j);
             if r > 0 {
                 if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
-                    *c = c.saturating_add(1);
+                    // At most one per entry: no overflow.
+                    *c = c.wrapping_add(1);
                 }
             }
         }
