@@ -1093,11 +1093,13 @@ fn classic_bonds(
         }
     }
     let delta_sum = delta_sum.unwrap_or_else(|| sum_columns(delta_parts, n));
-    let bonds_norm: Vec<fx::IntNormaliser> = bonds_sum
+    // Per column, side by side: the ΔB normalisation and the B normalisation.
+    let column_norms: Vec<(ColumnDivisor, fx::IntNormaliser)> = delta_sum
         .iter()
-        .map(|&s| fx::IntNormaliser::new(s))
+        .zip(&bonds_sum)
+        .map(|(&d, &b)| (ColumnDivisor::new(d), fx::IntNormaliser::new(b)))
         .collect();
-    let delta_div = column_divisors(&delta_sum);
+    let column_norms: &[(ColumnDivisor, fx::IntNormaliser)] = &column_norms;
 
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
@@ -1110,11 +1112,17 @@ fn classic_bonds(
         chunks,
         n,
         par,
-        |j, w, a_i| fx::mul_unit(alpha, divide_by(&delta_div, j, fx::mul_unit(w, a_i))),
-        |j, b| {
-            let bond = bonds_norm
+        move |j, w, a_i| {
+            let delta = fx::mul_unit(w, a_i);
+            let normalised = column_norms
                 .get(usize::from(j))
-                .map_or(fx::from_u16(b), |norm| norm.apply(b));
+                .map_or(delta, |(d, _)| d.apply(delta));
+            fx::mul_unit(alpha, normalised)
+        },
+        move |j, b| {
+            let bond = column_norms
+                .get(usize::from(j))
+                .map_or(fx::from_u16(b), |(_, norm)| norm.apply(b));
             fx::mul_unit(one_minus_alpha, bond)
         },
     );

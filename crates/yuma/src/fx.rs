@@ -205,6 +205,11 @@ pub(crate) fn from_u16_proportion(x: u16) -> Fx {
 /// `floor(x * 65535)` clamped to `0..=65535`: `fixed_proportion_to_u16`.
 #[inline]
 pub(crate) fn to_u16(x: Fx) -> u16 {
+    let ux = x as u64;
+    if ux <= ONE as u64 {
+        // A proportion in [0, 1]: x * 65535 < 2^49, and its floor / 2^32 is at most 65535.
+        return (ux.wrapping_mul(65535) >> 32) as u16;
+    }
     // saturating_mul then saturating_to_num::<u16>; saturation only moves values that clamp
     // to the same bound.
     let scaled = i128::from(x).wrapping_mul(65535) >> 32;
@@ -357,6 +362,9 @@ mod tests {
             proptest::prop_assert_eq!(from_u16_proportion(x), p);
             let u = agora_primitives::fixed::fixed_proportion_to_u16(I32F32::from_bits(y));
             proptest::prop_assert_eq!(to_u16(y), u);
+            let unit = y.rem_euclid(ONE + 1);
+            let u = agora_primitives::fixed::fixed_proportion_to_u16(I32F32::from_bits(unit));
+            proptest::prop_assert_eq!(to_u16(unit), u);
         }
     }
 }
