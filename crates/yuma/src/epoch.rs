@@ -8,14 +8,25 @@ use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
 use crate::median::weighted_median_columns;
+use crate::par::{self, Par};
 use crate::sparse::{Csr, Scratch, Weights};
-use crate::{par, pool};
-use crate::{EpochInputs, EpochOutputs, FixedBits, YumaError, YumaParams};
+use crate::{EpochInputs, EpochOutputs, FixedBits, Parallelism, YumaError, YumaParams};
 
-/// Runs one Yuma Consensus epoch. Pure and deterministic; rejects malformed inputs with a
-/// [`YumaError`] and never panics.
+/// Runs one Yuma Consensus epoch on the calling thread. Pure and deterministic; rejects
+/// malformed inputs with a [`YumaError`] and never panics.
 pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutputs, YumaError> {
-    validate(inputs)?;
+    run_epoch_with(inputs, params, Parallelism::Serial)
+}
+
+/// [`run_epoch`], with large stages split over the threads `parallelism` allows. The output
+/// does not depend on the number of threads.
+pub fn run_epoch_with(
+    inputs: &EpochInputs,
+    params: &YumaParams,
+    parallelism: Parallelism,
+) -> Result<EpochOutputs, YumaError> {
+    let par = Par::new(parallelism);
+    validate(inputs, par)?;
     let n = usize::from(inputs.n);
     let owner = inputs.owner_uid.map(usize::from);
     let current_block = inputs.current_block;
@@ -94,7 +105,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let weights = prepare_weights(inputs, params, &validator_permits, owner, n);
+    let weights = prepare_weights(inputs, params, &validator_permits, owner, n, par);
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -103,17 +114,29 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // kappa in [0, 1]
     let kappa: Fx = fx::safe_div(fx::from_u16(params.kappa), fx::from_u16(u16::MAX));
     // C_j = stake-weighted median of column j over rows with A_i > 0 (stake renormalised).
-    let consensus = consensus(&weights, &active_stake, kappa, n);
+    let consensus = consensus(&weights, &active_stake, kappa, n, par);
+
+    // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
+    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
 
     // W̄_ij = min(W_ij, C_j), dropped when C_j < W_ij and C_j <= 0.
     // Tv_i = sum_j W̄_ij
     // R_j = sum_i A_i * W̄_ij
-    let (validator_trust, ranks) = clip(&weights, &consensus, &active_stake);
+    // Classic bonds with beta = 0 also need sum_i W_ij * A_i, taken in the same pass.
+    let plain_delta = !params.yuma3 && beta == 0;
+    let (validator_trust, ranks, plain_delta_sum) =
+        clip(&weights, &consensus, &active_stake, plain_delta, par);
 
     // =============================
     // == Ranks, Trust, Incentive ==
     // =============================
 
+    // Classic bonds with beta = 1 column-normalise W̄ ∘ A, whose column sums are the ranks.
+    let delta_sum = if !params.yuma3 && beta == ONE {
+        Some(ranks.clone())
+    } else {
+        plain_delta_sum
+    };
     // I = normalize(R)
     let mut incentive = ranks;
     fx::inplace_normalize(&mut incentive);
@@ -122,8 +145,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
     // == Bonds and Dividends ==
     // =========================
 
-    // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
-    let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
+    // W_b: W (beta = 0), W̄ (beta = 1) or a new matrix.
     let weights_for_bonds = if beta == 0 {
         BondWeights::Plain(&weights)
     } else if beta == ONE {
@@ -152,17 +174,20 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
             &new_validator_permits,
             last_tempo,
             n,
+            par,
         )
     } else {
         classic_bonds(
             inputs,
             params,
             &weights_for_bonds,
+            delta_sum,
             &incentive,
             &active_stake,
             &new_validator_permits,
             last_tempo,
             n,
+            par,
         )
     };
     fx::inplace_normalize(&mut dividends);
@@ -249,7 +274,7 @@ pub fn run_epoch(inputs: &EpochInputs, params: &YumaParams) -> Result<EpochOutpu
 
 /// Checks lengths, uid ranges and duplicate uids, so that every later stage is well defined.
 #[inline(never)] // a stage of its own in profiles
-fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
+fn validate(inputs: &EpochInputs, par: Par) -> Result<(), YumaError> {
     let n = usize::from(inputs.n);
     let check_len = |field: &'static str, actual: usize| {
         if actual == n {
@@ -286,7 +311,7 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
         .chain(&inputs.bonds)
         .map(Vec::len)
         .sum();
-    let parts = par::parts_for(total);
+    let parts = par.parts_for(total);
     let mut items: Vec<(&'static str, &[crate::SparseRow], Range<usize>)> = Vec::new();
     for (field, rows) in [("weights", &inputs.weights), ("bonds", &inputs.bonds)] {
         for r in par::split(rows.len(), parts, |i| {
@@ -336,7 +361,7 @@ fn validate(inputs: &EpochInputs) -> Result<(), YumaError> {
     };
     // One range per field when the input is small: no threads then.
     let errors = if parts > 1 {
-        par::map(items, check)
+        par.map(items, check)
     } else {
         items.into_iter().map(check).collect()
     };
@@ -394,7 +419,7 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
     result
 }
 
-/// The masked weights `W` (row-normalised on read), rows in stored order, explicit zeros kept.
+/// The masked weights `W`, row-normalised, rows in stored order, explicit zeros kept.
 #[inline(never)] // a stage of its own in profiles
 fn prepare_weights(
     inputs: &EpochInputs,
@@ -402,6 +427,7 @@ fn prepare_weights(
     validator_permits: &[bool],
     owner: Option<usize>,
     n: usize,
+    par: Par,
 ) -> Weights {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
     let commit_blocks = if params.commit_reveal_enabled {
@@ -412,26 +438,24 @@ fn prepare_weights(
     let bar = &inputs.block_at_registration;
     // Row ranges are masked in parallel into buffers taken here (on the calling thread, whose
     // allocator reuses memory across epochs), then concatenated in row order.
-    let chunks = par::split(n, par::parts_for(nnz), |i| {
+    let chunks = par::split(n, par.parts_for(nnz), |i| {
         inputs.weights.get(i).map_or(0, Vec::len).saturating_add(1)
     });
-    let items: Vec<(Range<usize>, Vec<u16>, Vec<u16>)> = chunks
+    let items: Vec<(Range<usize>, Csr)> = chunks
         .into_iter()
         .map(|rows| {
             let len: usize = inputs
                 .weights
                 .get(rows.clone())
                 .map_or(0, |r| r.iter().map(Vec::len).sum());
-            (rows, pool::U16S.take(len), pool::U16S.take(len))
+            (rows.clone(), Csr::with_capacity(rows.len(), len))
         })
         .collect();
-    type Item = (Range<usize>, Vec<u16>, Vec<u16>);
-    let parts = par::map(items, |(rows, mut col, mut raw): Item| {
-        // Per row: its end in this range's buffers and its sum.
-        let mut ends: Vec<(usize, u64)> = Vec::with_capacity(rows.len());
+    type Item = (Range<usize>, Csr);
+    let mut parts = par.map(items, |(rows, mut out): Item| {
         for i in rows {
-            let mut row_sum: u64 = 0;
             let row: &[(u16, u16)] = inputs.weights.get(i).map_or(&[], Vec::as_slice);
+            let row_start = out.val.len();
             if validator_permits.get(i).copied().unwrap_or(false) {
                 let updated = inputs.last_update.get(i).copied().unwrap_or(0);
                 // No active commit reads as u64::MAX, which masks nothing.
@@ -444,48 +468,48 @@ fn prepare_weights(
                 } else {
                     updated
                 };
-                let keep_diagonal = owner == Some(i);
-                let kept = |&(j, _): &(u16, u16)| {
+                // The diagonal is dropped unless it is the owner's.
+                let diagonal = if owner == Some(i) { usize::MAX } else { i };
+                let mut row_sum: u64 = 0;
+                for &(j, r) in row {
                     let ju = usize::from(j);
                     let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    registered < limit && (ju != i || keep_diagonal)
-                };
-                for e in row {
-                    if kept(e) {
-                        row_sum = row_sum.saturating_add(u64::from(e.1));
-                        col.push(e.0);
-                        raw.push(e.1);
+                    if registered < limit && ju != diagonal {
+                        // At most 65535 entries of at most 65535: no overflow.
+                        row_sum = row_sum.wrapping_add(u64::from(r));
+                        out.push(j, i64::from(r));
                     }
                 }
+                // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
+                let norm = fx::IntNormaliser::new(row_sum);
+                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
+                    *v = norm.apply(*v as u16);
+                }
             }
-            ends.push((col.len(), row_sum));
+            out.end_row();
         }
-        (col, raw, ends)
+        out
     });
-    let mut w = Weights {
-        ptr: pool::USIZES.take(n.saturating_add(1)),
-        col: pool::U16S.take(nnz),
-        raw: pool::U16S.take(nnz),
-        norm: Vec::with_capacity(n),
-    };
-    w.ptr.push(0);
-    for (col, raw, ends) in parts {
-        let base = w.col.len();
-        for (end, row_sum) in ends {
-            w.norm.push(fx::IntNormaliser::new(row_sum));
-            w.ptr.push(base.saturating_add(end));
+    if parts.len() == 1 {
+        if let Some(w) = parts.pop() {
+            return w;
         }
-        w.col.extend_from_slice(&col);
-        w.raw.extend_from_slice(&raw);
-        pool::U16S.give(col);
-        pool::U16S.give(raw);
+    }
+    let mut w = Weights::with_capacity(n, nnz);
+    for part in parts {
+        let base = w.col.len();
+        w.ptr
+            .extend(part.ptr.iter().skip(1).map(|&end| base.saturating_add(end)));
+        w.col.extend_from_slice(&part.col);
+        w.val.extend_from_slice(&part.val);
+        part.recycle();
     }
     w
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
 #[inline(never)] // a stage of its own in profiles
-fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec<Fx> {
+fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize, par: Par) -> Vec<Fx> {
     // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
     let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
     fx::inplace_normalize(&mut voter_stake);
@@ -494,7 +518,7 @@ fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize) -> Vec
     let stake_sum = fx::sum(&voter_stake);
     let minority = stake_sum.saturating_sub(kappa);
     let target = stake_sum.saturating_sub(minority);
-    weighted_median_columns(weights, &voter_stake, voters, target, n)
+    weighted_median_columns(weights, &voter_stake, voters, target, n, par)
 }
 
 /// `min(w, c)`, or `None` where clipping drops the entry (`c < w` and `c <= 0`).
@@ -507,43 +531,72 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
     }
 }
 
-/// The clipping stage: returns `(Tv, R)`. Row ranges run in parallel; their rank sums are
-/// non-negative, so adding them up in any order gives the same saturating sum.
+/// The clipping stage: returns `(Tv, R)` and, when asked, `sum_i W_ij * A_i` per column. Row
+/// ranges run in parallel; their column sums are non-negative, so adding them up in any order
+/// gives the same saturating sum.
 #[inline(never)] // a stage of its own in profiles
-fn clip(weights: &Weights, consensus: &[Fx], active_stake: &[Fx]) -> (Vec<Fx>, Vec<Fx>) {
+fn clip(
+    weights: &Weights,
+    consensus: &[Fx],
+    active_stake: &[Fx],
+    plain_delta: bool,
+    par: Par,
+) -> (Vec<Fx>, Vec<Fx>, Option<Vec<Fx>>) {
     let rows = weights.rows();
     let n = consensus.len();
-    let chunks = par::split(rows, par::parts_for(weights.col.len()), |i| {
+    let chunks = par::split(rows, par.parts_for(weights.col.len()), |i| {
         weights.range(i).len().saturating_add(1)
     });
-    let parts = par::map(chunks, |range: Range<usize>| {
+    // Every addend below is in [0, 1] (normalised weights, consensus and stake, and products
+    // of them) and a sum has at most 65535 of them, far below 2^63: plain additions give the
+    // saturating sums exactly.
+    let parts = par.map(chunks, |range: Range<usize>| {
         let mut ranks: Vec<Fx> = vec![0; n];
+        let mut delta: Vec<Fx> = if plain_delta { vec![0; n] } else { Vec::new() };
         let mut validator_trust: Vec<Fx> = Vec::with_capacity(range.len());
         for i in range {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            let (cols, raw, norm) = weights.row(i);
+            let (cols, vals) = weights.row(i);
             let mut trust: Fx = 0;
-            for (&j, &r) in cols.iter().zip(raw) {
-                let w = norm.apply(r);
-                let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                // A dropped entry adds 0 (branch-free).
-                let v = clipped(w, c).unwrap_or(0);
-                trust = trust.saturating_add(v);
-                if let Some(rank) = ranks.get_mut(usize::from(j)) {
-                    *rank = rank.saturating_add(fx::mul(a_i, v));
+            if a_i == 0 {
+                // Every product with A_i is 0: only the trust.
+                for (&j, &w) in cols.iter().zip(vals) {
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                    trust = trust.wrapping_add(clipped(w, c).unwrap_or(0));
+                }
+            } else {
+                for (&j, &w) in cols.iter().zip(vals) {
+                    let ju = usize::from(j);
+                    let c = consensus.get(ju).copied().unwrap_or(0);
+                    // A dropped entry adds 0 (branch-free).
+                    let v = clipped(w, c).unwrap_or(0);
+                    trust = trust.wrapping_add(v);
+                    if let Some(rank) = ranks.get_mut(ju) {
+                        *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
+                    }
+                }
+                if plain_delta {
+                    for (&j, &w) in cols.iter().zip(vals) {
+                        if let Some(d) = delta.get_mut(usize::from(j)) {
+                            *d = d.wrapping_add(fx::mul_unit(w, a_i));
+                        }
+                    }
                 }
             }
             validator_trust.push(trust);
         }
-        (validator_trust, ranks)
+        (validator_trust, ranks, delta)
     });
     let mut validator_trust: Vec<Fx> = Vec::with_capacity(rows);
     let mut rank_parts: Vec<Vec<Fx>> = Vec::with_capacity(parts.len());
-    for (t, r) in parts {
+    let mut delta_parts: Vec<Vec<Fx>> = Vec::with_capacity(parts.len());
+    for (t, r, d) in parts {
         validator_trust.extend(t);
         rank_parts.push(r);
+        delta_parts.push(d);
     }
-    (validator_trust, sum_columns(rank_parts, n))
+    let delta = plain_delta.then(|| sum_columns(delta_parts, n));
+    (validator_trust, sum_columns(rank_parts, n), delta)
 }
 
 /// The weights for bonds, `W_b = W + beta (W̄ - W)`, read one row at a time.
@@ -568,16 +621,16 @@ impl BondWeights<'_> {
     fn for_each_in_row(&self, i: usize, mut g: impl FnMut(u16, Fx)) {
         match self {
             Self::Plain(w) => {
-                let (cols, raw, norm) = w.row(i);
-                for (&j, &r) in cols.iter().zip(raw) {
-                    g(j, norm.apply(r));
+                let (cols, vals) = w.row(i);
+                for (&j, &v) in cols.iter().zip(vals) {
+                    g(j, v);
                 }
             }
             Self::Clipped(w, consensus) => {
-                let (cols, raw, norm) = w.row(i);
-                for (&j, &r) in cols.iter().zip(raw) {
+                let (cols, vals) = w.row(i);
+                for (&j, &v) in cols.iter().zip(vals) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    if let Some(v) = clipped(norm.apply(r), c) {
+                    if let Some(v) = clipped(v, c) {
                         g(j, v);
                     }
                 }
@@ -587,6 +640,42 @@ impl BondWeights<'_> {
                 for (&j, &v) in cols.iter().zip(vals) {
                     g(j, v);
                 }
+            }
+        }
+    }
+
+    /// Row `i`'s columns, with `out` replaced by `f(j, W_b_ij)` for each of them. Entries that
+    /// clipping drops read as 0 here: for the EMA, whose addends are 0 for a 0 weight and whose
+    /// entries are kept only above 0, a 0 entry and a missing one are the same.
+    #[inline]
+    fn map_row(&self, i: usize, out: &mut Vec<Fx>, f: impl Fn(u16, Fx) -> Fx) {
+        out.clear();
+        let (cols, vals, clip_by) = self.row_parts(i);
+        out.extend(cols.iter().zip(vals).map(|(&j, &v)| match clip_by {
+            Some(consensus) => {
+                let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                f(j, clipped(v, c).unwrap_or(0))
+            }
+            None => f(j, v),
+        }));
+    }
+
+    /// Row `i` as columns, values and, for `W̄`, the consensus that clips them (an entry
+    /// clipping drops reads as 0, as in [`BondWeights::map_row`]).
+    #[inline]
+    fn row_parts(&self, i: usize) -> (&[u16], &[Fx], Option<&[Fx]>) {
+        match self {
+            Self::Plain(w) => {
+                let (c, v) = w.row(i);
+                (c, v, None)
+            }
+            Self::Clipped(w, consensus) => {
+                let (c, v) = w.row(i);
+                (c, v, Some(consensus))
+            }
+            Self::Interpolated(m) => {
+                let (c, v) = m.row(i);
+                (c, v, None)
             }
         }
     }
@@ -614,9 +703,8 @@ fn interpolate(weights: &Weights, consensus: &[Fx], beta: Fx, n: usize) -> Csr {
     let mut out = Csr::with_capacity(n, weights.col.len());
     let mut scratch = Scratch::new(n);
     for i in 0..weights.rows() {
-        let (wc, raw, norm) = weights.row(i);
-        for (&j, &r) in wc.iter().zip(raw) {
-            let w = norm.apply(r);
+        let (wc, vals) = weights.row(i);
+        for (&j, &w) in wc.iter().zip(vals) {
             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
             // W̄_ij, or 0 where clipping drops the entry.
             let clipped = if c < w { c.max(0) } else { w };
@@ -637,85 +725,47 @@ fn bond_column_mask(inputs: &EpochInputs, last_tempo: u64) -> Vec<bool> {
         .collect()
 }
 
-/// Builds one EMA row from its two addends, `new` (`alpha * ΔB`) and `old`
-/// (`(1 - alpha) * B`), as `mat_ema_sparse` does: the sum per column, entries above 0, in
-/// ascending column order. Sorted rows are merged; others go through the dense scratch row.
-fn ema_row(new: &[(u16, Fx)], old: &[(u16, Fx)], scratch: &mut Scratch, out: &mut Csr) {
-    let ascends = |row: &[(u16, Fx)]| {
-        let mut prev = -1i32;
-        let mut ok = true;
-        for &(j, _) in row {
-            ok &= i32::from(j) > prev;
-            prev = i32::from(j);
-        }
-        ok
-    };
-    if !(ascends(new) && ascends(old)) {
-        // A row out of order: sum per column through the dense scratch row instead.
-        for &(j, v) in new.iter().chain(old) {
-            scratch.add(j, v);
-        }
-        scratch.drain_positive_into(out);
-        return;
-    }
-    let (mut x, mut y) = (0usize, 0usize);
-    while let (Some(&(ja, va)), Some(&(jb, vb))) = (new.get(x), old.get(y)) {
-        let (j, v) = if ja == jb {
-            x = x.wrapping_add(1);
-            y = y.wrapping_add(1);
-            (ja, va.saturating_add(vb))
-        } else if ja < jb {
-            x = x.wrapping_add(1);
-            (ja, va)
-        } else {
-            y = y.wrapping_add(1);
-            (jb, vb)
-        };
-        if v > 0 {
-            out.push(j, v);
-        }
-    }
-    for &(j, v) in new
-        .get(x..)
-        .unwrap_or(&[])
-        .iter()
-        .chain(old.get(y..).unwrap_or(&[]))
-    {
-        if v > 0 {
-            out.push(j, v);
-        }
-    }
-    out.end_row();
-}
-
 /// A column normalisation's divisor: `v / sum` with subtensor's `safe_div`, or `v` unchanged
 /// where the column sum is 0 (`inplace_col_normalize_sparse` skips such columns). Compact (32
 /// bytes), as one is read per entry.
 #[derive(Clone, Copy, Debug)]
 struct ColumnDivisor {
+    /// Divides by the sum, or by 2^32 (which leaves `v` unchanged) when the sum is 0.
     recip: fx::Recip,
+    /// The one-multiplication path takes `0 <= v < fast_below`: `1` (2^32 bits) for a sum of
+    /// 0 or more, nothing for a negative sum.
+    fast_below: u64,
     sum: Fx,
 }
 
 impl ColumnDivisor {
     fn new(sum: Fx) -> Self {
-        let recip = fx::Recip::new(sum.unsigned_abs()).unwrap_or(fx::Recip::ONE);
-        Self { recip, sum }
+        let (recip, fast_below) = match sum {
+            0 => (fx::Recip::new(ONE.unsigned_abs()), ONE.unsigned_abs()),
+            1.. => (fx::Recip::new(sum.unsigned_abs()), ONE.unsigned_abs()),
+            _ => (None, 0),
+        };
+        Self {
+            recip: recip.unwrap_or(fx::Recip::ONE),
+            fast_below,
+            sum,
+        }
     }
 
     #[inline]
     fn apply(&self, v: Fx) -> Fx {
-        if self.sum == 0 {
-            return v;
-        }
-        if self.sum > 0 && (0..ONE).contains(&v) {
+        // A negative v reads as a u64 above 2^63: never below `fast_below`.
+        if (v as u64) < self.fast_below {
             // floor((v << 32) / sum) with v < 2^32; beyond i64 it overflows: 0.
-            let q = self.recip.div(v.unsigned_abs() << 32);
+            let q = self.recip.div((v as u64) << 32);
             return if q > i64::MAX.unsigned_abs() {
                 0
             } else {
                 q as i64
             };
+        }
+        if self.sum == 0 {
+            return v;
         }
         fx::safe_div(v, self.sum)
     }
@@ -749,7 +799,12 @@ struct EmaChunk {
 }
 
 /// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
-fn bond_row_chunks(inputs: &EpochInputs, wb: &BondWeights<'_>, n: usize) -> Vec<Range<usize>> {
+fn bond_row_chunks(
+    inputs: &EpochInputs,
+    wb: &BondWeights<'_>,
+    n: usize,
+    par: Par,
+) -> Vec<Range<usize>> {
     let work = |i: usize| {
         let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
         wb.row_len(i).saturating_add(bonds).saturating_add(1)
@@ -757,13 +812,15 @@ fn bond_row_chunks(inputs: &EpochInputs, wb: &BondWeights<'_>, n: usize) -> Vec<
     let total = wb
         .nnz()
         .saturating_add(inputs.bonds.iter().map(Vec::len).sum::<usize>());
-    par::split(n, par::parts_for(total), work)
+    par::split(n, par.parts_for(total), work)
 }
 
 /// Sums per-range column vectors (saturating; all addends are non-negative, so the order does
 /// not matter).
 fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
-    let mut total: Vec<Fx> = vec![0; n];
+    let mut parts = parts.into_iter();
+    let mut total: Vec<Fx> = parts.next().unwrap_or_default();
+    total.resize(n, 0);
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t = t.saturating_add(p);
@@ -774,7 +831,9 @@ fn sum_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
 
 /// Column maxima over per-range column vectors.
 fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
-    let mut total: Vec<Fx> = vec![0; n];
+    let mut parts = parts.into_iter();
+    let mut total: Vec<Fx> = parts.next().unwrap_or_default();
+    total.resize(n, 0);
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t = (*t).max(p);
@@ -783,9 +842,11 @@ fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     total
 }
 
-/// `EMA = new(W_b) + old(B)` per row range, each row merged by [`ema_row`]: entries above 0,
-/// ascending. `new_value(j, W_b_ij, A_i)` and `old_value(j, stored B_ij)` give the two addends;
-/// masked bond columns are skipped.
+/// `EMA = new(W_b) + old(B)` per row range, as `mat_ema_sparse` builds it: the sum per column,
+/// entries above 0, ascending (ascending rows are merged in one walk, others summed per column
+/// through a dense scratch row). `new_value(j, W_b_ij, A_i)`
+/// and `old_value(j, stored B_ij)` give the two addends, both 0 for a 0 input; masked bond
+/// columns are skipped.
 #[allow(clippy::too_many_arguments)]
 fn ema_chunks(
     inputs: &EpochInputs,
@@ -794,58 +855,131 @@ fn ema_chunks(
     active_stake: &[Fx],
     chunks: Vec<Range<usize>>,
     n: usize,
+    par: Par,
     new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
     old_value: impl Fn(u16, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
     // The output buffers are allocated here, on the calling thread, whose allocator reuses
     // memory from one epoch to the next (a fresh thread's arena would fault it in again).
-    // A row usually has as many EMA entries as the larger of its two addends.
+    // A row has at most as many EMA entries as its two addends together.
     let items: Vec<(Range<usize>, Csr)> = chunks
         .into_iter()
         .map(|rows| {
             let nnz: usize = rows.clone().fold(0usize, |acc, i| {
                 let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
-                acc.saturating_add(wb.row_len(i).max(bonds))
+                acc.saturating_add(wb.row_len(i).saturating_add(bonds))
             });
             let ema = Csr::with_capacity(rows.len(), nnz);
             (rows, ema)
         })
         .collect();
-    par::map(items, |(rows, mut ema): (Range<usize>, Csr)| {
-        let mut sum: Vec<Fx> = vec![0; n];
-        let mut max: Vec<Fx> = vec![0; n];
-        let mut scratch = Scratch::new(n);
+    let ascending_bonds = |row: &[(u16, u16)]| {
+        let mut prev = -1i32;
+        let mut ok = true;
+        for &(j, _) in row {
+            ok &= i32::from(j) > prev;
+            prev = i32::from(j);
+        }
+        ok
+    };
+    par.map(items, |(rows, mut ema): (Range<usize>, Csr)| {
+        // Per column: the sum and the maximum of its entries.
+        let mut totals: Vec<(Fx, Fx)> = vec![(0, 0); n];
+        let mut scratch: Option<Scratch> = None;
+        let mut new_vals: Vec<Fx> = Vec::new();
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
-            wb.fill_row(i, &mut new_buf);
-            for (j, w) in new_buf.iter_mut() {
-                *w = new_value(*j, *w, a_i);
-            }
-            old_buf.clear();
-            if let Some(row) = inputs.bonds.get(i) {
-                old_buf.reserve(row.len());
-                for &(j, b) in row {
-                    if !masked.get(usize::from(j)).copied().unwrap_or(false) {
-                        old_buf.push((j, old_value(j, b)));
+            let (cols, vals, clip_by) = wb.row_parts(i);
+            let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
+            if ascending(cols) && ascending_bonds(bond_row) {
+                // One walk over both rows.
+                let room = cols.len().saturating_add(bond_row.len());
+                ema.col.reserve(room);
+                ema.val.reserve(room);
+                let mut emit = |j: u16, v: Fx| {
+                    if v > 0 {
+                        ema.push(j, v);
+                        if let Some(t) = totals.get_mut(usize::from(j)) {
+                            t.0 = t.0.saturating_add(v);
+                            t.1 = t.1.max(v);
+                        }
+                    }
+                };
+                let old_of = |j: u16, b: u16| {
+                    if masked.get(usize::from(j)).copied().unwrap_or(false) {
+                        None
+                    } else {
+                        Some(old_value(j, b))
+                    }
+                };
+                let mut rest = bond_row;
+                for (&j, &w) in cols.iter().zip(vals) {
+                    while let Some((&(jb, b), tail)) = rest.split_first() {
+                        if jb >= j {
+                            break;
+                        }
+                        rest = tail;
+                        if let Some(old) = old_of(jb, b) {
+                            emit(jb, old);
+                        }
+                    }
+                    let w = match clip_by {
+                        Some(consensus) => {
+                            let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
+                            clipped(w, c).unwrap_or(0)
+                        }
+                        None => w,
+                    };
+                    let mut v = new_value(j, w, a_i);
+                    if let Some((&(jb, b), tail)) = rest.split_first() {
+                        if jb == j {
+                            rest = tail;
+                            if let Some(old) = old_of(jb, b) {
+                                v = v.saturating_add(old);
+                            }
+                        }
+                    }
+                    emit(j, v);
+                }
+                for &(jb, b) in rest {
+                    if let Some(old) = old_of(jb, b) {
+                        emit(jb, old);
+                    }
+                }
+                ema.end_row();
+            } else {
+                wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+                new_buf.clear();
+                new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
+                old_buf.clear();
+                old_buf.extend(
+                    bond_row
+                        .iter()
+                        .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
+                        .map(|&(j, b)| (j, old_value(j, b))),
+                );
+                // A row out of order: summed per column through the dense scratch row.
+                let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
+                for &(j, v) in new_buf.iter().chain(&old_buf) {
+                    scratch.add(j, v);
+                }
+                let start = ema.col.len();
+                scratch.drain_positive_into(&mut ema);
+                let (c, v) = (
+                    ema.col.get(start..).unwrap_or(&[]),
+                    ema.val.get(start..).unwrap_or(&[]),
+                );
+                for (&j, &x) in c.iter().zip(v) {
+                    if let Some(t) = totals.get_mut(usize::from(j)) {
+                        t.0 = t.0.saturating_add(x);
+                        t.1 = t.1.max(x);
                     }
                 }
             }
-            let start = ema.col.len();
-            ema_row(&new_buf, &old_buf, &mut scratch, &mut ema);
-            let (c, v) = (
-                ema.col.get(start..).unwrap_or(&[]),
-                ema.val.get(start..).unwrap_or(&[]),
-            );
-            for (&j, &x) in c.iter().zip(v) {
-                let ju = usize::from(j);
-                if let (Some(s), Some(m)) = (sum.get_mut(ju), max.get_mut(ju)) {
-                    *s = s.saturating_add(x);
-                    *m = (*m).max(x);
-                }
-            }
         }
+        let (sum, max) = totals.into_iter().unzip();
         EmaChunk {
             rows,
             ema,
@@ -853,6 +987,18 @@ fn ema_chunks(
             max,
         }
     })
+}
+
+/// Whether a row's columns are strictly ascending.
+#[inline]
+fn ascending(cols: &[u16]) -> bool {
+    let mut prev = -1i32;
+    let mut ok = true;
+    for &j in cols {
+        ok &= i32::from(j) > prev;
+        prev = i32::from(j);
+    }
+    ok
 }
 
 /// Empty stored rows for one chunk, allocated on the calling thread (whose allocator reuses
@@ -873,85 +1019,87 @@ fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>
         .collect()
 }
 
-/// Fills the stored rows of one chunk: `to_u16(scale(j, B_ij))` for uids with a new permit,
-/// `[]` for the others.
-fn stored_rows(
-    chunk: &EmaChunk,
-    mut out: Vec<Vec<(u16, u16)>>,
-    new_permits: &[bool],
-    scale: impl Fn(u16, Fx) -> Fx,
-) -> Vec<Vec<(u16, u16)>> {
-    for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-        if new_permits.get(i).copied().unwrap_or(false) {
-            let (cols, vals) = chunk.ema.row(local);
-            row.extend(
-                cols.iter()
-                    .zip(vals)
-                    .map(|(&j, &v)| (j, fx::to_u16(scale(j, v)))),
-            );
-        }
-    }
-    out
+/// What the classic dividend pass reads per column, side by side.
+#[derive(Clone, Copy, Debug)]
+struct DividendColumn {
+    /// The EMA column normalisation.
+    ema: ColumnDivisor,
+    /// The stored form's column max-upscaling.
+    max: ColumnDivisor,
+    incentive: Fx,
 }
 
 /// Classic Yuma bonds. Returns the dividends (not yet normalised) and the bond rows to store.
+/// `delta_sum` is `sum_i W_b_ij * A_i` per column when the clipping stage already has it.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)] // a stage of its own in profiles
 fn classic_bonds(
     inputs: &EpochInputs,
     params: &YumaParams,
     weights_for_bonds: &BondWeights<'_>,
+    delta_sum: Option<Vec<Fx>>,
     incentive: &[Fx],
     active_stake: &[Fx],
     new_permits: &[bool],
     last_tempo: u64,
     n: usize,
+    par: Par,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     let wb = weights_for_bonds;
     let masked = bond_column_mask(inputs, last_tempo);
-    let chunks = bond_row_chunks(inputs, wb, n);
+    let chunks = bond_row_chunks(inputs, wb, n, par);
 
     // B: stored column max-upscaled u16 read as integers, masked, then column-normalised.
     // ΔB = W_b ∘ A (row i scaled by A_i), column-normalised.
-    let partial = par::map(chunks.clone(), |rows: Range<usize>| {
+    let partial = par.map(chunks.clone(), |rows: Range<usize>| {
+        // At most 65535 rows of at most 65535: no overflow. Masked columns are cleared after.
         let mut bonds_sum: Vec<u64> = vec![0; n];
-        let mut delta_sum: Vec<Fx> = vec![0; n];
-        for i in rows {
-            if let Some(row) = inputs.bonds.get(i) {
-                for &(j, b) in row {
-                    let ju = usize::from(j);
-                    if !masked.get(ju).copied().unwrap_or(false) {
-                        if let Some(s) = bonds_sum.get_mut(ju) {
-                            *s = s.saturating_add(u64::from(b));
-                        }
-                    }
+        for i in rows.clone() {
+            for &(j, b) in inputs.bonds.get(i).map_or(&[][..], Vec::as_slice) {
+                if let Some(s) = bonds_sum.get_mut(usize::from(j)) {
+                    *s = s.wrapping_add(u64::from(b));
                 }
             }
-            let a_i = active_stake.get(i).copied().unwrap_or(0);
-            if a_i != 0 {
-                wb.for_each_in_row(i, |j, w| {
-                    if let Some(s) = delta_sum.get_mut(usize::from(j)) {
-                        *s = s.saturating_add(fx::mul(w, a_i));
-                    }
-                });
-            }
         }
+        let delta_sum: Vec<Fx> = if delta_sum.is_some() {
+            Vec::new()
+        } else {
+            let mut sum: Vec<Fx> = vec![0; n];
+            for i in rows {
+                let a_i = active_stake.get(i).copied().unwrap_or(0);
+                if a_i != 0 {
+                    wb.for_each_in_row(i, |j, w| {
+                        if let Some(s) = sum.get_mut(usize::from(j)) {
+                            *s = s.saturating_add(fx::mul(w, a_i));
+                        }
+                    });
+                }
+            }
+            sum
+        };
         (bonds_sum, delta_sum)
     });
     let mut bonds_sum: Vec<u64> = vec![0; n];
     let mut delta_parts: Vec<Vec<Fx>> = Vec::with_capacity(partial.len());
     for (b, d) in partial {
         for (t, x) in bonds_sum.iter_mut().zip(b) {
-            *t = t.saturating_add(x);
+            *t = t.wrapping_add(x);
         }
         delta_parts.push(d);
     }
-    let delta_sum = sum_columns(delta_parts, n);
-    let bonds_norm: Vec<fx::IntNormaliser> = bonds_sum
+    for (s, &m) in bonds_sum.iter_mut().zip(&masked) {
+        if m {
+            *s = 0;
+        }
+    }
+    let delta_sum = delta_sum.unwrap_or_else(|| sum_columns(delta_parts, n));
+    // Per column, side by side: the ΔB normalisation and the B normalisation.
+    let column_norms: Vec<(ColumnDivisor, fx::IntNormaliser)> = delta_sum
         .iter()
-        .map(|&s| fx::IntNormaliser::new(s))
+        .zip(&bonds_sum)
+        .map(|(&d, &b)| (ColumnDivisor::new(d), fx::IntNormaliser::new(b)))
         .collect();
-    let delta_div = column_divisors(&delta_sum);
+    let column_norms: &[(ColumnDivisor, fx::IntNormaliser)] = &column_norms;
 
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
@@ -963,12 +1111,19 @@ fn classic_bonds(
         active_stake,
         chunks,
         n,
-        |j, w, a_i| fx::mul(alpha, divide_by(&delta_div, j, fx::mul(w, a_i))),
-        |j, b| {
-            let bond = bonds_norm
+        par,
+        move |j, w, a_i| {
+            let delta = fx::mul_unit(w, a_i);
+            let normalised = column_norms
                 .get(usize::from(j))
-                .map_or(fx::from_u16(b), |norm| norm.apply(b));
-            fx::mul(one_minus_alpha, bond)
+                .map_or(delta, |(d, _)| d.apply(delta));
+            fx::mul_unit(alpha, normalised)
+        },
+        move |j, b| {
+            let bond = column_norms
+                .get(usize::from(j))
+                .map_or(fx::from_u16(b), |(_, norm)| norm.apply(b));
+            fx::mul_unit(one_minus_alpha, bond)
         },
     );
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
@@ -984,27 +1139,35 @@ fn classic_bonds(
         .zip(&ema_div)
         .map(|(&m, d)| d.apply(m))
         .collect();
-    let max_div = column_divisors(&col_max);
+    let columns: Vec<DividendColumn> = ema_div
+        .iter()
+        .zip(&col_max)
+        .zip(incentive)
+        .map(|((&ema, &m), &incentive)| DividendColumn {
+            ema,
+            max: ColumnDivisor::new(m),
+            incentive,
+        })
+        .collect();
     let items: Vec<_> = ema
         .iter()
         .map(|c| (c, stored_buffers(c, new_permits)))
         .collect();
     type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par::map(items, |(chunk, mut out): Item<'_>| {
+    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
             let store = new_permits.get(i).copied().unwrap_or(false);
             let (cols, vals) = chunk.ema.row(local);
             let mut acc: Fx = 0;
             for (&j, &v) in cols.iter().zip(vals) {
-                let ju = usize::from(j);
-                let (Some(ed), Some(md)) = (ema_div.get(ju), max_div.get(ju)) else {
+                let Some(column) = columns.get(usize::from(j)) else {
                     continue;
                 };
-                let b = ed.apply(v);
-                acc = acc.saturating_add(fx::mul(incentive.get(ju).copied().unwrap_or(0), b));
+                let b = column.ema.apply(v);
+                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
                 if store {
-                    row.push((j, fx::to_u16(md.apply(b))));
+                    row.push((j, fx::to_u16(column.max.apply(b))));
                 }
             }
             dividends.push(acc);
@@ -1034,6 +1197,7 @@ fn yuma3_bonds(
     new_permits: &[bool],
     last_tempo: u64,
     n: usize,
+    par: Par,
 ) -> (Vec<Fx>, Vec<Vec<(u16, u16)>>) {
     // B: stored u16 proportions read as absolute values in [0, 1], masked.
     let masked = bond_column_mask(inputs, last_tempo);
@@ -1065,7 +1229,7 @@ fn yuma3_bonds(
             .saturating_div(I64F64::saturating_from_num(1_000_000u32));
         let alpha = ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits());
         let one_minus_alpha = ONE.saturating_sub(alpha);
-        let chunks = bond_row_chunks(inputs, weights_for_bonds, n);
+        let chunks = bond_row_chunks(inputs, weights_for_bonds, n, par);
         ema_chunks(
             inputs,
             weights_for_bonds,
@@ -1073,8 +1237,9 @@ fn yuma3_bonds(
             active_stake,
             chunks,
             n,
-            |_, w, _| fx::mul(alpha, w),
-            |_, b| fx::mul(one_minus_alpha, fx::from_u16_proportion(b)),
+            par,
+            |_, w, _| fx::mul_unit(alpha, w),
+            |_, b| fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b)),
         )
     };
 
@@ -1086,22 +1251,21 @@ fn yuma3_bonds(
         .map(|c| (c, stored_buffers(c, new_permits)))
         .collect();
     type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par::map(items, |(chunk, out): Item<'_>| {
-        let dividends: Vec<Fx> = chunk
-            .rows
-            .clone()
-            .enumerate()
-            .map(|(local, i)| {
-                let (cols, vals) = chunk.ema.row(local);
-                let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                    let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                    acc.saturating_add(fx::mul(divide_by(&ema_div, j, b), inc))
-                });
-                let a_i = active_stake.get(i).copied().unwrap_or(0);
-                fx::checked_mul(total, a_i).unwrap_or(0)
-            })
-            .collect();
-        (dividends, stored_rows(chunk, out, new_permits, |_, v| v))
+    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
+        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+        for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+            let (cols, vals) = chunk.ema.row(local);
+            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
+            });
+            let a_i = active_stake.get(i).copied().unwrap_or(0);
+            dividends.push(fx::checked_mul(total, a_i).unwrap_or(0));
+            if new_permits.get(i).copied().unwrap_or(false) {
+                row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
+            }
+        }
+        (dividends, out)
     });
     let mut dividends: Vec<Fx> = Vec::with_capacity(n);
     let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
@@ -1344,8 +1508,11 @@ mod parallel_tests {
             let one = run_epoch(&inputs, &params).unwrap();
             for parts in [2usize, 3, 7] {
                 FORCE_PARTS.with(|f| f.set(Some(parts)));
-                let split = run_epoch(&inputs, &params).unwrap();
-                assert_eq!(one, split, "seed {seed}, {parts} parts");
+                for threads in [1usize, 2, 3] {
+                    let split =
+                        run_epoch_with(&inputs, &params, Parallelism::Threads(threads)).unwrap();
+                    assert_eq!(one, split, "seed {seed}, {parts} parts, {threads} threads");
+                }
             }
             FORCE_PARTS.with(|f| f.set(None));
         }
@@ -1381,7 +1548,7 @@ mod parallel_tests {
                 FORCE_PARTS.with(|f| f.set(Some(parts)));
                 assert_eq!(
                     one,
-                    run_epoch(&inputs, &params),
+                    run_epoch_with(&inputs, &params, Parallelism::Threads(2)),
                     "seed {seed}, {parts} parts"
                 );
             }

@@ -17,6 +17,20 @@ pub(crate) fn mul(a: Fx, b: Fx) -> Fx {
     narrow(wide)
 }
 
+/// `a * b` as [`mul`], on a fast path for the usual operands in `[0, 1)` (normalised weights,
+/// stakes and their clipped or interpolated forms): there the product is below 2^64 and its
+/// floor below 1, so a 64-bit multiplication is exact and nothing saturates.
+#[inline]
+pub(crate) fn mul_unit(a: Fx, b: Fx) -> Fx {
+    let (ua, ub) = (a as u64, b as u64);
+    // Both below 2^32 (a negative operand reads as a u64 of at least 2^63).
+    if (ua | ub) >> 32 == 0 {
+        (ua.wrapping_mul(ub) >> 32) as i64
+    } else {
+        mul(a, b)
+    }
+}
+
 /// `a * b` or `None` on overflow: substrate-fixed's `checked_mul`.
 #[inline]
 pub(crate) fn checked_mul(a: Fx, b: Fx) -> Option<Fx> {
@@ -191,6 +205,11 @@ pub(crate) fn from_u16_proportion(x: u16) -> Fx {
 /// `floor(x * 65535)` clamped to `0..=65535`: `fixed_proportion_to_u16`.
 #[inline]
 pub(crate) fn to_u16(x: Fx) -> u16 {
+    let ux = x as u64;
+    if ux <= ONE as u64 {
+        // A proportion in [0, 1]: x * 65535 < 2^49, and its floor / 2^32 is at most 65535.
+        return (ux.wrapping_mul(65535) >> 32) as u16;
+    }
     // saturating_mul then saturating_to_num::<u16>; saturation only moves values that clamp
     // to the same bound.
     let scaled = i128::from(x).wrapping_mul(65535) >> 32;
@@ -328,6 +347,11 @@ mod tests {
             let (a, b) = (a >> sa, b >> sb);
             let expected = I32F32::from_bits(a).saturating_mul(I32F32::from_bits(b)).to_bits();
             proptest::prop_assert_eq!(mul(a, b), expected);
+            proptest::prop_assert_eq!(mul_unit(a, b), expected);
+            let (ua, ub) = (a.rem_euclid(ONE + 1), b.rem_euclid(ONE + 1));
+            let unit = I32F32::from_bits(ua).saturating_mul(I32F32::from_bits(ub)).to_bits();
+            proptest::prop_assert_eq!(mul_unit(ua, ub), unit);
+            proptest::prop_assert_eq!(mul_unit(ONE, ONE), ONE);
             let checked = I32F32::from_bits(a).checked_mul(I32F32::from_bits(b)).map(I32F32::to_bits);
             proptest::prop_assert_eq!(checked_mul(a, b), checked);
         }
@@ -338,6 +362,9 @@ mod tests {
             proptest::prop_assert_eq!(from_u16_proportion(x), p);
             let u = agora_primitives::fixed::fixed_proportion_to_u16(I32F32::from_bits(y));
             proptest::prop_assert_eq!(to_u16(y), u);
+            let unit = y.rem_euclid(ONE + 1);
+            let u = agora_primitives::fixed::fixed_proportion_to_u16(I32F32::from_bits(unit));
+            proptest::prop_assert_eq!(to_u16(unit), u);
         }
     }
 }

@@ -16,13 +16,14 @@ use crate::sparse::Weights;
 /// hundred pages, so the second-level scatter does not thrash the TLB.
 const TILE_SHIFT: u32 = 8;
 
-/// Packs a positive score, its voter and its column into one sortable key: the score minus one
-/// (scores are in `[1, 2^32]` bits) in the high 32 bits, then the voter index, then the
-/// column. Within one column, keys order by score.
+/// Packs a positive score and its voter's stake into one sortable key: the score minus one in
+/// the high 32 bits, the stake minus one in the low 32 bits (both are in `[1, 2^32]` bits: a
+/// normalised weight above 0 and a voter's renormalised stake above 0). Within one column,
+/// keys order by score, and the selection reads the stake without a lookup.
 #[inline]
-fn pack(score: Fx, voter: u16, column: u16) -> u64 {
+fn pack(score: Fx, stake_minus_one: u64) -> u64 {
     let s = u64::try_from(score.saturating_sub(1)).unwrap_or(0) & 0xFFFF_FFFF;
-    (s << 32) | (u64::from(voter) << 16) | u64::from(column)
+    (s << 32) | stake_minus_one
 }
 
 #[inline]
@@ -31,13 +32,10 @@ fn key_score(key: u64) -> Fx {
 }
 
 #[inline]
-fn key_voter(key: u64) -> usize {
-    usize::from((key >> 16) as u16)
-}
-
-#[inline]
-fn key_column(key: u64) -> usize {
-    usize::from(key as u16)
+fn key_stake(key: u64) -> Fx {
+    i64::try_from(key & 0xFFFF_FFFF)
+        .unwrap_or(0)
+        .saturating_add(1)
 }
 
 /// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
@@ -48,34 +46,36 @@ pub(crate) fn weighted_median_columns(
     voters: usize,
     target: Fx,
     n: usize,
+    par: crate::par::Par,
 ) -> Vec<Fx> {
     let mut consensus: Vec<Fx> = vec![0; n];
     if voters == 0 {
         return consensus;
     }
-    // Voter k's stake, with k dense over the voting rows (at most n <= 65535 of them).
-    let mut voter_stake: Vec<Fx> = Vec::with_capacity(voters);
+    // Voter k's stake minus one (in `[0, 2^32)`: normalised stakes are at most 1), with k
+    // dense over the voting rows.
+    let mut voter_stake: Vec<u64> = Vec::with_capacity(voters);
     let mut voter_rows: Vec<usize> = Vec::with_capacity(voters);
     for (i, &si) in s.iter().enumerate() {
         if si > 0 {
-            voter_stake.push(si);
+            voter_stake.push(si.unsigned_abs().saturating_sub(1) & 0xFFFF_FFFF);
             voter_rows.push(i);
         }
     }
 
-    // Pass 1: count the positive entries of voting rows per column (a stored value above 0 is
-    // above 0 once normalised); note whether every voting row is in ascending column order.
+    // Pass 1: count the positive entries of voting rows per column; note whether every voting row is in ascending column order.
     let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
     let mut all_ascending = true;
     for &i in &voter_rows {
-        let (cols, raw, _) = w.row(i);
+        let (cols, vals) = w.row(i);
         let mut prev: Option<u16> = None;
-        for (&j, &r) in cols.iter().zip(raw) {
+        for (&j, &r) in cols.iter().zip(vals) {
             all_ascending &= prev.is_none_or(|p| p < j);
             prev = Some(j);
             if r > 0 {
                 if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
-                    *c = c.saturating_add(1);
+                    // At most one per entry: no overflow.
+                    *c = c.wrapping_add(1);
                 }
             }
         }
@@ -97,8 +97,8 @@ pub(crate) fn weighted_median_columns(
             .min(n);
         (first, last)
     };
-    let put = |fill: &mut [usize], keys: &mut [u64], base: usize, key: u64| {
-        if let Some(f) = fill.get_mut(key_column(key)) {
+    let put = |fill: &mut [usize], keys: &mut [u64], base: usize, column: u16, key: u64| {
+        if let Some(f) = fill.get_mut(usize::from(column)) {
             if let Some(slot) = keys.get_mut(f.saturating_sub(base)) {
                 *slot = key;
             }
@@ -117,7 +117,7 @@ pub(crate) fn weighted_median_columns(
             let hi = at(j.saturating_add(1)).saturating_sub(base);
             let c = out.get_mut(j.saturating_sub(offset));
             if let (Some(col), Some(c)) = (keys.get_mut(lo..hi), c) {
-                *c = column_median(col, &voter_stake, target, col.len() < voters);
+                *c = column_median(col, target, col.len() < voters);
             }
         }
     };
@@ -126,7 +126,7 @@ pub(crate) fn weighted_median_columns(
         // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
         // reused buffer, then select each of its columns. Ranges of tiles run in parallel,
         // each writing its own columns of `consensus`.
-        let tile_ranges = crate::par::split(tiles, crate::par::parts_for(total), |t| {
+        let tile_ranges = crate::par::split(tiles, par.parts_for(total), |t| {
             let (first, last) = tile_bounds(t);
             at(last).saturating_sub(at(first)).saturating_add(1)
         });
@@ -155,7 +155,7 @@ pub(crate) fn weighted_median_columns(
         }
         let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
         let (voter_rows, start) = (&voter_rows, &start);
-        crate::par::map(
+        par.map(
             items,
             |(range, out, mut keys): (core::ops::Range<usize>, &mut [Fx], Vec<u64>)| {
                 let (col0, _) = tile_bounds(range.start);
@@ -173,12 +173,14 @@ pub(crate) fn weighted_median_columns(
                 for t in range {
                     let (first, last) = tile_bounds(t);
                     let base = at(first);
-                    for (k, (&i, cur)) in voter_rows.iter().zip(cursor.iter_mut()).enumerate() {
-                        let voter = u16::try_from(k).unwrap_or(u16::MAX);
+                    for ((&i, &stake), cur) in voter_rows
+                        .iter()
+                        .zip(voter_stake.iter())
+                        .zip(cursor.iter_mut())
+                    {
                         let end = w.range(i).end;
-                        let norm = w.norm.get(i).copied().unwrap_or_default();
                         while *cur < end {
-                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.raw.get(*cur)) else {
+                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.val.get(*cur)) else {
                                 break;
                             };
                             if usize::from(j) >= last {
@@ -186,7 +188,7 @@ pub(crate) fn weighted_median_columns(
                             }
                             *cur = cur.saturating_add(1);
                             if r > 0 {
-                                put(&mut fill, &mut keys, base, pack(norm.apply(r), voter, j));
+                                put(&mut fill, &mut keys, base, j, pack(r, stake));
                             }
                         }
                     }
@@ -200,16 +202,15 @@ pub(crate) fn weighted_median_columns(
     } else {
         // Two-level scatter: by tile (few sequential streams), then by column within a tile.
         let mut tile_fill: Vec<usize> = (0..=tiles).map(|t| at(tile_bounds(t).0)).collect();
-        let mut by_tile: Vec<u64> = vec![0; total];
-        for (k, &i) in voter_rows.iter().enumerate() {
-            let voter = u16::try_from(k).unwrap_or(u16::MAX);
-            let (cols, raw, norm) = w.row(i);
-            for (&j, &r) in cols.iter().zip(raw) {
+        let mut by_tile: Vec<(u16, u64)> = vec![(0, 0); total];
+        for (&i, &stake) in voter_rows.iter().zip(&voter_stake) {
+            let (cols, vals) = w.row(i);
+            for (&j, &r) in cols.iter().zip(vals) {
                 if r > 0 {
                     let t = usize::from(j) >> TILE_SHIFT;
                     if let Some(f) = tile_fill.get_mut(t) {
                         if let Some(slot) = by_tile.get_mut(*f) {
-                            *slot = pack(norm.apply(r), voter, j);
+                            *slot = (j, pack(r, stake));
                         }
                         *f = f.saturating_add(1);
                     }
@@ -218,8 +219,8 @@ pub(crate) fn weighted_median_columns(
         }
         let mut keys: Vec<u64> = vec![0; total];
         let mut fill: Vec<usize> = start.clone();
-        for &key in &by_tile {
-            put(&mut fill, &mut keys, 0, key);
+        for &(j, key) in &by_tile {
+            put(&mut fill, &mut keys, 0, j, key);
         }
         drop(by_tile);
         select_tile(&mut keys, 0, 0, n, 0, &mut consensus);
@@ -229,8 +230,7 @@ pub(crate) fn weighted_median_columns(
 
 /// The answer for one column, given its positive entries' keys (in any order) and whether
 /// some voting row scores 0 there.
-fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> Fx {
-    let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
+fn column_median(col: &mut [u64], target: Fx, has_zero: bool) -> Fx {
     if col.is_empty() {
         return 0;
     }
@@ -240,13 +240,13 @@ fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> F
     }
     // One pass for the mass of the positive scores and their range.
     let (positive_mass, lo, hi) = col.iter().fold((0i64, u64::MAX, 0u64), |(m, lo, hi), &k| {
-        (m.saturating_add(stake_of(k)), lo.min(k), hi.max(k))
+        (m.saturating_add(key_stake(k)), lo.min(k), hi.max(k))
     });
     if positive_mass < target {
         // No positive score qualifies: 0 if some row scores 0, else the column minimum.
         return if has_zero { 0 } else { key_score(lo) };
     }
-    select_largest_reaching(col, stake, target, Some((lo >> 32, hi >> 32)))
+    select_largest_reaching(col, target, Some((lo >> 32, hi >> 32)))
 }
 
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
@@ -256,13 +256,7 @@ fn column_median(col: &mut [u64], stake: &[Fx], target: Fx, has_zero: bool) -> F
 /// highest bit in which the candidates differ: a stake histogram of the candidates' digit gives
 /// the highest digit whose mass (with the mass above it) reaches `need`; only the candidates
 /// with that digit go on. A few candidates are sorted instead.
-fn select_largest_reaching(
-    buf: &mut [u64],
-    stake: &[Fx],
-    mut need: Fx,
-    mut range: Option<(u64, u64)>,
-) -> Fx {
-    let stake_of = |key: u64| stake.get(key_voter(key)).copied().unwrap_or(0);
+fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64, u64)>) -> Fx {
     let score_bits = |key: u64| key >> 32;
     let mut len = buf.len();
     let mut hist = [0i64; 256];
@@ -273,7 +267,7 @@ fn select_largest_reaching(
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let mut cum: Fx = 0;
             for &key in candidates.iter() {
-                cum = cum.saturating_add(stake_of(key));
+                cum = cum.saturating_add(key_stake(key));
                 if cum >= need {
                     return key_score(key);
                 }
@@ -297,7 +291,7 @@ fn select_largest_reaching(
         hist.iter_mut().for_each(|h| *h = 0);
         for &key in candidates.iter() {
             if let Some(h) = hist.get_mut(digit(key)) {
-                *h = h.saturating_add(stake_of(key));
+                *h = h.saturating_add(key_stake(key));
             }
         }
         // Highest digit whose cumulative mass from the top reaches `need`.

@@ -9,6 +9,8 @@ use core::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::Parallelism;
+
 /// Below this much work (entries) a stage runs on the calling thread only. A helper thread can
 /// wait milliseconds to be scheduled on a busy machine, and the stage waits for it to finish
 /// (even with nothing left to claim), so only stages of several milliseconds are split.
@@ -24,33 +26,46 @@ thread_local! {
         const { core::cell::Cell::new(None) };
 }
 
-/// How many threads may work on a stage: the cores this process may use, asked once (the
-/// standard library reads the affinity mask and cgroup quota for it) and only when a stage is
-/// large enough to split.
-fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, core::num::NonZeroUsize::get)
-            .clamp(1, MAX_THREADS)
-    })
+/// The threads a stage may use, from the caller's [`Parallelism`]: the calling thread and
+/// `threads - 1` scoped helpers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Par {
+    threads: usize,
 }
 
-/// How many ranges to split `work` entries into: a few per thread, so that a thread the
-/// scheduler leaves waiting holds up at most one small range (the others take the rest).
-pub(crate) fn parts_for(work: usize) -> usize {
-    #[cfg(test)]
-    if let Some(parts) = FORCE_PARTS.with(core::cell::Cell::get) {
-        return parts;
+impl Par {
+    pub(crate) fn new(parallelism: Parallelism) -> Self {
+        let threads = match parallelism {
+            Parallelism::Serial => 1,
+            Parallelism::Threads(t) => t.clamp(1, MAX_THREADS),
+        };
+        Self { threads }
     }
-    if work < MIN_PARALLEL_WORK {
-        return 1;
+
+    /// How many ranges to split `work` entries into: a few per thread, so that a thread the
+    /// scheduler leaves waiting holds up at most one small range (the others take the rest).
+    pub(crate) fn parts_for(self, work: usize) -> usize {
+        #[cfg(test)]
+        if let Some(parts) = FORCE_PARTS.with(core::cell::Cell::get) {
+            return parts;
+        }
+        if work < MIN_PARALLEL_WORK || self.threads <= 1 {
+            1
+        } else {
+            self.threads.saturating_mul(RANGES_PER_THREAD)
+        }
     }
-    let threads = threads();
-    if threads <= 1 {
-        1
-    } else {
-        threads.saturating_mul(RANGES_PER_THREAD)
+
+    /// Runs `f` on every item and returns the results in item order. The calling thread and
+    /// up to `threads - 1` scoped helpers claim items one at a time, so which thread runs an
+    /// item never matters; a helper that cannot be started is simply not there.
+    pub(crate) fn map<I, T, F>(self, items: Vec<I>, f: F) -> Vec<T>
+    where
+        I: Send,
+        T: Send,
+        F: Fn(I) -> T + Sync,
+    {
+        map(items, self.threads, f)
     }
 }
 
@@ -92,10 +107,7 @@ pub(crate) fn split(
     out
 }
 
-/// Runs `f` on every item and returns the results in item order. The calling thread and up to
-/// `threads() - 1` scoped helpers claim items one at a time, so which thread runs an item
-/// never matters; a helper that cannot be started is simply not there.
-pub(crate) fn map<I, T, F>(items: Vec<I>, f: F) -> Vec<T>
+fn map<I, T, F>(items: Vec<I>, threads: usize, f: F) -> Vec<T>
 where
     I: Send,
     T: Send,
@@ -104,9 +116,7 @@ where
     if items.len() <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let helpers = threads()
-        .saturating_sub(1)
-        .min(items.len().saturating_sub(1));
+    let helpers = threads.saturating_sub(1).min(items.len().saturating_sub(1));
     if helpers == 0 {
         return items.into_iter().map(f).collect();
     }

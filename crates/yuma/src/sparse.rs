@@ -1,7 +1,7 @@
 //! Flat row-major sparse matrices (CSR) with I32F32 values, and the column operations the epoch
 //! needs. Rows keep their stored order; nothing here allocates per entry.
 
-use crate::fx::{Fx, IntNormaliser};
+use crate::fx::Fx;
 use crate::pool;
 
 /// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`.
@@ -29,6 +29,11 @@ impl Csr {
         pool::USIZES.give(self.ptr);
         pool::U16S.give(self.col);
         pool::I64S.give(self.val);
+    }
+
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.ptr.len().saturating_sub(1)
     }
 
     /// Appends an entry to the row being built.
@@ -63,49 +68,9 @@ impl Csr {
     }
 }
 
-/// The masked weights `W` in compact form: the stored u16 values of the kept entries, rows in
-/// stored order, with one normaliser per row. The row-normalised value of an entry is
-/// `norm[i].apply(raw)`, computed when read (4 bytes per entry instead of 10).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Weights {
-    pub(crate) ptr: Vec<usize>,
-    pub(crate) col: Vec<u16>,
-    pub(crate) raw: Vec<u16>,
-    pub(crate) norm: Vec<IntNormaliser>,
-}
-
-impl Weights {
-    /// Number of rows.
-    pub(crate) fn rows(&self) -> usize {
-        self.ptr.len().saturating_sub(1)
-    }
-
-    /// The range of row `i` in `col` / `raw`.
-    #[inline]
-    pub(crate) fn range(&self, i: usize) -> core::ops::Range<usize> {
-        let start = self.ptr.get(i).copied().unwrap_or(0);
-        let end = self.ptr.get(i.saturating_add(1)).copied().unwrap_or(start);
-        start..end
-    }
-
-    /// Returns the buffers to this thread's shelves.
-    pub(crate) fn recycle(self) {
-        pool::USIZES.give(self.ptr);
-        pool::U16S.give(self.col);
-        pool::U16S.give(self.raw);
-    }
-
-    /// Row `i` as (columns, stored values, normaliser).
-    #[inline]
-    pub(crate) fn row(&self, i: usize) -> (&[u16], &[u16], IntNormaliser) {
-        let r = self.range(i);
-        (
-            self.col.get(r.clone()).unwrap_or(&[]),
-            self.raw.get(r).unwrap_or(&[]),
-            self.norm.get(i).copied().unwrap_or_default(),
-        )
-    }
-}
+/// The masked weights `W`, each row normalised to sum 1 once when built (every later stage
+/// reads the I32F32 values), rows in stored order, explicit zeros kept.
+pub(crate) type Weights = Csr;
 
 /// A dense scratch row for accumulating one sparse row at a time, then emitting it in
 /// ascending column order. Reset costs only the touched entries.

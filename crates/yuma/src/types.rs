@@ -39,6 +39,18 @@ pub struct YumaParams {
     pub commit_reveal_enabled: bool,
 }
 
+/// How many threads an epoch may use. The output never depends on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Everything on the calling thread (what [`crate::run_epoch`] does).
+    #[default]
+    Serial,
+    /// Large stages (from 2^19 entries) split over the calling thread and scoped helper
+    /// threads, this many threads in all (at most 8; 0 and 1 mean serial). The caller decides,
+    /// e.g. from `std::thread::available_parallelism`.
+    Threads(usize),
+}
+
 /// Everything the epoch reads from a subnet's state, gathered up front. Every per-uid vector
 /// has length `n`; row entries have `uid < n` and no uid twice in a row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
