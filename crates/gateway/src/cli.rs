@@ -232,3 +232,62 @@ async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Top {
+        Gateway(GatewayCli),
+        Bench(crate::bench::GatewayBenchArgs),
+    }
+
+    #[test]
+    fn flags_parse() {
+        Cli::command().debug_assert();
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        let cli = Cli::try_parse_from([
+            "agora",
+            "gateway",
+            "--keys",
+            "k.json",
+            "--miner",
+            &format!("http://127.0.0.1:1={alice}"),
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            "//Alice",
+        ])
+        .unwrap();
+        let Top::Gateway(g) = cli.command else {
+            panic!("gateway")
+        };
+        assert!(g.command.is_none());
+        assert_eq!(g.serve.miners.len(), 1);
+        let config = g.serve.config(std::path::Path::new("k.json")).unwrap();
+        assert_eq!(
+            config.usage_path.unwrap(),
+            PathBuf::from("k.json.usage.json")
+        );
+        let cli = Cli::try_parse_from([
+            "agora", "gateway", "add-key", "--keys", "k.json", "--name", "a",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Top::Gateway(GatewayCli {
+                command: Some(GatewayCommand::AddKey(_)),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["agora", "gateway", "--miner", "nonsense"]).is_err());
+    }
+}
