@@ -245,6 +245,7 @@ mod tests {
     }
 
     #[derive(clap::Subcommand, Debug)]
+    #[allow(clippy::large_enum_variant)]
     enum Top {
         Gateway(GatewayCli),
         Bench(crate::bench::GatewayBenchArgs),
