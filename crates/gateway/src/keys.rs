@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn add_key_stores_only_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let a = add_key(&path, "a", 60, None, Some(100)).unwrap();
+        let b = add_key(&path, "b", 120, Some(5), None).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&a) && !text.contains(&b));
+        let store = KeyStore::load(&path).unwrap();
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.lookup(&a).unwrap().token_quota, Some(100));
+        assert_eq!(store.lookup(&b).unwrap().burst, 5);
+        // A second key with a used name is refused and leaves the file as it was.
+        assert!(add_key(&path, "a", 60, None, None).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
     fn generated_keys_are_distinct() {
         let (a, b) = (generate_key(), generate_key());
         assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 64);
