@@ -33,8 +33,9 @@ enum Command {
     Weights(cli::WeightsArgs),
     /// Shows a subnet's metagraph.
     Metagraph(cli::MetagraphArgs),
-    /// Measures throughput.
-    Bench(agora_node::bench::BenchArgs),
+    /// Measures throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchTarget),
     /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
     Wallet(agora_wallet::cli::WalletCli),
     /// Runs a miner on a subnet.
@@ -48,6 +49,17 @@ enum Command {
     /// Trusted-execution tools.
     #[command(subcommand)]
     Tee(tee::TeeCommand),
+    /// Runs the OpenAI-compatible inference gateway, or manages its API keys.
+    Gateway(agora_gateway::cli::GatewayCli),
+}
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    /// Transfers and 256-weight `set_weights` through a real node.
+    Ledger(agora_node::bench::LedgerBenchArgs),
+    /// The gateway's added latency over calling a miner directly, at a fixed request rate.
+    Gateway(agora_gateway::bench::GatewayBenchArgs),
 }
 
 /// The subnets a miner can serve.
@@ -85,7 +97,9 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logs(match cli.command {
-        Command::Node(_) | Command::Miner(_) | Command::Validator(_) => "info",
+        Command::Node(_) | Command::Miner(_) | Command::Validator(_) | Command::Gateway(_) => {
+            "info"
+        }
         _ => "warn",
     });
     // Commands that may prompt for a password or need no runtime run before it starts, so a
@@ -115,7 +129,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Stake(a) => Ok(cli::run_stake(a).await?),
             Command::Weights(a) => Ok(cli::run_weights(a).await?),
             Command::Metagraph(a) => Ok(cli::run_metagraph(a).await?),
-            Command::Bench(a) => Ok(agora_node::bench::run(a).await?),
+            Command::Bench(BenchTarget::Ledger(a)) => {
+                Ok(agora_node::bench::run(agora_node::bench::BenchArgs {
+                    target: agora_node::bench::BenchTarget::Ledger(a),
+                })
+                .await?)
+            }
+            Command::Bench(BenchTarget::Gateway(a)) => Ok(agora_gateway::bench::run(a).await?),
+            Command::Gateway(a) => Ok(agora_gateway::cli::run(a).await?),
             Command::Miner(MinerSubnet::Compute(a)) => {
                 Ok(agora_compute::cli::run_compute_miner(a).await?)
             }

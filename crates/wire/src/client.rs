@@ -3,12 +3,17 @@
 use crate::{
     clock::{Clock, SystemClock},
     error::{ErrorBody, WireError},
-    protocol::{sign_request, verify_response, HEADER_SIGNATURE},
+    protocol::{
+        sign_request, verify_response, verify_stream_trailer, HEADER_SIGNATURE,
+        HEADER_STREAM_SIGNATURE, STREAM_SIGNATURE_TRAILER, STREAM_TRAILER_LEN,
+        STREAM_TRAILER_PREFIX,
+    },
 };
 use agora_primitives::{crypto::Pair, AccountId};
 use axum::body::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
+use sha2::{Digest, Sha256};
 use std::{
     borrow::Cow,
     sync::{
@@ -29,6 +34,8 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
     /// Refuse successful responses that are not signed by the receiver (default true).
     pub require_signed_responses: bool,
+    /// Largest streamed response read (default 64 MiB).
+    pub max_stream_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +45,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             max_response_bytes: 16 << 20,
             require_signed_responses: true,
+            max_stream_bytes: 64 << 20,
         }
     }
 }
@@ -84,6 +92,23 @@ impl WireClient {
         })
     }
 
+    /// A client with other settings that signs with the same hotkey and shares this one's
+    /// nonce sequence, so requests from both never share a nonce.
+    pub fn with_config(&self, config: ClientConfig) -> Result<Self, WireError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| WireError::Setup(e.to_string()))?;
+        Ok(WireClient {
+            http,
+            pair: self.pair.clone(),
+            clock: self.clock.clone(),
+            last_nonce_ns: self.last_nonce_ns.clone(),
+            config,
+        })
+    }
+
     /// Replaces the clock the nonces come from.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -118,6 +143,79 @@ impl WireClient {
         body: Vec<u8>,
         content_type: Option<&'static str>,
     ) -> Result<WireResponse, WireError> {
+        let (resp, target, nonce_ns) = self
+            .start(method, url, receiver, body, content_type)
+            .await?;
+        self.buffered(resp, &target, nonce_ns, receiver).await
+    }
+
+    /// Like [`WireClient::send`], but a successful `text/event-stream` answer comes back as a
+    /// [`WireStream`] to read as it arrives; any other answer is buffered and checked as `send`
+    /// does. The stream's signature (its trailer) is checked when the stream ends.
+    pub async fn send_streaming(
+        &self,
+        method: Method,
+        url: &str,
+        receiver: &AccountId,
+        body: Vec<u8>,
+        content_type: Option<&'static str>,
+    ) -> Result<WireReply, WireError> {
+        let (resp, target, nonce_ns) = self
+            .start(method, url, receiver, body, content_type)
+            .await?;
+        let is_stream = resp.status().is_success()
+            && resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if !is_stream {
+            return Ok(WireReply::Buffered(
+                self.buffered(resp, &target, nonce_ns, receiver).await?,
+            ));
+        }
+        let trailer_signed = resp
+            .headers()
+            .get(HEADER_STREAM_SIGNATURE)
+            .is_some_and(|v| v.as_bytes() == STREAM_SIGNATURE_TRAILER.as_bytes());
+        let check = if trailer_signed {
+            Some(StreamCheck {
+                target,
+                nonce_ns,
+                server: *receiver,
+                client: self.pair.account(),
+                hasher: Sha256::new(),
+            })
+        } else if self.config.require_signed_responses {
+            return Err(WireError::ResponseSignature(Cow::Borrowed(
+                "streamed response is not marked as signed",
+            )));
+        } else {
+            None
+        };
+        Ok(WireReply::Stream(Box::new(WireStream {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            resp,
+            check,
+            held: Vec::new(),
+            trailer: None,
+            at_line_start: true,
+            received_bytes: 0,
+            max_bytes: self.config.max_stream_bytes,
+            finished: false,
+        })))
+    }
+
+    /// Signs and sends a request; the response's headers have arrived.
+    async fn start(
+        &self,
+        method: Method,
+        url: &str,
+        receiver: &AccountId,
+        body: Vec<u8>,
+        content_type: Option<&'static str>,
+    ) -> Result<(reqwest::Response, String, u64), WireError> {
         let url = reqwest::Url::parse(url).map_err(|e| WireError::Setup(format!("url: {e}")))?;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
@@ -137,7 +235,7 @@ impl WireClient {
         if let Some(ct) = content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
         }
-        let mut resp = self
+        let resp = self
             .http
             .request(method, url)
             .headers(headers)
@@ -145,7 +243,17 @@ impl WireClient {
             .send()
             .await
             .map_err(transport)?;
+        Ok((resp, target, nonce_ns))
+    }
 
+    /// Reads a whole response within the size limit and checks its signature.
+    async fn buffered(
+        &self,
+        mut resp: reqwest::Response,
+        target: &str,
+        nonce_ns: u64,
+        receiver: &AccountId,
+    ) -> Result<WireResponse, WireError> {
         let limit = self.config.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(WireError::ResponseTooLarge { limit_bytes: limit });
@@ -164,7 +272,7 @@ impl WireClient {
             verify_response(
                 &headers,
                 status.as_u16(),
-                &target,
+                target,
                 &buf,
                 nonce_ns,
                 receiver,
@@ -245,5 +353,158 @@ fn transport(e: reqwest::Error) -> WireError {
         WireError::Timeout
     } else {
         WireError::Transport(e)
+    }
+}
+
+/// What [`WireClient::send_streaming`] got back.
+#[derive(Debug)]
+pub enum WireReply {
+    /// A whole, checked response: an error, or an answer that is not an event stream.
+    Buffered(WireResponse),
+    /// A successful `text/event-stream` answer, still arriving.
+    Stream(Box<WireStream>),
+}
+
+#[derive(Debug)]
+struct StreamCheck {
+    target: String,
+    nonce_ns: u64,
+    server: AccountId,
+    client: AccountId,
+    hasher: Sha256,
+}
+
+/// A streamed answer. [`WireStream::next_chunk`] yields the body as it arrives, without the
+/// signature trailer, and checks the trailer at the end: `Ok(None)` means the whole stream
+/// arrived and (when the server marked it signed) the signature over every byte verified.
+/// Bytes are handed out before that final check, so a reader that forwards them learns only
+/// at the end whether the whole stream was the server's.
+#[derive(Debug)]
+pub struct WireStream {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    resp: reqwest::Response,
+    check: Option<StreamCheck>,
+    /// Bytes that may be the start of the trailer, not yet handed out.
+    held: Vec<u8>,
+    /// The trailer once its first bytes were seen at the start of a line.
+    trailer: Option<Vec<u8>>,
+    /// Whether the last byte handed out ended a line.
+    at_line_start: bool,
+    received_bytes: usize,
+    max_bytes: usize,
+    finished: bool,
+}
+
+impl WireStream {
+    /// The next piece of the body (never empty), or `None` once the stream ended and checked.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, WireError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            match self.resp.chunk().await.map_err(transport)? {
+                Some(chunk) => {
+                    self.received_bytes = self.received_bytes.saturating_add(chunk.len());
+                    if self.received_bytes > self.max_bytes {
+                        return Err(WireError::ResponseTooLarge {
+                            limit_bytes: self.max_bytes,
+                        });
+                    }
+                    if self.check.is_none() {
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                        return Ok(Some(chunk));
+                    }
+                    if let Some(out) = self.absorb(&chunk)? {
+                        return Ok(Some(out));
+                    }
+                }
+                None => {
+                    self.finished = true;
+                    return self.finish();
+                }
+            }
+        }
+    }
+
+    /// Splits arriving bytes into body to hand out and trailer to keep.
+    fn absorb(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, WireError> {
+        if let Some(t) = self.trailer.as_mut() {
+            t.extend_from_slice(chunk);
+            if t.len() > STREAM_TRAILER_LEN {
+                return Err(WireError::ResponseSignature(Cow::Borrowed(
+                    "data after the stream trailer",
+                )));
+            }
+            return Ok(None);
+        }
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(chunk);
+        // The trailer starts a line: at the very start, or after a line break.
+        let trailer_at = (0..buf.len()).find(|&i| {
+            let line_start = match i.checked_sub(1) {
+                None => self.at_line_start,
+                Some(p) => matches!(buf.get(p), Some(b'\n' | b'\r')),
+            };
+            line_start
+                && buf
+                    .get(i..)
+                    .is_some_and(|rest| rest.starts_with(STREAM_TRAILER_PREFIX))
+        });
+        let body_end = match trailer_at {
+            Some(i) => {
+                self.trailer = Some(buf.get(i..).unwrap_or_default().to_vec());
+                i
+            }
+            None => {
+                // Hold back a tail that could still grow into the trailer's prefix.
+                let keep = (1..STREAM_TRAILER_PREFIX.len())
+                    .rev()
+                    .find(|&k| {
+                        buf.len() >= k
+                            && STREAM_TRAILER_PREFIX
+                                .starts_with(buf.get(buf.len() - k..).unwrap_or_default())
+                    })
+                    .unwrap_or(0);
+                let split = buf.len() - keep;
+                self.held = buf.get(split..).unwrap_or_default().to_vec();
+                split
+            }
+        };
+        buf.truncate(body_end);
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        self.at_line_start = matches!(buf.last(), Some(b'\n' | b'\r'));
+        if let Some(c) = self.check.as_mut() {
+            c.hasher.update(&buf);
+        }
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    fn finish(&mut self) -> Result<Option<Bytes>, WireError> {
+        let Some(check) = self.check.take() else {
+            return Ok(None);
+        };
+        let Some(trailer) = self.trailer.take() else {
+            return Err(WireError::ResponseSignature(Cow::Borrowed(
+                "stream ended without its signature trailer",
+            )));
+        };
+        let hash: [u8; 32] = check.hasher.finalize().into();
+        verify_stream_trailer(
+            &trailer,
+            self.status.as_u16(),
+            &check.target,
+            &hash,
+            check.nonce_ns,
+            &check.server,
+            &check.client,
+        )?;
+        Ok(None)
     }
 }

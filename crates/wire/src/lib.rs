@@ -74,6 +74,33 @@
 //! target, the response body's hash, the *request's* nonce, the server as sender and the client
 //! as receiver.
 //!
+//! # Streamed responses
+//!
+//! A response with content type `text/event-stream` (server-sent events, e.g. an OpenAI
+//! stream) is not buffered: it passes through as the handler writes it. Its headers carry
+//! `X-Agora-Stream-Signature: trailer` instead of the btauth headers, and once the handler's
+//! body ends the guard appends one SSE comment line (which SSE readers ignore):
+//!
+//! ```text
+//! :btauth/1 0x{128 hex digits}\n\n
+//! ```
+//!
+//! The signature is exactly the one a buffered response would carry (the `RESPONSE {status}`
+//! payload above) over every body byte before the trailer. So for a stream the request is
+//! fully authenticated as usual and the whole body is signed, but the signature can only be
+//! checked at the end: a reader that forwards bytes as they come (a gateway) forwards them
+//! before it knows, and a stream cut short has no trailer. [`WireClient::send_streaming`]
+//! hands out the body without the trailer and reports a missing or wrong trailer as
+//! [`WireError::ResponseSignature`] when the stream ends. The concurrency slot of a streamed
+//! request is held until its body ends.
+//!
+//! # Trusted hotkeys
+//!
+//! [`GuardConfig::trusted_hotkeys`] admits listed hotkeys whatever the admission policy and
+//! metagraph say, and exempts them from the per-hotkey rate limit (signature, freshness,
+//! replay and concurrency checks still apply). It is how a miner admits an inference gateway
+//! that is not registered on the subnet and carries many users' traffic under one hotkey.
+//!
 //! # Invariants
 //!
 //! - A nonce is accepted if it is at most 10 s old and at most 2 s ahead (both inclusive).
@@ -99,7 +126,7 @@ pub mod protocol;
 pub mod server;
 
 pub use admission::{AdmissionPolicy, MetagraphView, NeuronRole, PriorityFn, StaticMetagraph};
-pub use client::{ClientConfig, WireClient, WireResponse};
+pub use client::{ClientConfig, WireClient, WireReply, WireResponse, WireStream};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ApiError, ErrorBody, ErrorDetail, WireError};
 pub use limit::{ConcurrencyLimiter, RateLimit, RateLimiter};

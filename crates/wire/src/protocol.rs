@@ -90,10 +90,47 @@ pub fn response_payload(
     )
 }
 
+/// [`response_payload`] over a body whose SHA-256 was computed as it streamed by.
+pub fn response_payload_hashed(
+    status: u16,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    request_nonce_ns: u64,
+    server_ss58: &str,
+    client_ss58: &str,
+) -> Vec<u8> {
+    payload_hashed(
+        &format!("{RESPONSE_METHOD_PREFIX}{status}"),
+        path_and_query,
+        body_sha256,
+        request_nonce_ns,
+        server_ss58,
+        Some(client_ss58),
+    )
+}
+
 fn payload(
     method_line: &str,
     target: &str,
     body: &[u8],
+    nonce_ns: u64,
+    sender_ss58: &str,
+    receiver_ss58: Option<&str>,
+) -> Vec<u8> {
+    payload_hashed(
+        method_line,
+        target,
+        &sha256(body),
+        nonce_ns,
+        sender_ss58,
+        receiver_ss58,
+    )
+}
+
+fn payload_hashed(
+    method_line: &str,
+    target: &str,
+    body_sha256: &[u8; 32],
     nonce_ns: u64,
     sender_ss58: &str,
     receiver_ss58: Option<&str>,
@@ -111,7 +148,7 @@ fn payload(
     let _ = write!(
         s,
         "{PROTOCOL}\n{SCHEME_SR25519}\n{method_line}\n{target}\n{}\n{nonce_ns}\n{sender_ss58}\n{receiver}",
-        hex::encode(sha256(body)),
+        hex::encode(body_sha256),
     );
     s.into_bytes()
 }
@@ -290,6 +327,77 @@ pub fn verify_response(
         Ok(())
     } else {
         Err(bad("signature does not verify"))
+    }
+}
+
+/// Marks a streamed (`text/event-stream`) response whose body is signed by a trailer; the
+/// value is [`STREAM_SIGNATURE_TRAILER`].
+pub const HEADER_STREAM_SIGNATURE: HeaderName = HeaderName::from_static("x-agora-stream-signature");
+/// The value of [`HEADER_STREAM_SIGNATURE`].
+pub const STREAM_SIGNATURE_TRAILER: &str = "trailer";
+/// How the trailer line starts. A line starting with `:` is a comment in server-sent events,
+/// so SSE readers that know nothing of btauth skip the trailer.
+pub const STREAM_TRAILER_PREFIX: &[u8] = b":btauth/1 ";
+/// The trailer's length: the prefix, `0x`, 128 hex digits and the blank line ending the event.
+pub const STREAM_TRAILER_LEN: usize = STREAM_TRAILER_PREFIX.len() + 2 + 128 + 2;
+
+/// The trailer a server appends to a streamed response: `:btauth/1 0x{signature}\n\n`, the
+/// signature being the one a buffered response would carry in its headers
+/// ([`response_payload`]) over every body byte before the trailer.
+pub fn stream_trailer(
+    pair: &Pair,
+    status: u16,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    request_nonce_ns: u64,
+    client_ss58: &str,
+) -> Vec<u8> {
+    let msg = response_payload_hashed(
+        status,
+        path_and_query,
+        body_sha256,
+        request_nonce_ns,
+        &pair.account().to_ss58(),
+        client_ss58,
+    );
+    let mut out = Vec::with_capacity(STREAM_TRAILER_LEN);
+    out.extend_from_slice(STREAM_TRAILER_PREFIX);
+    out.extend_from_slice(b"0x");
+    out.extend_from_slice(hex::encode(pair.sign(&msg).0).as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// Checks a stream trailer (exactly as [`stream_trailer`] writes it) against the hash of the
+/// body bytes that preceded it.
+pub fn verify_stream_trailer(
+    trailer: &[u8],
+    status: u16,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    request_nonce_ns: u64,
+    server: &AccountId,
+    client: &AccountId,
+) -> Result<(), WireError> {
+    let bad = |m: &'static str| WireError::ResponseSignature(Cow::Borrowed(m));
+    let sig_hex = trailer
+        .strip_prefix(STREAM_TRAILER_PREFIX)
+        .and_then(|t| t.strip_suffix(b"\n\n"))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or_else(|| bad("malformed stream trailer"))?;
+    let signature = parse_signature(sig_hex).map_err(|_| bad("malformed stream trailer"))?;
+    let msg = response_payload_hashed(
+        status,
+        path_and_query,
+        body_sha256,
+        request_nonce_ns,
+        &server.to_ss58(),
+        &client.to_ss58(),
+    );
+    if crypto::verify(server, &msg, &signature) {
+        Ok(())
+    } else {
+        Err(bad("stream signature does not verify"))
     }
 }
 
@@ -707,6 +815,31 @@ mod tests {
             v.check_signature(&later, "POST", "/a", b"body"),
             Err(WireError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn stream_trailer_round_trip() {
+        let (server, client) = (dev("Bob"), dev("Alice"));
+        let body = b"data: {}\n\ndata: [DONE]\n\n";
+        let hash = sha256(body);
+        let trailer = stream_trailer(&server, 200, "/v1/x", &hash, 7, &client.account().to_ss58());
+        assert_eq!(trailer.len(), STREAM_TRAILER_LEN);
+        let check = |t: &[u8], h: &[u8; 32], nonce| {
+            verify_stream_trailer(
+                t,
+                200,
+                "/v1/x",
+                h,
+                nonce,
+                &server.account(),
+                &client.account(),
+            )
+        };
+        check(&trailer, &hash, 7).unwrap();
+        assert!(check(&trailer, &sha256(b"data: {}\n\n"), 7).is_err());
+        assert!(check(&trailer, &hash, 8).is_err());
+        assert!(check(&trailer[..trailer.len() - 1], &hash, 7).is_err());
+        assert!(check(b"", &hash, 7).is_err());
     }
 
     #[test]

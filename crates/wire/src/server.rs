@@ -5,9 +5,12 @@ use crate::{
     admission::{stake_priority, AdmissionPolicy, MetagraphView, NeuronRole, PriorityFn},
     clock::{Clock, SystemClock},
     error::{ApiError, WireError},
-    limit::{ConcurrencyLimiter, RateLimit, RateLimiter},
+    limit::{ConcurrencyLimiter, Permit, RateLimit, RateLimiter},
     nonce::{NonceStore, DEFAULT_NONCE_CAPACITY},
-    protocol::{sign_response, AuthHeaders, Verifier, DEFAULT_ALLOWED_SKEW_NS, DEFAULT_MAX_AGE_NS},
+    protocol::{
+        sign_response, stream_trailer, AuthHeaders, Verifier, DEFAULT_ALLOWED_SKEW_NS,
+        DEFAULT_MAX_AGE_NS, HEADER_STREAM_SIGNATURE, STREAM_SIGNATURE_TRAILER,
+    },
 };
 use agora_primitives::{crypto::Pair, AccountId};
 use axum::{
@@ -15,8 +18,13 @@ use axum::{
     extract::{FromRequestParts, OriginalUri, Request},
     response::{IntoResponse, Response},
 };
-use http::{header::CONTENT_LENGTH, request::Parts};
+use http::{
+    header::{CONTENT_LENGTH, CONTENT_TYPE},
+    request::Parts,
+    HeaderValue,
+};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use sha2::{Digest, Sha256};
 use std::{
     convert::Infallible,
     future::Future,
@@ -55,6 +63,11 @@ pub struct GuardConfig {
     pub max_body_bytes: usize,
     /// Who is admitted (default: registered hotkeys).
     pub admission: AdmissionPolicy,
+    /// Hotkeys admitted whatever `admission` and the metagraph say, and exempt from the
+    /// per-hotkey rate limit (default none). For a gateway that is not registered on the
+    /// subnet: it carries many users' traffic under one hotkey and rate-limits them itself.
+    /// The signature, freshness, replay and concurrency checks still apply to them.
+    pub trusted_hotkeys: Vec<AccountId>,
     /// Per-hotkey rate, if any (default 20/s, burst 40).
     pub rate_limit: Option<RateLimit>,
     /// Bound on hotkeys tracked by the rate limiter (default 4096).
@@ -63,8 +76,9 @@ pub struct GuardConfig {
     pub concurrency: Option<ConcurrencyConfig>,
     /// Replay store bound (default [`DEFAULT_NONCE_CAPACITY`]).
     pub nonce_capacity: usize,
-    /// Sign responses (default true). Signing buffers the whole response, so turn it off for
-    /// streaming routes.
+    /// Sign responses (default true). A response is buffered to be signed, except a
+    /// `text/event-stream` one, which streams through and is signed by a trailer (see the
+    /// crate docs).
     pub sign_responses: bool,
     /// Largest response buffered for signing; larger ones become 500 (default 16 MiB).
     pub max_response_bytes: usize,
@@ -78,6 +92,7 @@ impl Default for GuardConfig {
             require_receiver: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             admission: AdmissionPolicy::registered(),
+            trusted_hotkeys: Vec::new(),
             rate_limit: Some(RateLimit {
                 per_second: 20,
                 burst: 40,
@@ -124,6 +139,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub struct Pending {
     auth: AuthHeaders,
     role: Option<NeuronRole>,
+    trusted: bool,
 }
 
 /// The checks a server runs on every request, in this order:
@@ -221,11 +237,23 @@ impl Guard {
     /// Steps 1–2: headers, receiver, freshness, claimed-hotkey admission.
     pub fn precheck(&self, headers: &http::HeaderMap, now_ns: u64) -> Result<Pending, WireError> {
         let auth = self.verifier.check_headers(headers, now_ns)?;
+        if self.config.trusted_hotkeys.contains(&auth.hotkey) {
+            let role = self.metagraph.neuron(&auth.hotkey);
+            return Ok(Pending {
+                auth,
+                role,
+                trusted: true,
+            });
+        }
         let role = self
             .config
             .admission
             .admit(self.metagraph.as_ref(), &auth.hotkey)?;
-        Ok(Pending { auth, role })
+        Ok(Pending {
+            auth,
+            role,
+            trusted: false,
+        })
     }
 
     /// Steps 3–4 on a body already read within the limit: signature, replay, rate.
@@ -237,13 +265,17 @@ impl Guard {
         body: &[u8],
         now_ns: u64,
     ) -> Result<Caller, WireError> {
-        let Pending { auth, role } = pending;
+        let Pending {
+            auth,
+            role,
+            trusted,
+        } = pending;
         self.verifier
             .check_signature(&auth, method, path_and_query, body)?;
         if self.nonces.contains(&auth.hotkey, auth.nonce_ns) {
             return Err(WireError::Replayed);
         }
-        if let Some(rate) = &self.rate {
+        if let Some(rate) = self.rate.as_ref().filter(|_| !trusted) {
             rate.check(&auth.hotkey, now_ns)?;
         }
         self.nonces
@@ -309,7 +341,7 @@ impl Guard {
         // see an older clock than the one that pruned it.
         let now_ns = self.clock.now_ns().max(now_ns);
         let caller = self.finish(pending, parts.method.as_str(), &target, &bytes, now_ns)?;
-        let _permit = match &self.concurrency {
+        let permit = match &self.concurrency {
             Some(c) => Some(c.acquire(caller.priority)?),
             None => None,
         };
@@ -323,6 +355,11 @@ impl Guard {
             Ok(r) => r,
             Err(never) => match never {},
         };
+        if is_event_stream(response.headers()) {
+            // The stream outlives this call: the permit travels with its body.
+            return Ok(self.stream_response(response, target, nonce_ns, client_ss58, permit));
+        }
+        drop(permit);
         if !self.config.sign_responses {
             return Ok(response);
         }
@@ -343,6 +380,125 @@ impl Guard {
         .write_to(&mut rparts.headers);
         tracing::trace!(server = %self.self_ss58, status = rparts.status.as_u16(), "signed response");
         Ok(Response::from_parts(rparts, Body::from(rbytes)))
+    }
+}
+
+impl Guard {
+    /// Passes a `text/event-stream` response through unbuffered, hashing it on the way and,
+    /// when responses are signed, appending the signed trailer once the handler's body ends.
+    fn stream_response(
+        &self,
+        response: Response,
+        target: String,
+        nonce_ns: u64,
+        client_ss58: String,
+        permit: Option<Permit>,
+    ) -> Response {
+        let (mut parts, body) = response.into_parts();
+        let signer = self.config.sign_responses.then(|| {
+            parts.headers.remove(CONTENT_LENGTH);
+            parts.headers.insert(
+                HEADER_STREAM_SIGNATURE,
+                HeaderValue::from_static(STREAM_SIGNATURE_TRAILER),
+            );
+            TrailerSigner {
+                pair: self.pair.clone(),
+                status: parts.status.as_u16(),
+                target,
+                nonce_ns,
+                client_ss58,
+                hasher: Sha256::new(),
+            }
+        });
+        Response::from_parts(
+            parts,
+            Body::new(SignedStream {
+                inner: body,
+                inner_done: false,
+                signer,
+                _permit: permit,
+            }),
+        )
+    }
+}
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+#[derive(Debug)]
+struct TrailerSigner {
+    pair: Pair,
+    status: u16,
+    target: String,
+    nonce_ns: u64,
+    client_ss58: String,
+    hasher: Sha256,
+}
+
+/// A streamed response body: the handler's frames as they come, then the signed trailer.
+/// A handler body that fails midway ends the stream without a trailer, which the client
+/// reports as an unsigned (truncated) stream.
+struct SignedStream {
+    inner: Body,
+    /// The handler's body ended; it must not be polled again.
+    inner_done: bool,
+    signer: Option<TrailerSigner>,
+    _permit: Option<Permit>,
+}
+
+impl http_body::Body for SignedStream {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.inner_done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(s), Some(data)) = (this.signer.as_mut(), frame.data_ref()) {
+                    s.hasher.update(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.inner_done = true;
+                Poll::Ready(this.signer.take().map(|s| {
+                    let hash: [u8; 32] = s.hasher.finalize().into();
+                    let trailer = stream_trailer(
+                        &s.pair,
+                        s.status,
+                        &s.target,
+                        &hash,
+                        s.nonce_ns,
+                        &s.client_ss58,
+                    );
+                    Ok(http_body::Frame::data(Bytes::from(trailer)))
+                }))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.inner_done = true;
+                this.signer = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.signer.is_none() && (self.inner_done || self.inner.is_end_stream())
     }
 }
 

@@ -147,3 +147,153 @@ async fn client_times_out() {
         .await;
     assert!(matches!(r, Err(WireError::Timeout)), "{r:?}");
 }
+
+/// An SSE body sent in the given pieces, a little apart so they travel separately.
+fn sse_body(pieces: &'static [&'static str]) -> axum::body::Body {
+    let stream = futures::stream::unfold(0usize, move |i| async move {
+        let piece = pieces.get(i)?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Some((Ok::<_, std::io::Error>(*piece), i + 1))
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+fn sse_response(body: axum::body::Body) -> axum::response::Response {
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .expect("response")
+}
+
+/// Data that looks like the trailer's start inside a line, and a piece boundary inside it.
+const PIECES: &[&str] = &[
+    "data: {\"t\":\":btauth/1 not a trailer\"}\n\n",
+    "data: {\"t\":2}\n\n:bt",
+    "auth-comment\n\n",
+    "data: [DONE]\n\n",
+];
+
+async fn read_stream(reply: agora_wire::WireReply) -> (Vec<u8>, Result<(), WireError>) {
+    let agora_wire::WireReply::Stream(mut s) = reply else {
+        panic!("expected a stream");
+    };
+    let mut got = Vec::new();
+    loop {
+        match s.next_chunk().await {
+            Ok(Some(c)) => {
+                assert!(!c.is_empty());
+                got.extend_from_slice(&c)
+            }
+            Ok(None) => return (got, Ok(())),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn event_streams_pass_through_and_are_signed_by_a_trailer() {
+    let guard = guard_with(config(), Arc::new(SystemClock));
+    let app = Router::new()
+        .route("/stream", post(|| async { sse_response(sse_body(PIECES)) }))
+        .layer(guard.layer());
+    let base = serve(app).await;
+    let alice = client(validator(), Duration::from_secs(5));
+    let reply = alice
+        .send_streaming(
+            http::Method::POST,
+            &format!("{base}/stream"),
+            &server().account(),
+            b"{}".to_vec(),
+            Some("application/json"),
+        )
+        .await
+        .expect("stream starts");
+    let (got, end) = read_stream(reply).await;
+    end.expect("trailer verifies");
+    assert_eq!(String::from_utf8(got).unwrap(), PIECES.concat());
+
+    // A plain JSON answer on the same call comes back buffered and checked.
+    let reply = alice
+        .send_streaming(
+            http::Method::POST,
+            &format!("{base}/missing"),
+            &server().account(),
+            b"{}".to_vec(),
+            None,
+        )
+        .await
+        .expect("answer");
+    assert!(matches!(reply, agora_wire::WireReply::Buffered(r) if r.status == 404));
+}
+
+#[tokio::test]
+async fn client_refuses_unmarked_or_missigned_streams() {
+    let plain = Router::new()
+        .route(
+            "/unmarked",
+            post(|| async { sse_response(sse_body(PIECES)) }),
+        )
+        .route(
+            "/forged",
+            post(|| async {
+                // Marked as signed, but the trailer is signed by someone else.
+                let body = PIECES.concat();
+                let trailer = agora_wire::protocol::stream_trailer(
+                    &stranger(),
+                    200,
+                    "/forged",
+                    &agora_primitives::hashing::sha256(body.as_bytes()),
+                    1,
+                    &validator().account().to_ss58(),
+                );
+                let mut full = body.into_bytes();
+                full.extend_from_slice(&trailer);
+                let mut r = sse_response(axum::body::Body::from(full));
+                r.headers_mut().insert(
+                    agora_wire::protocol::HEADER_STREAM_SIGNATURE,
+                    http::HeaderValue::from_static("trailer"),
+                );
+                r
+            }),
+        )
+        .route(
+            "/truncated",
+            post(|| async {
+                let mut r = sse_response(sse_body(PIECES));
+                r.headers_mut().insert(
+                    agora_wire::protocol::HEADER_STREAM_SIGNATURE,
+                    http::HeaderValue::from_static("trailer"),
+                );
+                r
+            }),
+        );
+    let base = serve(plain).await;
+    let alice = client(validator(), Duration::from_secs(5));
+    let send = |path: &'static str| {
+        let alice = alice.clone();
+        let url = format!("{base}/{path}");
+        async move {
+            alice
+                .send_streaming(
+                    http::Method::POST,
+                    &url,
+                    &server().account(),
+                    b"{}".to_vec(),
+                    None,
+                )
+                .await
+        }
+    };
+    assert!(matches!(
+        send("unmarked").await,
+        Err(WireError::ResponseSignature(_))
+    ));
+    for path in ["forged", "truncated"] {
+        let (got, end) = read_stream(send(path).await.expect("starts")).await;
+        assert_eq!(String::from_utf8(got).unwrap(), PIECES.concat(), "{path}");
+        assert!(
+            matches!(end, Err(WireError::ResponseSignature(_))),
+            "{path}: {end:?}"
+        );
+    }
+}

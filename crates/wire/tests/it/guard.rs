@@ -353,3 +353,47 @@ async fn priority_hook_is_what_handlers_see() {
         serde_json::from_slice(&to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
     assert_eq!(v["priority"], 7);
 }
+
+#[tokio::test]
+async fn trusted_hotkeys_skip_admission_and_the_rate_limit() {
+    // A stranger (no uid) is refused by the validator-only policy unless it is trusted; a
+    // trusted hotkey is not held to the per-hotkey rate.
+    let (guard, _) = manual_guard(GuardConfig {
+        trusted_hotkeys: vec![stranger().account()],
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 1,
+        }),
+        ..config()
+    });
+    let app = app(guard);
+    for i in 0..5 {
+        let req = signed(
+            &stranger(),
+            "/echo",
+            b"{}",
+            Some(&server().account()),
+            T0 + i,
+        );
+        assert_eq!(call(&app, req).await.0, StatusCode::OK, "request {i}");
+    }
+    // Still signature-checked: a forged body is refused.
+    let mut req = signed(
+        &stranger(),
+        "/echo",
+        b"{}",
+        Some(&server().account()),
+        T0 + 9,
+    );
+    *req.body_mut() = axum::body::Body::from("{\"x\":1}");
+    assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
+    // Others still meet the policy.
+    let req = signed(
+        &unpermitted(),
+        "/echo",
+        b"{}",
+        Some(&server().account()),
+        T0,
+    );
+    assert_eq!(call(&app, req).await.0, StatusCode::FORBIDDEN);
+}
