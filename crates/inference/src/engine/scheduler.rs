@@ -248,4 +248,3 @@ fn finish(
         seed: seq.job.seed,
     }
 }
-

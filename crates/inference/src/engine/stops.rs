@@ -30,13 +30,11 @@ impl TextTracker {
             .stops
             .iter()
             .filter_map(|s| text.find(s.as_str()).map(|pos| (pos, s)))
-            .min_by_key(|(pos, s)| (*pos, std::cmp::Reverse(s.len())));
+            .min_by_key(|(pos, s)| (*pos, std::cmp::Reverse(s.len())))
+            .map(|(pos, s)| (pos, s.clone()));
         if let Some((pos, stop)) = earliest {
             let delta = self.take(text, pos);
-            return Progress::Stop {
-                delta,
-                stop: stop.clone(),
-            };
+            return Progress::Stop { delta, stop };
         }
         let safe = if last {
             text.len()
@@ -65,7 +63,11 @@ impl TextTracker {
         let held = &text[..end];
         for (start, _) in held.char_indices() {
             let suffix = &held[start..];
-            if self.stops.iter().any(|s| s.len() > suffix.len() && s.starts_with(suffix)) {
+            if self
+                .stops
+                .iter()
+                .any(|s| s.len() > suffix.len() && s.starts_with(suffix))
+            {
                 end = start;
                 break;
             }
@@ -106,20 +108,37 @@ mod tests {
     #[test]
     fn held_back_prefix_is_released_when_it_diverges() {
         let mut t = TextTracker::new(vec!["END".into()]);
-        assert_eq!(t.advance("ab E", false), Progress::Continue { delta: "ab ".into() });
-        assert_eq!(t.advance("ab EX", false), Progress::Continue { delta: "EX".into() });
+        assert_eq!(
+            t.advance("ab E", false),
+            Progress::Continue {
+                delta: "ab ".into()
+            }
+        );
+        assert_eq!(
+            t.advance("ab EX", false),
+            Progress::Continue { delta: "EX".into() }
+        );
     }
 
     #[test]
     fn last_token_flushes_and_incomplete_chars_wait() {
         assert_eq!(run(&["zz"], &["a", "b z"]), ("ab z".into(), None));
         let mut t = TextTracker::new(vec![]);
-        assert_eq!(t.advance("x\u{FFFD}", false), Progress::Continue { delta: "x".into() });
-        assert_eq!(t.advance("xé", false), Progress::Continue { delta: "é".into() });
+        assert_eq!(
+            t.advance("x\u{FFFD}", false),
+            Progress::Continue { delta: "x".into() }
+        );
+        assert_eq!(
+            t.advance("xé", false),
+            Progress::Continue { delta: "é".into() }
+        );
     }
 
     #[test]
     fn earliest_stop_wins() {
-        assert_eq!(run(&["c", "ab"], &["xxabc"]), ("xx".into(), Some("ab".into())));
+        assert_eq!(
+            run(&["c", "ab"], &["xxabc"]),
+            ("xx".into(), Some("ab".into()))
+        );
     }
 }

@@ -253,12 +253,20 @@ impl TestModelSpec {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(EngineError::invalid_request(m));
         if self.heads == 0 || self.hidden % self.heads != 0 {
-            return bad(format!("hidden {} is not a multiple of heads {}", self.hidden, self.heads));
+            return bad(format!(
+                "hidden {} is not a multiple of heads {}",
+                self.hidden, self.heads
+            ));
         }
         if self.vocab < 300 {
-            return bad(format!("vocab {} is below 300 (bytes plus special tokens)", self.vocab));
+            return bad(format!(
+                "vocab {} is below 300 (bytes plus special tokens)",
+                self.vocab
+            ));
         }
-        self.config().validate().map_err(|e| EngineError::invalid_request(e.to_string()))?;
+        self.config()
+            .validate()
+            .map_err(|e| EngineError::invalid_request(e.to_string()))?;
         if let ModelFormat::Gguf { quant } = self.format {
             let block = quant.ggml().block_size();
             for (what, n) in [
@@ -347,7 +355,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| EngineError::Execution(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| EngineError::Execution(e.to_string()))?;
     write(path, text.as_bytes())
 }
 
@@ -376,7 +385,7 @@ fn build_tokenizer(vocab: usize) -> Result<Tokenizer> {
     let reserved: Vec<AddedToken> = (0..vocab.saturating_sub(have))
         .map(|i| AddedToken::from(format!("<|reserved_{i}|>"), true))
         .collect();
-    tok.add_special_tokens(&reserved);
+    tok.add_special_tokens(reserved).map_err(err)?;
     let got = tok.get_vocab_size(true);
     if got != vocab {
         return Err(EngineError::Tokenizer(format!(
@@ -501,31 +510,58 @@ fn gguf_bytes(
     let (tokens, token_types, merges) = gguf_vocab(tok)?;
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
-        ("general.name".into(), Value::String(format!("agora-test-{}", cfg.arch))),
+        (
+            "general.name".into(),
+            Value::String(format!("agora-test-{}", cfg.arch)),
+        ),
         ("general.file_type".into(), Value::U32(quant.file_type())),
         ("general.alignment".into(), Value::U32(32)),
         (format!("{arch}.context_length"), u32v(cfg.context_length)),
         (format!("{arch}.embedding_length"), u32v(cfg.hidden_size)),
         (format!("{arch}.block_count"), u32v(cfg.num_layers)),
-        (format!("{arch}.feed_forward_length"), u32v(cfg.intermediate_size)),
+        (
+            format!("{arch}.feed_forward_length"),
+            u32v(cfg.intermediate_size),
+        ),
         (format!("{arch}.attention.head_count"), u32v(cfg.num_heads)),
-        (format!("{arch}.attention.head_count_kv"), u32v(cfg.num_kv_heads)),
+        (
+            format!("{arch}.attention.head_count_kv"),
+            u32v(cfg.num_kv_heads),
+        ),
         (format!("{arch}.attention.key_length"), u32v(cfg.head_dim)),
         (format!("{arch}.attention.value_length"), u32v(cfg.head_dim)),
         (format!("{arch}.rope.dimension_count"), u32v(cfg.head_dim)),
-        (format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps as f32)),
-        (format!("{arch}.rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
+        (
+            format!("{arch}.rope.freq_base"),
+            Value::F32(cfg.rope_theta as f32),
+        ),
         (format!("{arch}.vocab_size"), u32v(cfg.vocab_size)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("gpt-2".into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(tokens.into_iter().map(Value::String).collect())),
-        ("tokenizer.ggml.token_type".into(), Value::Array(token_types.into_iter().map(Value::I32).collect())),
-        ("tokenizer.ggml.merges".into(), Value::Array(merges.into_iter().map(Value::String).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(token_types.into_iter().map(Value::I32).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.into_iter().map(Value::String).collect()),
+        ),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(eot)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(eos)),
         ("tokenizer.ggml.padding_token_id".into(), Value::U32(eot)),
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
-        ("tokenizer.chat_template".into(), Value::String(CHAT_TEMPLATE.into())),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(CHAT_TEMPLATE.into()),
+        ),
     ];
     meta.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(weights.len());
@@ -534,7 +570,9 @@ fn gguf_bytes(
             .ok_or_else(|| EngineError::Execution(format!("no GGUF name for {hf}")))?;
         let t = match (interleaved, hf.as_str()) {
             (true, n) if n.ends_with("q_proj.weight") => interleave_rotary_rows(t, cfg.num_heads)?,
-            (true, n) if n.ends_with("k_proj.weight") => interleave_rotary_rows(t, cfg.num_kv_heads)?,
+            (true, n) if n.ends_with("k_proj.weight") => {
+                interleave_rotary_rows(t, cfg.num_kv_heads)?
+            }
             _ => t.clone(),
         };
         // Vectors (norms, biases) stay F32, as llama.cpp keeps them.
@@ -573,7 +611,8 @@ fn gguf_vocab(tok: &Tokenizer) -> Result<(Vec<String>, Vec<i32>, Vec<String>)> {
         .collect();
     // The merges are only reachable through the serialised form.
     let json: serde_json::Value = serde_json::from_str(
-        &tok.to_string(false).map_err(|e| EngineError::Tokenizer(e.to_string()))?,
+        &tok.to_string(false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?,
     )
     .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     let merges = json["model"]["merges"]

@@ -150,8 +150,7 @@ impl GenerateRequest {
                 info.context_length
             ));
         }
-        if !(self.temperature.is_finite() && (0.0..=MAX_TEMPERATURE).contains(&self.temperature))
-        {
+        if !(self.temperature.is_finite() && (0.0..=MAX_TEMPERATURE).contains(&self.temperature)) {
             return bad(format!(
                 "temperature {} is outside [0, {MAX_TEMPERATURE}]",
                 self.temperature
