@@ -36,6 +36,9 @@ enum Command {
     /// Measures throughput and latency.
     #[command(subcommand)]
     Bench(BenchTarget),
+    /// Model files: `model init` writes a deterministic test model.
+    #[command(subcommand)]
+    Model(agora_inference::cli::ModelCommand),
     /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
     Wallet(agora_wallet::cli::WalletCli),
     /// Runs a miner on a subnet.
@@ -60,6 +63,8 @@ enum BenchTarget {
     Ledger(agora_node::bench::LedgerBenchArgs),
     /// The gateway's added latency over calling a miner directly, at a fixed request rate.
     Gateway(agora_gateway::bench::GatewayBenchArgs),
+    /// LLM decode speed, compared with llama.cpp, and the cost of verifying by scoring.
+    Decode(agora_inference::cli::BenchDecodeArgs),
 }
 
 /// The subnets a miner can serve.
@@ -109,6 +114,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agora_wallet::cli::run(&w, &mut std::io::stdout().lock())?;
             return Ok(());
         }
+        Command::Model(cmd) => {
+            agora_inference::cli::run_model(&cmd, &mut std::io::stdout().lock())?;
+            return Ok(());
+        }
+        // The engine has its own threads; its blocking calls stay off the async runtime.
+        Command::Bench(BenchTarget::Decode(a)) => {
+            agora_inference::cli::run_bench_decode(&a, &mut std::io::stdout().lock())?;
+            return Ok(());
+        }
         Command::Tee(cmd) => {
             if !tee::run(cmd)? {
                 std::process::exit(1);
@@ -144,7 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(agora_compute::cli::run_compute_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
-            Command::Wallet(_) | Command::Tee(_) => {
+            Command::Wallet(_)
+            | Command::Tee(_)
+            | Command::Model(_)
+            | Command::Bench(BenchTarget::Decode(_)) => {
                 unreachable!("handled before the runtime starts")
             }
         }
