@@ -34,7 +34,10 @@ enum Command {
     /// Shows a subnet's metagraph.
     Metagraph(cli::MetagraphArgs),
     /// Measures throughput.
-    Bench(agora_node::bench::BenchArgs),
+    Bench(BenchArgs),
+    /// Model files: `model init` writes a deterministic test model.
+    #[command(subcommand)]
+    Model(agora_inference::cli::ModelCommand),
     /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
     Wallet(agora_wallet::cli::WalletCli),
     /// Runs a miner on a subnet.
@@ -48,6 +51,22 @@ enum Command {
     /// Trusted-execution tools.
     #[command(subcommand)]
     Tee(tee::TeeCommand),
+}
+
+/// `agora bench`.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+/// What `agora bench` measures.
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    #[command(flatten)]
+    Node(agora_node::bench::BenchTarget),
+    /// LLM decode speed, compared with llama.cpp, and the cost of verifying by scoring.
+    Decode(agora_inference::cli::BenchDecodeArgs),
 }
 
 /// The subnets a miner can serve.
@@ -95,6 +114,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agora_wallet::cli::run(&w, &mut std::io::stdout().lock())?;
             return Ok(());
         }
+        Command::Model(cmd) => {
+            agora_inference::cli::run_model(&cmd, &mut std::io::stdout().lock())?;
+            return Ok(());
+        }
+        // The engine has its own threads; its blocking calls stay off the async runtime.
+        Command::Bench(BenchArgs {
+            target: BenchTarget::Decode(a),
+        }) => {
+            agora_inference::cli::run_bench_decode(&a, &mut std::io::stdout().lock())?;
+            return Ok(());
+        }
         Command::Tee(cmd) => {
             if !tee::run(cmd)? {
                 std::process::exit(1);
@@ -115,7 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Stake(a) => Ok(cli::run_stake(a).await?),
             Command::Weights(a) => Ok(cli::run_weights(a).await?),
             Command::Metagraph(a) => Ok(cli::run_metagraph(a).await?),
-            Command::Bench(a) => Ok(agora_node::bench::run(a).await?),
+            Command::Bench(BenchArgs {
+                target: BenchTarget::Node(target),
+            }) => Ok(agora_node::bench::run(agora_node::bench::BenchArgs { target }).await?),
             Command::Miner(MinerSubnet::Compute(a)) => {
                 Ok(agora_compute::cli::run_compute_miner(a).await?)
             }
@@ -123,7 +155,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(agora_compute::cli::run_compute_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
-            Command::Wallet(_) | Command::Tee(_) => {
+            Command::Wallet(_)
+            | Command::Tee(_)
+            | Command::Model(_)
+            | Command::Bench(BenchArgs {
+                target: BenchTarget::Decode(_),
+            }) => {
                 unreachable!("handled before the runtime starts")
             }
         }

@@ -1,0 +1,294 @@
+//! The `agora model` and `agora bench decode` commands. The binary only parses arguments
+//! and calls [`run_model`] and [`run_bench_decode`].
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::engine::testmodel::{
+    write_test_model, DenseDType, GgufQuant, ModelFormat, TestModelSpec,
+};
+use crate::engine::{Arch, Engine, EngineError, GenerateRequest, LoadOptions, Result};
+
+/// `agora model ...`
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Writes a deterministic random-weight test model (weights, tokenizer, chat template).
+    Init(ModelInitArgs),
+}
+
+/// Model families, as command-line values.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ArchArg {
+    /// Llama.
+    Llama,
+    /// Mistral.
+    Mistral,
+    /// Qwen2.
+    Qwen2,
+    /// Qwen3.
+    Qwen3,
+}
+
+impl From<ArchArg> for Arch {
+    fn from(a: ArchArg) -> Arch {
+        match a {
+            ArchArg::Llama => Arch::Llama,
+            ArchArg::Mistral => Arch::Mistral,
+            ArchArg::Qwen2 => Arch::Qwen2,
+            ArchArg::Qwen3 => Arch::Qwen3,
+        }
+    }
+}
+
+/// Weight file formats, as command-line values.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum FormatArg {
+    /// One GGUF file (llama.cpp's format).
+    Gguf,
+    /// Hugging Face safetensors with config.json.
+    Safetensors,
+}
+
+/// Test model sizes.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum SizeArg {
+    /// About 100k parameters: forward passes in about a millisecond, for tests.
+    Tiny,
+    /// About 30M parameters, for decode benchmarks.
+    Small,
+}
+
+/// Arguments of `agora model init`.
+#[derive(Args, Debug)]
+pub struct ModelInitArgs {
+    /// The directory to write (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The model family.
+    #[arg(long, value_enum, default_value = "llama")]
+    pub arch: ArchArg,
+    /// The weights format.
+    #[arg(long, value_enum, default_value = "gguf")]
+    pub format: FormatArg,
+    /// GGUF storage type: f32, f16, q8_0, q4_0, q4k, q6k.
+    #[arg(long, default_value = "q8_0")]
+    pub quant: String,
+    /// Safetensors element type: f32, f16, bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Seed of the weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The model's size.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub size: SizeArg,
+}
+
+/// Runs `agora model ...`, printing `name: value` lines to `out`.
+pub fn run_model(cmd: &ModelCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        ModelCommand::Init(a) => {
+            let format = match a.format {
+                FormatArg::Gguf => ModelFormat::Gguf {
+                    quant: GgufQuant::parse(&a.quant).ok_or_else(|| {
+                        EngineError::invalid_request(format!(
+                            "unknown quantization {:?} (f32, f16, q8_0, q4_0, q4k, q6k)",
+                            a.quant
+                        ))
+                    })?,
+                },
+                FormatArg::Safetensors => ModelFormat::Safetensors {
+                    dtype: DenseDType::parse(&a.dtype).ok_or_else(|| {
+                        EngineError::invalid_request(format!(
+                            "unknown dtype {:?} (f32, f16, bf16)",
+                            a.dtype
+                        ))
+                    })?,
+                },
+            };
+            let spec = match a.size {
+                SizeArg::Tiny => TestModelSpec::tiny(a.arch.into(), format, a.seed),
+                SizeArg::Small => TestModelSpec::small(a.arch.into(), format, a.seed),
+            };
+            let written = write_test_model(&a.out, &spec)?;
+            let w = |e: std::io::Error| EngineError::io(&a.out, &e);
+            writeln!(out, "path: {}", written.dir.display()).map_err(w)?;
+            writeln!(out, "weights: {}", written.weights_file.display()).map_err(w)?;
+            writeln!(out, "weights_sha256: {}", written.weights_sha256).map_err(w)?;
+            writeln!(out, "parameters: {}", written.parameters).map_err(w)?;
+            Ok(())
+        }
+    }
+}
+
+/// Arguments of `agora bench decode`.
+#[derive(Args, Debug)]
+pub struct BenchDecodeArgs {
+    /// The model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+    /// The prompt text.
+    #[arg(long, default_value = "The validator sends the same prompt and checks the answer")]
+    pub prompt: String,
+    /// Concurrent generations for the batched-throughput line (0 skips it).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Skip the llama.cpp comparison.
+    #[arg(long)]
+    pub no_llamacpp: bool,
+}
+
+/// Runs `agora bench decode`, printing `name: value unit` lines to `out`.
+pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<()> {
+    let p = |out: &mut dyn Write, line: String| -> Result<()> {
+        writeln!(out, "{line}").map_err(|e| EngineError::io(&args.model, &e))?;
+        out.flush().map_err(|e| EngineError::io(&args.model, &e))
+    };
+    let opts = LoadOptions {
+        max_concurrent: args.batch.max(1),
+        ..LoadOptions::default()
+    };
+    let started = Instant::now();
+    let engine = Arc::new(Engine::load(&args.model, &opts)?);
+    let info = engine.info().clone();
+    p(out, format!("model: {} ({} {} {}, {} layers, hidden {}, vocab {})", info.model_id, info.arch, info.format, info.quantization, info.num_layers, info.hidden_size, info.vocab_size))?;
+    p(out, format!("load_ms: {:.1} ms", started.elapsed().as_secs_f64() * 1e3))?;
+    let prompt = engine.encode(&args.prompt, false)?;
+    if prompt.is_empty() {
+        return Err(EngineError::invalid_request("the prompt encodes to no tokens"));
+    }
+    let tokens = args.tokens.max(2);
+    let request = |n: usize| GenerateRequest {
+        ignore_eos: true,
+        ..GenerateRequest::greedy(prompt.clone(), n)
+    };
+    // Warm-up: first-touch allocations and weight repacking stay out of the numbers.
+    engine.generate(request(4))?.collect_blocking()?;
+    let done = engine.generate(request(tokens))?.collect_blocking()?;
+    let f = &done.finished;
+    p(out, format!("prompt_tokens: {} tokens", f.prompt_tokens))?;
+    p(out, format!("time_to_first_token_ms: {:.2} ms", ms(f.time_to_first_token)))?;
+    p(out, format!("decode_tokens_per_s: {:.1} tokens/s", f.decode_tokens_per_s))?;
+    let generated = done.token_ids();
+    let mut all = prompt.clone();
+    all.extend(&generated);
+    let t0 = Instant::now();
+    let scored = engine.score(&all, prompt.len(), 0)?;
+    let score_time = t0.elapsed();
+    let max_rank = scored
+        .iter()
+        .zip(&done.tokens)
+        .map(|(s, _)| s.rank)
+        .max()
+        .unwrap_or(0);
+    p(out, format!("generate_ms: {:.1} ms", ms(f.total_time)))?;
+    p(out, format!("score_ms: {:.2} ms", ms(score_time)))?;
+    p(out, format!("verify_cost_ratio: {:.4}", score_time.as_secs_f64() / f.total_time.as_secs_f64()))?;
+    p(out, format!("score_max_rank_of_greedy_tokens: {max_rank}"))?;
+    if args.batch > 1 {
+        let t0 = Instant::now();
+        let streams = (0..args.batch)
+            .map(|_| engine.generate(request(tokens)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut total = 0;
+        for s in streams {
+            total += s.collect_blocking()?.finished.completion_tokens;
+        }
+        p(out, format!("batch{}_decode_tokens_per_s: {:.1} tokens/s", args.batch, total as f64 / t0.elapsed().as_secs_f64()))?;
+    }
+    if args.no_llamacpp {
+        p(out, "llamacpp_decode_tokens_per_s: not measured (--no-llamacpp)".into())?;
+        return Ok(());
+    }
+    match info.format.as_str() {
+        "gguf" => match llamacpp_decode(&args.model, &prompt, tokens) {
+            Ok((tps, ids)) => {
+                p(out, format!("llamacpp_decode_tokens_per_s: {tps:.1} tokens/s"))?;
+                p(out, format!("decode_vs_llamacpp: {:.2}", f.decode_tokens_per_s / tps))?;
+                let agree = ids.iter().zip(&generated).take_while(|(a, b)| a == b).count();
+                p(out, format!("llamacpp_greedy_prefix_agreement: {agree}/{} tokens", generated.len()))?;
+            }
+            Err(why) => p(out, format!("llamacpp_decode_tokens_per_s: not measured ({why})"))?,
+        },
+        _ => p(out, "llamacpp_decode_tokens_per_s: not measured (llama.cpp reads GGUF only; this model is safetensors)".into())?,
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The Python program that times llama.cpp (llama-cpp-python) on the same GGUF and prompt
+/// tokens: greedy, same token count, timed from the first generated token as ours is.
+const LLAMACPP_SCRIPT: &str = r#"
+import json, os, sys, time
+import llama_cpp
+path, n, prompt = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+llm = llama_cpp.Llama(model_path=path, n_ctx=len(prompt) + n + 8, n_threads=os.cpu_count(), n_batch=512, verbose=False)
+def run(count):
+    llm.reset()
+    out, first = [], None
+    for tok in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        if first is None:
+            first = time.perf_counter()
+        out.append(tok)
+        if len(out) >= count:
+            break
+    return out, time.perf_counter() - first
+run(4)
+out, secs = run(n)
+print(json.dumps({"tokens_per_s": (len(out) - 1) / secs, "tokens": out}))
+"#;
+
+fn llamacpp_decode(
+    dir: &std::path::Path,
+    prompt: &[u32],
+    tokens: usize,
+) -> std::result::Result<(f64, Vec<u32>), String> {
+    let gguf = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .ok_or("no .gguf file")?;
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import llama_cpp"])
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !probe.status.success() {
+        return Err(
+            "python3 cannot import llama_cpp; install it with `pip install llama-cpp-python`"
+                .into(),
+        );
+    }
+    let prompt_json = serde_json::to_string(prompt).map_err(|e| e.to_string())?;
+    let run = std::process::Command::new("python3")
+        .args(["-c", LLAMACPP_SCRIPT])
+        .arg(&gguf)
+        .arg(tokens.to_string())
+        .arg(prompt_json)
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !run.status.success() {
+        let err = String::from_utf8_lossy(&run.stderr);
+        let last = err.lines().last().unwrap_or("no output");
+        return Err(format!("llama.cpp failed: {last}"));
+    }
+    let text = String::from_utf8_lossy(&run.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("unreadable llama.cpp output: {e}"))?;
+    let tps = v["tokens_per_s"].as_f64().ok_or("no tokens_per_s")?;
+    let ids = v["tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_u64().map(|t| t as u32)).collect())
+        .unwrap_or_default();
+    Ok((tps, ids))
+}

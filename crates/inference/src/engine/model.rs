@@ -1,0 +1,312 @@
+//! The Llama-family transformer: weights and a forward pass over several sequences at once.
+//!
+//! One forward call takes any mix of prompt chunks and single decode tokens from different
+//! sequences. Every projection runs once over all their rows together (so a decode step for
+//! eight sequences reads each weight matrix once, not eight times); attention runs per
+//! sequence against that sequence's own key/value cache. Logits come back for whichever
+//! rows a caller asks for, which is how one prefill scores every position of a text.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::config::ModelConfig;
+use super::error::{EngineError, Result};
+
+/// How the rotary embedding pairs the features of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RopeStyle {
+    /// Adjacent features `(2i, 2i+1)` rotate together: Llama weights as llama.cpp stores them.
+    Interleaved,
+    /// Feature `i` rotates with `i + d/2`: Hugging Face checkpoints and Qwen GGUFs.
+    Halves,
+}
+
+/// A projection `y = x Wᵀ (+ b)`; the weight is quantized (GGUF) or dense f32.
+#[derive(Debug)]
+pub(crate) struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: QMatMul, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// One transformer block's weights.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) attn_norm: Tensor,
+    /// The query, key and value projections stacked into one matrix, so a step reads
+    /// the normalised input once and runs one matrix product instead of three.
+    pub(crate) qkv: Linear,
+    pub(crate) o: Linear,
+    pub(crate) q_norm: Option<Tensor>,
+    pub(crate) k_norm: Option<Tensor>,
+    pub(crate) ffn_norm: Tensor,
+    /// The gate and up projections stacked, for the same reason.
+    pub(crate) gate_up: Linear,
+    pub(crate) down: Linear,
+}
+
+/// A loaded model. Immutable after loading, so one copy serves every thread.
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub(crate) cfg: ModelConfig,
+    /// `(vocab, hidden)` in f32: rows are looked up, never multiplied.
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: Linear,
+    rope: RopeStyle,
+    /// `(context, head_dim / 2)` tables of the rotation angles' cosines and sines.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// The keys and values a sequence has computed so far, per layer `(kv_heads, len, head_dim)`.
+#[derive(Debug, Default)]
+pub(crate) struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions already in the cache.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// One sequence's share of a forward call.
+#[derive(Debug)]
+pub(crate) struct Segment<'a> {
+    /// The new tokens, at positions `cache.len()..`.
+    pub(crate) tokens: &'a [u32],
+    pub(crate) cache: &'a mut KvCache,
+    /// Logits are returned for the new tokens at indices `logits_from..tokens.len()`.
+    pub(crate) logits_from: usize,
+}
+
+impl Model {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cfg: ModelConfig,
+        embed: Tensor,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        lm_head: Linear,
+        rope: RopeStyle,
+    ) -> Result<Self> {
+        let (cos, sin) = rope_tables(&cfg)?;
+        Ok(Model {
+            cfg,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            rope,
+            cos,
+            sin,
+        })
+    }
+
+    /// Runs the new tokens of every segment through the model, appends their keys and
+    /// values to the segments' caches, and returns per segment the logits rows asked for.
+    ///
+    /// Callers guarantee that tokens are in the vocabulary and that every cache stays within
+    /// the context length; on error the caches may hold a partial step and must be dropped.
+    pub(crate) fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let cfg = &self.cfg;
+        let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        if ids.is_empty() {
+            return Ok(segments.iter().map(|_| Vec::new()).collect());
+        }
+        let dev = Device::Cpu;
+        let n_rows = ids.len();
+        let ids = Tensor::from_vec(ids, n_rows, &dev)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let eps = cfg.rms_norm_eps as f32;
+        let starts: Vec<usize> = segments.iter().map(|s| s.cache.len).collect();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, eps)?;
+            let qkv = block.qkv.forward(&h)?;
+            let q_width = cfg.num_heads * cfg.head_dim;
+            let kv_width = cfg.num_kv_heads * cfg.head_dim;
+            let q = qkv.narrow(1, 0, q_width)?;
+            let k = qkv.narrow(1, q_width, kv_width)?;
+            let v = qkv.narrow(1, q_width + kv_width, kv_width)?;
+            let mut outs = Vec::with_capacity(segments.len());
+            let mut row = 0;
+            for (seg, &start) in segments.iter_mut().zip(&starts) {
+                let t = seg.tokens.len();
+                if t == 0 {
+                    continue;
+                }
+                let q = q.narrow(0, row, t)?;
+                let k = k.narrow(0, row, t)?;
+                let v = v.narrow(0, row, t)?;
+                outs.push(self.attend(block, layer, seg.cache, start, &q, &k, &v)?);
+                row += t;
+            }
+            let attn = Tensor::cat(&outs, 0)?;
+            x = (x + block.o.forward(&attn)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps)?;
+            let gate_up = block.gate_up.forward(&h)?;
+            let width = cfg.intermediate_size;
+            let gate = candle_nn::ops::silu(&gate_up.narrow(1, 0, width)?)?;
+            let up = gate_up.narrow(1, width, width)?;
+            let mlp = block.down.forward(&(gate * up)?)?;
+            x = (x + mlp)?;
+        }
+        // Only the rows asked for go through the final norm and the (large) output matrix.
+        let mut wanted = Vec::new();
+        let mut row = 0u32;
+        for seg in segments.iter_mut() {
+            let t = seg.tokens.len();
+            for i in seg.logits_from.min(t)..t {
+                wanted.push(row + i as u32);
+            }
+            row += t as u32;
+            seg.cache.len += t;
+        }
+        let mut result: Vec<Vec<Vec<f32>>> = Vec::with_capacity(segments.len());
+        let mut rows = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            let n_wanted = wanted.len();
+            let idx = Tensor::from_vec(wanted, n_wanted, &dev)?;
+            let h = x.index_select(&idx, 0)?;
+            let h = candle_nn::ops::rms_norm(&h, &self.norm, eps)?;
+            self.lm_head.forward(&h)?.to_dtype(DType::F32)?.to_vec2::<f32>()?
+        }
+        .into_iter();
+        for seg in segments.iter() {
+            let t = seg.tokens.len();
+            let n = t - seg.logits_from.min(t);
+            result.push(rows.by_ref().take(n).collect());
+        }
+        Ok(result)
+    }
+
+    /// Causal attention of `t` new rows of one sequence, whose cache holds `start` positions.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        block: &Block,
+        layer: usize,
+        cache: &mut KvCache,
+        start: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let t = q.dim(0)?;
+        let eps = cfg.rms_norm_eps as f32;
+        // (t, heads * hd) -> (1, heads, t, hd), the layout the rotary kernels expect.
+        let mut q = q.reshape((t, nh, hd))?.transpose(0, 1)?.contiguous()?;
+        let mut k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
+        let v = v.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
+        if let Some(w) = &block.q_norm {
+            q = candle_nn::ops::rms_norm(&q, w, eps)?;
+        }
+        if let Some(w) = &block.k_norm {
+            k = candle_nn::ops::rms_norm(&k, w, eps)?;
+        }
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        let rotate = |x: &Tensor| -> Result<Tensor> {
+            let x = x.unsqueeze(0)?;
+            let y = match self.rope {
+                RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+                RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            };
+            Ok(y.squeeze(0)?)
+        };
+        let q = rotate(&q)?;
+        let k = rotate(&k)?;
+        if cache.layers.len() <= layer {
+            cache.layers.resize_with(layer + 1, || None);
+        }
+        let (k_all, v_all) = match cache.layers[layer].take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+            None => (k, v),
+        };
+        let total = k_all.dim(1)?;
+        if total != start + t {
+            return Err(EngineError::Execution(format!(
+                "layer {layer}: cache holds {total} positions, expected {}",
+                start + t
+            )));
+        }
+        // Grouped-query attention without copying keys: the query heads that share a key
+        // head are stacked as extra rows, (kv_heads, group * t, hd).
+        let group = nh / nkv;
+        let q = q.reshape((nkv, group * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut scores = (q.matmul(&k_all.t()?)? * scale)?;
+        if t > 1 {
+            let mut mask = vec![0f32; t * total];
+            for i in 0..t {
+                for j in (start + i + 1)..total {
+                    mask[i * total + j] = f32::NEG_INFINITY;
+                }
+            }
+            let mask = Tensor::from_vec(mask, (t, total), &Device::Cpu)?;
+            scores = scores
+                .reshape((nkv, group, t, total))?
+                .broadcast_add(&mask)?
+                .reshape((nkv, group * t, total))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v_all)?;
+        cache.layers[layer] = Some((k_all, v_all));
+        Ok(out
+            .reshape((nh, t, hd))?
+            .transpose(0, 1)?
+            .reshape((t, nh * hd))?)
+    }
+}
+
+fn rope_tables(cfg: &ModelConfig) -> Result<(Tensor, Tensor)> {
+    let half = cfg.head_dim / 2;
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64))
+        .collect();
+    let mut cos = Vec::with_capacity(cfg.context_length * half);
+    let mut sin = Vec::with_capacity(cfg.context_length * half);
+    for pos in 0..cfg.context_length {
+        for f in &inv_freq {
+            let angle = pos as f64 * f;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    let shape = (cfg.context_length, half);
+    Ok((
+        Tensor::from_vec(cos, shape, &Device::Cpu)?,
+        Tensor::from_vec(sin, shape, &Device::Cpu)?,
+    ))
+}
+
+/// Checks a weight's shape against what the configuration implies.
+pub(crate) fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> Result<()> {
+    if got != want {
+        return Err(EngineError::invalid_model(format!(
+            "tensor {name} has shape {got:?}, the configuration implies {want:?}"
+        )));
+    }
+    Ok(())
+}
+

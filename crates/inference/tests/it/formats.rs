@@ -1,0 +1,137 @@
+//! Loading GGUF and safetensors models of every family, and refusing broken ones.
+
+use agora_inference::engine::testmodel::{write_test_model, DenseDType, GgufQuant, ModelFormat, TestModelSpec};
+use agora_inference::engine::{Arch, Engine, EngineError, GenerateRequest, LoadOptions};
+
+use crate::{load, prompt, tiny, GGUF_F32, GGUF_Q8, ST_F32};
+
+fn greedy_with_scores(engine: &Engine, n: usize) -> (Vec<u32>, Vec<f32>) {
+    let p = prompt(engine);
+    let done = engine
+        .generate(GenerateRequest { ignore_eos: true, logprobs: true, ..GenerateRequest::greedy(p, n) })
+        .unwrap()
+        .collect_blocking()
+        .unwrap();
+    (done.token_ids(), done.tokens.iter().map(|t| t.logprob.unwrap()).collect())
+}
+
+#[test]
+fn gguf_and_safetensors_of_the_same_weights_agree() {
+    for arch in [Arch::Llama, Arch::Mistral, Arch::Qwen2, Arch::Qwen3] {
+        let gguf = tiny(arch, GGUF_F32, 11);
+        let st = tiny(arch, ST_F32, 11);
+        let (a, b) = (load(gguf.path()), load(st.path()));
+        assert_eq!(a.info().format, "gguf");
+        assert_eq!(b.info().format, "safetensors");
+        let (ta, la) = greedy_with_scores(&a, 24);
+        let (tb, lb) = greedy_with_scores(&b, 24);
+        assert_eq!(ta, tb, "{arch}: greedy tokens differ between GGUF and safetensors");
+        for (x, y) in la.iter().zip(&lb) {
+            assert!((x - y).abs() < 1e-3, "{arch}: logprob {x} vs {y}");
+        }
+        // The tokenizer travels with the model: both directories encode alike.
+        assert_eq!(prompt(&a), prompt(&b));
+    }
+}
+
+#[test]
+fn every_family_and_storage_type_loads_and_generates() {
+    let formats = [
+        GGUF_Q8,
+        ModelFormat::Gguf { quant: GgufQuant::Q4_0 },
+        ModelFormat::Gguf { quant: GgufQuant::F16 },
+        ST_F32,
+        ModelFormat::Safetensors { dtype: DenseDType::BF16 },
+        ModelFormat::Safetensors { dtype: DenseDType::F16 },
+    ];
+    for (i, arch) in [Arch::Llama, Arch::Mistral, Arch::Qwen2, Arch::Qwen3].into_iter().enumerate() {
+        for format in formats {
+            let dir = tiny(arch, format, i as u64);
+            let engine = load(dir.path());
+            let info = engine.info();
+            let want_arch = match (arch, format) {
+                // llama.cpp writes Mistral models as Llama GGUFs.
+                (Arch::Mistral, ModelFormat::Gguf { .. }) => Arch::Llama,
+                _ => arch,
+            };
+            assert_eq!(info.arch, want_arch);
+            assert_eq!(info.vocab_size, 512);
+            assert_eq!(info.weights_sha256.len(), 64);
+            let (tokens, _) = greedy_with_scores(&engine, 6);
+            assert_eq!(tokens.len(), 6, "{arch} {format:?}");
+        }
+    }
+}
+
+#[test]
+fn quantization_label_and_hash_identify_the_weights() {
+    let q8 = tiny(Arch::Llama, GGUF_Q8, 1);
+    let q4 = tiny(Arch::Llama, ModelFormat::Gguf { quant: GgufQuant::Q4_0 }, 1);
+    let (a, b) = (load(q8.path()), load(q4.path()));
+    assert_eq!(a.info().quantization, "Q8_0");
+    assert_eq!(b.info().quantization, "Q4_0");
+    assert_ne!(a.info().weights_sha256, b.info().weights_sha256);
+}
+
+fn load_err(dir: &std::path::Path) -> EngineError {
+    Engine::load(dir, &LoadOptions::default()).expect_err("a broken model must not load")
+}
+
+#[test]
+fn truncated_or_corrupt_weights_give_clear_errors() {
+    for format in [GGUF_Q8, ST_F32] {
+        let dir = tiny(Arch::Llama, format, 1);
+        let file = match format {
+            ModelFormat::Gguf { .. } => dir.path().join("model.gguf"),
+            ModelFormat::Safetensors { .. } => dir.path().join("model.safetensors"),
+        };
+        let bytes = std::fs::read(&file).unwrap();
+        for cut in [bytes.len() / 2, 40, 3] {
+            std::fs::write(&file, &bytes[..cut]).unwrap();
+            let e = load_err(dir.path());
+            assert!(matches!(e, EngineError::InvalidModel(_)), "{format:?} cut at {cut}: {e:?}");
+        }
+        let mut garbage = bytes.clone();
+        for (i, b) in garbage.iter_mut().enumerate().take(64).skip(8) {
+            *b = (i * 37) as u8;
+        }
+        std::fs::write(&file, &garbage).unwrap();
+        assert!(matches!(load_err(dir.path()), EngineError::InvalidModel(_)));
+    }
+}
+
+#[test]
+fn missing_or_wrong_files_give_clear_errors() {
+    let dir = tiny(Arch::Qwen2, ST_F32, 1);
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    match load_err(dir.path()) {
+        EngineError::InvalidModel(m) => assert!(m.contains("config.json"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    let dir = tiny(Arch::Qwen2, ST_F32, 1);
+    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": 96")).unwrap();
+    match load_err(dir.path()) {
+        EngineError::InvalidModel(m) => assert!(m.contains("shape"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    assert!(matches!(load_err(dir.path()), EngineError::Io { .. }));
+    let empty = tempfile::tempdir().unwrap();
+    match load_err(empty.path()) {
+        EngineError::InvalidModel(m) => assert!(m.contains("no .gguf or .safetensors"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    assert!(matches!(load_err(&empty.path().join("absent")), EngineError::Io { .. }));
+}
+
+#[test]
+fn k_quants_need_large_enough_dimensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TestModelSpec::tiny(Arch::Llama, ModelFormat::Gguf { quant: GgufQuant::Q4K }, 0);
+    match write_test_model(dir.path(), &spec) {
+        Err(EngineError::InvalidRequest(m)) => assert!(m.contains("256"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
