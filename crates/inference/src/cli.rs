@@ -135,7 +135,10 @@ pub struct BenchDecodeArgs {
     #[arg(long, default_value_t = 128)]
     pub tokens: usize,
     /// The prompt text.
-    #[arg(long, default_value = "The validator sends the same prompt and checks the answer")]
+    #[arg(
+        long,
+        default_value = "The validator sends the same prompt and checks the answer"
+    )]
     pub prompt: String,
     /// Concurrent generations for the batched-throughput line (0 skips it).
     #[arg(long, default_value_t = 8)]
@@ -158,11 +161,28 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
     let started = Instant::now();
     let engine = Arc::new(Engine::load(&args.model, &opts)?);
     let info = engine.info().clone();
-    p(out, format!("model: {} ({} {} {}, {} layers, hidden {}, vocab {})", info.model_id, info.arch, info.format, info.quantization, info.num_layers, info.hidden_size, info.vocab_size))?;
-    p(out, format!("load_ms: {:.1} ms", started.elapsed().as_secs_f64() * 1e3))?;
+    p(
+        out,
+        format!(
+            "model: {} ({} {} {}, {} layers, hidden {}, vocab {})",
+            info.model_id,
+            info.arch,
+            info.format,
+            info.quantization,
+            info.num_layers,
+            info.hidden_size,
+            info.vocab_size
+        ),
+    )?;
+    p(
+        out,
+        format!("load_ms: {:.1} ms", started.elapsed().as_secs_f64() * 1e3),
+    )?;
     let prompt = engine.encode(&args.prompt, false)?;
     if prompt.is_empty() {
-        return Err(EngineError::invalid_request("the prompt encodes to no tokens"));
+        return Err(EngineError::invalid_request(
+            "the prompt encodes to no tokens",
+        ));
     }
     let tokens = args.tokens.max(2);
     let request = |n: usize| GenerateRequest {
@@ -174,8 +194,17 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
     let done = engine.generate(request(tokens))?.collect_blocking()?;
     let f = &done.finished;
     p(out, format!("prompt_tokens: {} tokens", f.prompt_tokens))?;
-    p(out, format!("time_to_first_token_ms: {:.2} ms", ms(f.time_to_first_token)))?;
-    p(out, format!("decode_tokens_per_s: {:.1} tokens/s", f.decode_tokens_per_s))?;
+    p(
+        out,
+        format!(
+            "time_to_first_token_ms: {:.2} ms",
+            ms(f.time_to_first_token)
+        ),
+    )?;
+    p(
+        out,
+        format!("decode_tokens_per_s: {:.1} tokens/s", f.decode_tokens_per_s),
+    )?;
     let generated = done.token_ids();
     let mut all = prompt.clone();
     all.extend(&generated);
@@ -190,7 +219,13 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         .unwrap_or(0);
     p(out, format!("generate_ms: {:.1} ms", ms(f.total_time)))?;
     p(out, format!("score_ms: {:.2} ms", ms(score_time)))?;
-    p(out, format!("verify_cost_ratio: {:.4}", score_time.as_secs_f64() / f.total_time.as_secs_f64()))?;
+    p(
+        out,
+        format!(
+            "verify_cost_ratio: {:.4}",
+            score_time.as_secs_f64() / f.total_time.as_secs_f64()
+        ),
+    )?;
     p(out, format!("score_max_rank_of_greedy_tokens: {max_rank}"))?;
     if args.batch > 1 {
         let t0 = Instant::now();
@@ -201,10 +236,20 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         for s in streams {
             total += s.collect_blocking()?.finished.completion_tokens;
         }
-        p(out, format!("batch{}_decode_tokens_per_s: {:.1} tokens/s", args.batch, total as f64 / t0.elapsed().as_secs_f64()))?;
+        p(
+            out,
+            format!(
+                "batch{}_decode_tokens_per_s: {:.1} tokens/s",
+                args.batch,
+                total as f64 / t0.elapsed().as_secs_f64()
+            ),
+        )?;
     }
     if args.no_llamacpp {
-        p(out, "llamacpp_decode_tokens_per_s: not measured (--no-llamacpp)".into())?;
+        p(
+            out,
+            "llamacpp_decode_tokens_per_s: not measured (--no-llamacpp)".into(),
+        )?;
         return Ok(());
     }
     match info.format.as_str() {
@@ -288,7 +333,11 @@ fn llamacpp_decode(
     let tps = v["tokens_per_s"].as_f64().ok_or("no tokens_per_s")?;
     let ids = v["tokens"]
         .as_array()
-        .map(|a| a.iter().filter_map(|t| t.as_u64().map(|t| t as u32)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_u64().map(|t| t as u32))
+                .collect()
+        })
         .unwrap_or_default();
     Ok((tps, ids))
 }

@@ -160,16 +160,18 @@ impl ModelConfig {
             let full = format!("{arch_name}.{key}");
             match metadata.get(&full) {
                 None => Ok(default),
-                Some(v) => gguf_float(v)
-                    .ok_or_else(|| EngineError::invalid_model(format!("GGUF {full} is not a number"))),
+                Some(v) => gguf_float(v).ok_or_else(|| {
+                    EngineError::invalid_model(format!("GGUF {full} is not a number"))
+                }),
             }
         };
         let hidden_size = int("embedding_length")?;
         let num_heads = int("attention.head_count")?;
-        let num_kv_heads = match metadata.contains_key(&format!("{arch_name}.attention.head_count_kv")) {
-            true => int("attention.head_count_kv")?,
-            false => num_heads,
-        };
+        let num_kv_heads =
+            match metadata.contains_key(&format!("{arch_name}.attention.head_count_kv")) {
+                true => int("attention.head_count_kv")?,
+                false => num_heads,
+            };
         let head_dim = match metadata.contains_key(&format!("{arch_name}.attention.key_length")) {
             true => int("attention.key_length")?,
             false if num_heads > 0 => hidden_size / num_heads,

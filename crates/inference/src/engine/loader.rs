@@ -411,7 +411,8 @@ fn load_safetensors(
     max_context: Option<usize>,
 ) -> Result<LoadedWeights> {
     let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, &e))?;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, &e))?;
     let mut cfg = ModelConfig::from_hf_json(&text)?;
     if let Some(m) = max_context {
         cfg.context_length = cfg.context_length.min(m.max(1));

@@ -32,9 +32,9 @@ pub use error::{EngineError, Result};
 pub use loader::WeightFormat;
 pub use tokenizer::ChatMessage;
 pub use types::{
-    Capacity, Completion, FinishReason, Finished, GenerateEvent, GenerateRequest,
-    GenerationStream, LoadOptions, ModelInfo, ScoredToken, TokenEvent, TokenLogprob,
-    MAX_STOP_BYTES, MAX_STOP_SEQUENCES, MAX_TEMPERATURE, MAX_TOP_LOGPROBS,
+    Capacity, Completion, FinishReason, Finished, GenerateEvent, GenerateRequest, GenerationStream,
+    LoadOptions, ModelInfo, ScoredToken, TokenEvent, TokenLogprob, MAX_STOP_BYTES,
+    MAX_STOP_SEQUENCES, MAX_TEMPERATURE, MAX_TOP_LOGPROBS,
 };
 
 use model::{KvCache, Model, Segment};
@@ -63,10 +63,14 @@ impl Engine {
     pub fn load(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Engine> {
         let dir = dir.as_ref();
         if opts.max_concurrent == 0 {
-            return Err(EngineError::invalid_request("max_concurrent must be at least 1"));
+            return Err(EngineError::invalid_request(
+                "max_concurrent must be at least 1",
+            ));
         }
         if opts.prefill_chunk == 0 {
-            return Err(EngineError::invalid_request("prefill_chunk must be at least 1"));
+            return Err(EngineError::invalid_request(
+                "prefill_chunk must be at least 1",
+            ));
         }
         let weights = loader::load_weights(dir, opts.max_context)?;
         let cfg = weights.model.cfg.clone();
@@ -234,7 +238,12 @@ impl Engine {
                 cache: &mut cache,
                 logits_from: first_wanted,
             }];
-            let rows = self.shared.model.forward(&mut segs)?.pop().unwrap_or_default();
+            let rows = self
+                .shared
+                .model
+                .forward(&mut segs)?
+                .pop()
+                .unwrap_or_default();
             for (i, row) in rows.iter().enumerate() {
                 let position = pos + first_wanted + i + 1;
                 let id = tokens[position];
@@ -249,12 +258,15 @@ impl Engine {
                         logprob,
                     })
                     .collect();
+                let (entropy, logprob_variance) = crate::verify::entropy_and_variance(&lp);
                 out.push(ScoredToken {
                     position,
                     id,
                     logprob,
                     rank,
                     top_logprobs,
+                    entropy,
+                    logprob_variance,
                 });
             }
             pos = end;

@@ -127,7 +127,10 @@ impl Model {
     /// the context length; on error the caches may hold a partial step and must be dropped.
     pub(crate) fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<Vec<f32>>>> {
         let cfg = &self.cfg;
-        let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let ids: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
         if ids.is_empty() {
             return Ok(segments.iter().map(|_| Vec::new()).collect());
         }
@@ -187,7 +190,10 @@ impl Model {
             let idx = Tensor::from_vec(wanted, n_wanted, &dev)?;
             let h = x.index_select(&idx, 0)?;
             let h = candle_nn::ops::rms_norm(&h, &self.norm, eps)?;
-            self.lm_head.forward(&h)?.to_dtype(DType::F32)?.to_vec2::<f32>()?
+            self.lm_head
+                .forward(&h)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?
         }
         .into_iter();
         for seg in segments.iter() {
@@ -309,4 +315,3 @@ pub(crate) fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> Result<
     }
     Ok(())
 }
-

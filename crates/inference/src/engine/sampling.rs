@@ -153,7 +153,11 @@ mod tests {
     #[test]
     fn greedy_takes_the_argmax() {
         let mut s = Sampler::new(
-            SamplingParams { temperature: 0.0, top_p: 1.0, top_k: 0 },
+            SamplingParams {
+                temperature: 0.0,
+                top_p: 1.0,
+                top_k: 0,
+            },
             7,
         );
         assert_eq!(s.sample(&[0.1, 3.0, 2.9]), 1);
@@ -163,7 +167,14 @@ mod tests {
     fn top_k_one_is_greedy_and_top_p_small_is_greedy() {
         let logits = [0.1, 3.0, 2.9, -4.0];
         for (top_k, top_p) in [(1, 1.0), (0, 1e-6)] {
-            let mut s = Sampler::new(SamplingParams { temperature: 1.5, top_p, top_k }, 3);
+            let mut s = Sampler::new(
+                SamplingParams {
+                    temperature: 1.5,
+                    top_p,
+                    top_k,
+                },
+                3,
+            );
             for _ in 0..50 {
                 assert_eq!(s.sample(&logits), 1);
             }
@@ -173,7 +184,11 @@ mod tests {
     #[test]
     fn same_seed_same_draws_and_rough_frequencies() {
         let logits = [0.0f32, (3.0f32).ln()]; // p = 0.25, 0.75
-        let params = SamplingParams { temperature: 1.0, top_p: 1.0, top_k: 0 };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+        };
         let draw = |seed| {
             let mut s = Sampler::new(params, seed);
             (0..4000).map(|_| s.sample(&logits)).collect::<Vec<_>>()

@@ -107,8 +107,16 @@ impl TextCodec {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenizerConfig::default(),
             Err(e) => return Err(EngineError::io(&cfg_path, &e)),
         };
-        let bos_token = config.bos_token.as_ref().map(|t| t.text().to_string()).unwrap_or_default();
-        let eos_token = config.eos_token.as_ref().map(|t| t.text().to_string()).unwrap_or_default();
+        let bos_token = config
+            .bos_token
+            .as_ref()
+            .map(|t| t.text().to_string())
+            .unwrap_or_default();
+        let eos_token = config
+            .eos_token
+            .as_ref()
+            .map(|t| t.text().to_string())
+            .unwrap_or_default();
         let mut eos_ids = BTreeSet::new();
         if let Some(id) = tokenizer.token_to_id(&eos_token) {
             eos_ids.insert(id);
@@ -130,9 +138,10 @@ impl TextCodec {
         let template_source = match config.chat_template {
             None => None,
             Some(ChatTemplateField::One(t)) => Some(t),
-            Some(ChatTemplateField::Named(list)) => {
-                list.into_iter().find(|t| t.name == "default").map(|t| t.template)
-            }
+            Some(ChatTemplateField::Named(list)) => list
+                .into_iter()
+                .find(|t| t.name == "default")
+                .map(|t| t.template),
         };
         let template = template_source.map(compile_template).transpose()?;
         Ok(TextCodec {
@@ -203,9 +212,15 @@ fn compile_template(source: String) -> Result<minijinja::Environment<'static>> {
     // Hugging Face templates are written for Python's Jinja: `.strip()`, `.startswith()` and
     // friends on strings, and `raise_exception` for unsupported conversations.
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     env.add_template_owned("chat", source)
         .map_err(|e| EngineError::Template(template_error(&e)))?;
     Ok(env)

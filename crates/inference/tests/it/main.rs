@@ -3,6 +3,7 @@
 mod engine;
 mod formats;
 mod testmodel;
+mod verification;
 
 use std::path::Path;
 
@@ -11,9 +12,15 @@ use agora_inference::engine::testmodel::{
 };
 use agora_inference::engine::{Arch, Engine, LoadOptions};
 
-pub(crate) const GGUF_F32: ModelFormat = ModelFormat::Gguf { quant: GgufQuant::F32 };
-pub(crate) const GGUF_Q8: ModelFormat = ModelFormat::Gguf { quant: GgufQuant::Q8_0 };
-pub(crate) const ST_F32: ModelFormat = ModelFormat::Safetensors { dtype: DenseDType::F32 };
+pub(crate) const GGUF_F32: ModelFormat = ModelFormat::Gguf {
+    quant: GgufQuant::F32,
+};
+pub(crate) const GGUF_Q8: ModelFormat = ModelFormat::Gguf {
+    quant: GgufQuant::Q8_0,
+};
+pub(crate) const ST_F32: ModelFormat = ModelFormat::Safetensors {
+    dtype: DenseDType::F32,
+};
 
 /// Writes a tiny model into a fresh temporary directory.
 pub(crate) fn tiny(arch: Arch, format: ModelFormat, seed: u64) -> tempfile::TempDir {
