@@ -12,5 +12,6 @@ pub mod challenge;
 pub mod cli;
 pub mod engine;
 pub mod miner;
+pub mod neuron_cli;
 pub mod validator;
 pub mod verify;
