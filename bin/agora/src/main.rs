@@ -72,6 +72,8 @@ enum BenchTarget {
 enum MinerSubnet {
     /// Verifiable compute: matrix products checked by the validators.
     Compute(agora_compute::cli::MinerArgs),
+    /// LLM inference: OpenAI-compatible completions from a local model.
+    Inference(agora_inference::neuron_cli::MinerArgs),
 }
 
 /// The subnets a validator can validate.
@@ -79,6 +81,8 @@ enum MinerSubnet {
 enum ValidatorSubnet {
     /// Verifiable compute: matrix products checked by the validators.
     Compute(agora_compute::cli::ValidatorArgs),
+    /// LLM inference: checks miners' answers against its own copy of the model.
+    Inference(agora_inference::neuron_cli::ValidatorArgs),
 }
 
 fn init_logs(default: &str) {
@@ -156,6 +160,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Validator(ValidatorSubnet::Compute(a)) => {
                 Ok(agora_compute::cli::run_compute_validator(a).await?)
+            }
+            Command::Miner(MinerSubnet::Inference(a)) => {
+                Ok(agora_inference::neuron_cli::run_inference_miner(a).await?)
+            }
+            Command::Validator(ValidatorSubnet::Inference(a)) => {
+                Ok(agora_inference::neuron_cli::run_inference_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
             Command::Wallet(_)

@@ -8,5 +8,10 @@
 //! deterministic random-weight models in real formats for tests and the devnet. [`cli`]
 //! holds the `agora model` and `agora bench decode` commands.
 
+pub mod challenge;
 pub mod cli;
 pub mod engine;
+pub mod miner;
+pub mod neuron_cli;
+pub mod validator;
+pub mod verify;

@@ -258,12 +258,15 @@ impl Engine {
                         logprob,
                     })
                     .collect();
+                let (entropy, logprob_variance) = crate::verify::entropy_and_variance(&lp);
                 out.push(ScoredToken {
                     position,
                     id,
                     logprob,
                     rank,
                     top_logprobs,
+                    entropy,
+                    logprob_variance,
                 });
             }
             pos = end;

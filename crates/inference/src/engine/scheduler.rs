@@ -170,7 +170,16 @@ fn accept_token(shared: &Shared, seq: &mut Sequence, logits: &[f32]) -> bool {
     let id = seq.sampler.sample(logits);
     let req = &seq.job.req;
     if !req.ignore_eos && shared.codec.eos_ids().contains(&id) {
-        let finished = finish(seq, FinishReason::Stop, None, Some(id), first_at, now);
+        // Text held back (a possible stop-sequence prefix, an unfinished character) is
+        // released now: the completion is the decoded tokens, whole.
+        let tail = match shared.codec.decode(&seq.generated, true) {
+            Ok(text) => match seq.tracker.advance(&text, true) {
+                Progress::Continue { delta } | Progress::Stop { delta, .. } => delta,
+            },
+            Err(_) => String::new(),
+        };
+        let mut finished = finish(seq, FinishReason::Stop, None, Some(id), first_at, now);
+        finished.tail = tail;
         let _ = seq.job.events.send(GenerateEvent::Finished(finished));
         return false;
     }
@@ -234,6 +243,7 @@ fn finish(
     let n = seq.generated.len();
     let decode_secs = now.duration_since(first_at).as_secs_f64();
     Finished {
+        tail: String::new(),
         finish_reason: reason,
         stop_sequence,
         eos_token,

@@ -245,6 +245,10 @@ pub enum FinishReason {
 /// The last event of a generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finished {
+    /// Text not yet sent in a token event, released at the end (held back while it could
+    /// still have become a stop sequence or an unfinished character). Part of the completion.
+    #[serde(default)]
+    pub tail: String,
     /// Why it ended.
     pub finish_reason: FinishReason,
     /// The stop sequence that ended it, if one did.
@@ -349,8 +353,8 @@ impl Accumulator {
                 Ok(None)
             }
             GenerateEvent::Finished(finished) => Ok(Some(Completion {
+                text: std::mem::take(&mut self.text) + &finished.tail,
                 tokens: std::mem::take(&mut self.tokens),
-                text: std::mem::take(&mut self.text),
                 finished,
             })),
             GenerateEvent::Error(e) => Err(e),
@@ -371,6 +375,11 @@ pub struct ScoredToken {
     pub rank: usize,
     /// The most likely tokens at this position, most likely first.
     pub top_logprobs: Vec<TokenLogprob>,
+    /// Entropy of the model's distribution at this position, in nats.
+    pub entropy: f32,
+    /// Variance of the log-probability of a token drawn from that distribution: with the
+    /// entropy, what a sampled completion's log-probabilities should look like.
+    pub logprob_variance: f32,
 }
 
 /// How loaded the engine is.

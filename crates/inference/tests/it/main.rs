@@ -3,6 +3,7 @@
 mod engine;
 mod formats;
 mod testmodel;
+mod verification;
 
 use std::path::Path;
 

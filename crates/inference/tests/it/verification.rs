@@ -1,0 +1,156 @@
+//! How often the validator's check catches each kind of cheating miner, and how often it
+//! wrongly rejects an honest one: answers are produced by real engines (the honest model,
+//! the same weights quantized coarser, another model, truncated and fabricated output) and
+//! checked by the validator's own copy, exactly as `validator::check_answer` does on the
+//! network. The rates are printed; run with `--nocapture` to see them.
+
+use crate::{load, tiny, GGUF_Q8};
+use agora_inference::challenge::Challenge;
+use agora_inference::engine::testmodel::{GgufQuant, ModelFormat};
+use agora_inference::engine::{Arch, ChatMessage, Engine, FinishReason, GenerateRequest};
+use agora_inference::miner::{chat_prompt_ids, TokenIds};
+use agora_inference::validator::{check_answer, Answer};
+use agora_inference::verify::VerifyPolicy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const CHALLENGES: usize = 24;
+const MAX_TOKENS: u32 = 12;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cheat {
+    None,
+    Truncate,
+    Fabricate,
+}
+
+/// What a miner running `engine` answers to `challenge`, possibly cheating.
+fn answer(engine: &Engine, challenge: &Challenge, cheat: Cheat, rng: &mut ChaCha20Rng) -> Answer {
+    let messages = [ChatMessage::new("user", challenge.prompt.clone())];
+    let prompt = chat_prompt_ids(engine, &messages).expect("prompt");
+    if cheat == Cheat::Fabricate {
+        let vocab = engine.info().vocab_size as u32;
+        let ids: Vec<u32> = (0..challenge.max_tokens)
+            .map(|_| rng.gen_range(0..vocab))
+            .collect();
+        return Answer {
+            text: engine.decode(&ids, true).expect("decode"),
+            reported_logprobs: vec![-1.0; ids.len()],
+            finish_reason: "length".into(),
+            ids: TokenIds {
+                prompt_token_ids: prompt,
+                completion_token_ids: ids,
+                eos_token_id: None,
+            },
+        };
+    }
+    let mut req = GenerateRequest::greedy(prompt.clone(), challenge.max_tokens as usize);
+    req.temperature = challenge.temperature;
+    req.seed = Some(challenge.seed);
+    req.logprobs = true;
+    if cheat == Cheat::Truncate {
+        req.max_tokens = req.max_tokens.div_ceil(2);
+    }
+    let done = engine
+        .generate(req)
+        .expect("generate")
+        .collect_blocking()
+        .expect("collect");
+    let finish_reason = match (cheat, done.finished.finish_reason) {
+        (Cheat::Truncate, _) | (_, FinishReason::Length) => "length",
+        (_, FinishReason::Stop) => "stop",
+    };
+    Answer {
+        text: done.text.clone(),
+        reported_logprobs: done
+            .tokens
+            .iter()
+            .map(|t| t.logprob.unwrap_or(f32::NAN))
+            .collect(),
+        finish_reason: finish_reason.into(),
+        ids: TokenIds {
+            prompt_token_ids: prompt,
+            completion_token_ids: done.token_ids(),
+            eos_token_id: if cheat == Cheat::Truncate {
+                None
+            } else {
+                done.finished.eos_token
+            },
+        },
+    }
+}
+
+/// Share of `CHALLENGES` answers from `miner` that the validator rejects.
+fn rejection_rate(
+    validator: &Engine,
+    miner: &Engine,
+    cheat: Cheat,
+    greedy_share: f64,
+    log_rejections: bool,
+) -> f64 {
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let policy = VerifyPolicy::default();
+    let mut rejected = 0;
+    for _ in 0..CHALLENGES {
+        let challenge = Challenge::generate(&mut rng, MAX_TOKENS, greedy_share);
+        let a = answer(miner, &challenge, cheat, &mut rng);
+        let messages = [ChatMessage::new("user", challenge.prompt.clone())];
+        if let Err(reason) = check_answer(validator, &messages, &challenge, &a, &policy) {
+            if log_rejections {
+                eprintln!("honest answer rejected: {reason}");
+            }
+            rejected += 1;
+        }
+    }
+    rejected as f64 / CHALLENGES as f64
+}
+
+#[test]
+fn cheats_are_caught_and_honest_miners_are_not() {
+    let honest_dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    let coarse_dir = tiny(
+        Arch::Llama,
+        ModelFormat::Gguf {
+            quant: GgufQuant::Q4_0,
+        },
+        1,
+    );
+    let other_dir = tiny(Arch::Llama, GGUF_Q8, 2);
+    let validator = load(honest_dir.path());
+    // The miner loads its own copy, as a separate machine would.
+    let honest = load(honest_dir.path());
+    let coarse = load(coarse_dir.path());
+    let other = load(other_dir.path());
+    for (greedy_share, label) in [(1.0, "greedy"), (0.0, "sampled")] {
+        let fp = rejection_rate(&validator, &honest, Cheat::None, greedy_share, true);
+        let rates = [
+            (
+                "coarser quantization (Q4_0 for Q8_0)",
+                rejection_rate(&validator, &coarse, Cheat::None, greedy_share, false),
+            ),
+            (
+                "another model",
+                rejection_rate(&validator, &other, Cheat::None, greedy_share, false),
+            ),
+            (
+                "truncated output",
+                rejection_rate(&validator, &honest, Cheat::Truncate, greedy_share, false),
+            ),
+            (
+                "fabricated output",
+                rejection_rate(&validator, &honest, Cheat::Fabricate, greedy_share, false),
+            ),
+        ];
+        println!("{label} challenges ({CHALLENGES} each): false-positive rate {fp:.2}");
+        for (name, rate) in &rates {
+            println!("  detection rate, {name}: {rate:.2}");
+        }
+        assert_eq!(fp, 0.0, "{label}: honest answers must never be rejected");
+        for (name, rate) in rates {
+            assert!(
+                rate >= 0.75,
+                "{label}: {name} caught in only {rate:.2} of answers"
+            );
+        }
+    }
+}
