@@ -1,14 +1,17 @@
 //! `agora devnet`: a whole network on one machine.
 //!
 //! Starts a node on a fresh data directory, funds a coldkey per neuron from the dev account
-//! `//Alice`, creates the compute subnet, writes a wallet per neuron (Bittensor layout, keys
+//! `//Alice`, creates the compute and inference subnets (the latter serving a tiny test
+//! model written on the spot, or `--model DIR`, behind an OpenAI-compatible gateway), writes a wallet per neuron (Bittensor layout, keys
 //! unencrypted: they hold devnet tokens only), starts miners and validators as child processes
 //! on loopback ports, writes `devnet.json` and waits. Ctrl-C or SIGTERM stops every child
 //! cleanly (SIGTERM, then SIGKILL after a grace period).
 
 use agora_client::{api::AgoraApiClient, Client};
+use agora_inference::engine::testmodel::{write_test_model, GgufQuant, ModelFormat, TestModelSpec};
+use agora_inference::engine::Arch;
 use agora_ledger::{Call, TxPayload};
-use agora_primitives::{crypto::Pair, hashing::blake2_256, RAO_PER_TOKEN};
+use agora_primitives::{crypto::Pair, hashing::blake2_256, NetUid, RAO_PER_TOKEN};
 use agora_wallet::{Keypair, Wallet};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -43,7 +46,26 @@ pub(crate) struct DevnetArgs {
     /// Matrix side of the validators' challenges.
     #[arg(long, default_value_t = 64)]
     pub matrix_size: u16,
+    /// Miners on the inference subnet (0 leaves the inference subnet and gateway out).
+    #[arg(long, default_value_t = 2)]
+    pub inference_miners: usize,
+    /// Behaviour of each inference miner in order (`honest`, `truncate`, `fabricate`),
+    /// comma separated; miners beyond the list are honest.
+    #[arg(long, value_delimiter = ',', default_value = "honest")]
+    pub inference_miner_behaviours: Vec<String>,
+    /// The model the inference subnet serves, a local directory; by default a tiny
+    /// deterministic test model is written into the data directory.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The gateway's port (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    pub gateway_port: u16,
 }
+
+/// The model id the devnet's inference neurons serve and ask for.
+const DEVNET_MODEL_ID: &str = "agora-devnet-llama";
+/// The gateway's hotkey (a dev derivation; it holds nothing).
+const GATEWAY_KEY_URI: &str = "//AgoraDevnetGateway";
 
 /// A neuron as `devnet.json` lists it.
 #[derive(Serialize, Debug, Clone)]
@@ -60,6 +82,31 @@ struct DevnetFile {
     netuids: Vec<u16>,
     miners: Vec<NeuronEntry>,
     validators: Vec<NeuronEntry>,
+    /// The OpenAI-compatible gateway of the inference subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_url: Option<String>,
+    /// An API key for the gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
+    /// The model the gateway serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// The inference subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inference_netuid: Option<u16>,
+}
+
+/// One neuron the devnet starts.
+struct Planned {
+    /// Wallet and log name.
+    name: String,
+    /// `miner` or `validator`.
+    role: &'static str,
+    /// The subnet's subcommand: `compute` or `inference`.
+    subnet: &'static str,
+    netuid: u16,
+    /// Flags after the common ones.
+    extra: Vec<String>,
 }
 
 /// Children started so far; stopped on drop so that no process outlives the devnet.
@@ -212,44 +259,119 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     let client = wait_for_node(&rpc_ws, Duration::from_secs(15)).await?;
     eprintln!("node up at {rpc_http}");
 
-    // 2. The compute subnet, owned by //Alice.
+    // 2. The subnets, owned by //Alice: compute, then inference.
     let alice = Pair::from_uri("//Alice").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let owner_hot = dev_pair("owner/hot");
-    submit(
-        &client,
-        &alice,
-        Call::CreateSubnet {
-            hotkey: owner_hot.account(),
-        },
-    )
-    .await?;
-    let netuid = client
-        .rpc()
-        .subnets()
-        .await?
-        .iter()
-        .map(|s| s.netuid)
-        .max()
-        .context("no subnet after creation")?;
+    let netuid = create_subnet(&client, &alice, "owner/hot").await?;
+    let inference = args.inference_miners > 0;
+    let inference_netuid = if inference {
+        Some(create_subnet(&client, &alice, "inference-owner/hot").await?)
+    } else {
+        None
+    };
+    let model_dir = match (&args.model, inference) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => {
+            let dir = dir.join("models").join("tiny-llama");
+            let spec = TestModelSpec::tiny(
+                Arch::Llama,
+                ModelFormat::Gguf {
+                    quant: GgufQuant::Q8_0,
+                },
+                1,
+            );
+            let out = dir.clone();
+            tokio::task::spawn_blocking(move || write_test_model(&out, &spec))
+                .await?
+                .context("writing the devnet's test model")?;
+            Some(dir)
+        }
+        (None, false) => None,
+    };
+    let gateway_pair = Pair::from_uri(GATEWAY_KEY_URI).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // 3. A funded coldkey and a wallet per neuron.
     let wallets = dir.join("wallets");
     let mut neurons = Vec::new();
     for i in 0..args.miners {
-        neurons.push(("miner", i));
+        let behaviour = args
+            .miner_behaviours
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "honest".into());
+        neurons.push(Planned {
+            name: format!("miner{i}"),
+            role: "miner",
+            subnet: "compute",
+            netuid: netuid.0,
+            extra: strings(&["--axon.port", "0", "--behaviour", &behaviour]),
+        });
     }
     for i in 0..args.validators {
-        neurons.push(("validator", i));
+        neurons.push(Planned {
+            name: format!("validator{i}"),
+            role: "validator",
+            subnet: "compute",
+            netuid: netuid.0,
+            extra: strings(&[
+                "--matrix-size",
+                &args.matrix_size.to_string(),
+                "--round-interval-s",
+                "1",
+            ]),
+        });
+    }
+    if let (Some(inetuid), Some(model)) = (inference_netuid, &model_dir) {
+        let model = model.display().to_string();
+        let gateway = gateway_pair.account().to_ss58();
+        for i in 0..args.inference_miners {
+            let behaviour = args
+                .inference_miner_behaviours
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| "honest".into());
+            neurons.push(Planned {
+                name: format!("inference-miner{i}"),
+                role: "miner",
+                subnet: "inference",
+                netuid: inetuid.0,
+                extra: strings(&[
+                    "--axon.port",
+                    "0",
+                    "--axon.trusted_hotkey",
+                    &gateway,
+                    "--model",
+                    &model,
+                    "--served-model-name",
+                    DEVNET_MODEL_ID,
+                    "--behaviour",
+                    &behaviour,
+                ]),
+            });
+        }
+        neurons.push(Planned {
+            name: "inference-validator0".into(),
+            role: "validator",
+            subnet: "inference",
+            netuid: inetuid.0,
+            extra: strings(&[
+                "--model",
+                &model,
+                "--served-model-name",
+                DEVNET_MODEL_ID,
+                "--round-interval-s",
+                "2",
+            ]),
+        });
     }
     let genesis = client.rpc().genesis_hash().await?;
     let head = client.rpc().head().await?;
     let mut nonce = client.rpc().next_nonce(alice.account().to_ss58()).await?;
     let mut funding = Vec::new();
-    for (role, i) in &neurons {
-        let name = format!("{role}{i}");
+    for n in &neurons {
+        let name = &n.name;
         let cold = dev_pair(&format!("{name}/cold"));
         let hot = dev_pair(&format!("{name}/hot"));
-        let w = Wallet::new(&name, "default", &wallets);
+        let w = Wallet::new(name, "default", &wallets);
         w.set_coldkey(&Keypair::from_pair(cold.clone()), None, true)?;
         w.set_hotkey(&Keypair::from_pair(hot), None, true)?;
         funding.push(
@@ -278,57 +400,44 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
 
     // 4. Miners and validators.
     let mut pending = Vec::new();
-    for (role, i) in &neurons {
-        let name = format!("{role}{i}");
-        let mut a: Vec<String> = vec![
-            role.to_string(),
-            "compute".into(),
-            "--subtensor.chain_endpoint".into(),
-            rpc_ws.clone(),
-            "--netuid".into(),
-            netuid.0.to_string(),
-            "--wallet.path".into(),
-            wallets.display().to_string(),
-            "--wallet.name".into(),
-            name.clone(),
-            "--wallet.hotkey".into(),
-            "default".into(),
-        ];
-        if *role == "miner" {
-            let behaviour = args
-                .miner_behaviours
-                .get(*i)
-                .cloned()
-                .unwrap_or_else(|| "honest".into());
-            a.extend([
-                "--axon.port".into(),
-                "0".into(),
-                "--behaviour".into(),
-                behaviour,
-            ]);
-        } else {
-            a.extend([
-                "--matrix-size".into(),
-                args.matrix_size.to_string(),
-                "--round-interval-s".into(),
-                "1".into(),
-            ]);
-        }
-        let log = logs.join(format!("{name}.log"));
+    for n in &neurons {
+        let mut a: Vec<String> = strings(&[
+            n.role,
+            n.subnet,
+            "--subtensor.chain_endpoint",
+            &rpc_ws,
+            "--netuid",
+            &n.netuid.to_string(),
+            "--wallet.path",
+            &wallets.display().to_string(),
+            "--wallet.name",
+            &n.name,
+            "--wallet.hotkey",
+            "default",
+        ]);
+        a.extend(n.extra.iter().cloned());
+        let log = logs.join(format!("{}.log", n.name));
         let (child, rx) = spawn(&exe, &a, &log)?;
-        children.0.push((name.clone(), child));
-        pending.push((name, *role, rx, log));
+        children.0.push((n.name.clone(), child));
+        pending.push((n, rx, log));
     }
     let mut file = DevnetFile {
         rpc_url: rpc_http.clone(),
-        netuids: vec![netuid.0],
+        netuids: std::iter::once(netuid.0)
+            .chain(inference_netuid.map(|n| n.0))
+            .collect(),
         miners: vec![],
         validators: vec![],
+        gateway_url: None,
+        api_key: None,
+        model: None,
+        inference_netuid: inference_netuid.map(|n| n.0),
     };
-    for (name, role, rx, log) in &pending {
-        let v = wait_ready(name, rx, log, Duration::from_secs(30))?;
+    for (n, rx, log) in &pending {
+        // Loading a model takes longer than starting a compute neuron.
+        let v = wait_ready(&n.name, rx, log, Duration::from_secs(60))?;
         let entry = NeuronEntry {
-            netuid: netuid.0,
+            netuid: n.netuid,
             uid: v["uid"]
                 .as_u64()
                 .and_then(|u| u16::try_from(u).ok())
@@ -336,11 +445,44 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             hotkey: v["hotkey"].as_str().unwrap_or_default().to_owned(),
             url: v["url"].as_str().map(str::to_owned),
         };
-        if *role == "miner" {
+        if n.role == "miner" {
             file.miners.push(entry);
         } else {
             file.validators.push(entry);
         }
+    }
+
+    // 5. The gateway, once the inference miners serve.
+    if let Some(inetuid) = inference_netuid {
+        let keys = dir.join("gateway-keys.json");
+        let api_key = agora_gateway::keys::add_key(&keys, "devnet", 6000, None, None)?;
+        let port = if args.gateway_port == 0 {
+            free_port()?
+        } else {
+            args.gateway_port
+        };
+        let a = strings(&[
+            "gateway",
+            "--keys",
+            &keys.display().to_string(),
+            "--rpc-url",
+            &rpc_ws,
+            "--netuid",
+            &inetuid.0.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--usage-file",
+            &dir.join("gateway-usage.json").display().to_string(),
+            "--key",
+            GATEWAY_KEY_URI,
+        ]);
+        let log = logs.join("gateway.log");
+        let (child, rx) = spawn(&exe, &a, &log)?;
+        children.0.push(("gateway".into(), child));
+        let v = wait_ready("gateway", &rx, &log, Duration::from_secs(30))?;
+        file.gateway_url = v["url"].as_str().map(str::to_owned);
+        file.api_key = Some(api_key);
+        file.model = Some(DEVNET_MODEL_ID.into());
     }
     let json_path = dir.join("devnet.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&file)?)?;
@@ -352,10 +494,21 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     println!("  node RPC      {rpc_http}  (WebSocket {rpc_ws})");
     println!(
         "  subnet        netuid {} (compute), {} miners, {} validators",
-        netuid.0,
-        file.miners.len(),
-        file.validators.len()
+        netuid.0, args.miners, args.validators
     );
+    if let (Some(inetuid), Some(url), Some(key)) =
+        (inference_netuid, &file.gateway_url, &file.api_key)
+    {
+        println!(
+            "  subnet        netuid {} (inference, model {DEVNET_MODEL_ID}), {} miners, 1 validator",
+            inetuid.0, args.inference_miners
+        );
+        println!("  gateway       {url}/v1  (API key {key})");
+        println!("Ask the network (OpenAI-compatible):");
+        println!(
+            "  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{DEVNET_MODEL_ID}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}],\"max_tokens\":16}}'"
+        );
+    }
     println!("  wallets       {}", wallets.display());
     println!("  logs          {}", logs.display());
     println!("  for scripts   {}", json_path.display());
@@ -366,7 +519,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     );
     println!("Ctrl-C stops everything.");
 
-    // 5. Run until a signal, or until a child dies.
+    // 6. Run until a signal, or until a child dies.
     let stop = agora_subnet::cli::shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -389,6 +542,31 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     children.stop_all();
     eprintln!("devnet stopped");
     Ok(())
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Creates a subnet owned by `owner`, with a dev hotkey named `hotkey_label`; returns its
+/// netuid.
+async fn create_subnet(client: &Client, owner: &Pair, hotkey_label: &str) -> Result<NetUid> {
+    submit(
+        client,
+        owner,
+        Call::CreateSubnet {
+            hotkey: dev_pair(hotkey_label).account(),
+        },
+    )
+    .await?;
+    client
+        .rpc()
+        .subnets()
+        .await?
+        .iter()
+        .map(|s| s.netuid)
+        .max()
+        .context("no subnet after creation")
 }
 
 async fn submit(client: &Client, signer: &Pair, call: Call) -> Result<()> {

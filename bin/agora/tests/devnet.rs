@@ -48,6 +48,8 @@ fn cheating_miner_earns_less_than_honest_one() {
             "200ms",
             "--matrix-size",
             "32",
+            "--inference-miners",
+            "0",
         ])
         .arg("--data-dir")
         .arg(&data)

@@ -48,6 +48,7 @@ pub async fn run_compute_miner(args: MinerArgs) -> Result<(), SubnetError> {
         listen: args.axon.listen(),
         external_ip: args.axon.external_ip(),
         require_validator_permit: args.axon.require_permit,
+        trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
     };
     let handler = ComputeMiner {
         behaviour: args.behaviour,

@@ -97,6 +97,7 @@ pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
         listen: args.axon.listen(),
         external_ip: args.axon.external_ip(),
         require_validator_permit: args.axon.require_permit,
+        trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
     };
     let behaviour = args.behaviour;
     run_axon(

@@ -2,7 +2,7 @@
 //! names (`--netuid`, `--wallet.*`, `--axon.*`, `--subtensor.chain_endpoint`).
 
 use crate::{SubnetError, ValidatorConfig};
-use agora_primitives::{crypto::Pair, Balance, NetUid};
+use agora_primitives::{crypto::Pair, AccountId, Balance, NetUid};
 use agora_wallet::cli::{PasswordArgs, WalletArgs};
 use std::{net::SocketAddr, time::Duration};
 
@@ -56,6 +56,10 @@ pub struct AxonArgs {
     /// Serve only callers holding a validator permit.
     #[arg(long = "axon.require_permit")]
     pub require_permit: bool,
+    /// A hotkey (SS58) served whatever its standing on the subnet and without the
+    /// per-hotkey rate limit: a gateway that forwards users' requests. Repeatable.
+    #[arg(long = "axon.trusted_hotkey", value_name = "SS58")]
+    pub trusted_hotkeys: Vec<AccountId>,
 }
 
 impl AxonArgs {

@@ -40,6 +40,8 @@ pub struct MinerConfig {
     /// Callers must hold a validator permit (Bittensor miners usually do this; off by default
     /// so a new subnet's validators can query before their first epoch).
     pub require_validator_permit: bool,
+    /// Hotkeys served whatever their standing and rate (gateways forwarding users' requests).
+    pub trusted_hotkeys: Vec<AccountId>,
 }
 
 /// [`MetagraphView`] over the client's live metagraph cache.
@@ -157,6 +159,7 @@ pub async fn run_axon(
         Arc::new(CachedMetagraph(cache)),
         GuardConfig {
             admission,
+            trusted_hotkeys: config.trusted_hotkeys.clone(),
             ..GuardConfig::default()
         },
     ));
