@@ -45,6 +45,7 @@ pub use server::{router, Gateway};
 use agora_openai::Limits;
 use agora_primitives::crypto::Pair;
 use agora_wire::{ClientConfig, SystemClock, WireClient};
+use axum::serve::ListenerExt;
 use std::{
     future::Future,
     net::SocketAddr,
@@ -225,6 +226,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let background = spawn_background(gw.clone(), probe_client, source);
+    // Answers leave as soon as they are written: without TCP_NODELAY a response split over
+    // two writes can wait for the peer's delayed ACK (tens of milliseconds).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, router(gw.clone()))
         .with_graceful_shutdown(shutdown)
         .await
