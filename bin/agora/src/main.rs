@@ -34,7 +34,10 @@ enum Command {
     /// Shows a subnet's metagraph.
     Metagraph(cli::MetagraphArgs),
     /// Measures throughput.
-    Bench(agora_node::bench::BenchArgs),
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Trains the training subnet's model (`--centralized`: in this one process).
+    Train(agora_training::cli::TrainArgs),
     /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
     Wallet(agora_wallet::cli::WalletCli),
     /// Runs a miner on a subnet.
@@ -48,6 +51,15 @@ enum Command {
     /// Trusted-execution tools.
     #[command(subcommand)]
     Tee(tee::TeeCommand),
+}
+
+/// Benchmarks: the node's, and the training subnet's.
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    #[command(flatten)]
+    Node(agora_node::bench::BenchTarget),
+    /// Centralized versus a two-miner network on the same tokens: loss, bytes, tokens/s.
+    Training(agora_training::cli::BenchArgs),
 }
 
 /// The subnets a miner can serve.
@@ -101,6 +113,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        // Training is CPU-bound and single-threaded (bit-exact replay needs a fixed thread
+        // count), so it runs without the async runtime.
+        Command::Train(a) => {
+            agora_training::cli::force_single_thread();
+            agora_training::cli::run_train(&a)?;
+            return Ok(());
+        }
+        Command::Bench(BenchCommand::Training(a)) => {
+            agora_training::cli::force_single_thread();
+            agora_training::cli::run_bench_cli(&a, &std::env::current_exe()?)?;
+            return Ok(());
+        }
         other => other,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -115,7 +139,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Stake(a) => Ok(cli::run_stake(a).await?),
             Command::Weights(a) => Ok(cli::run_weights(a).await?),
             Command::Metagraph(a) => Ok(cli::run_metagraph(a).await?),
-            Command::Bench(a) => Ok(agora_node::bench::run(a).await?),
+            Command::Bench(BenchCommand::Node(target)) => {
+                Ok(agora_node::bench::run(agora_node::bench::BenchArgs { target }).await?)
+            }
             Command::Miner(MinerSubnet::Compute(a)) => {
                 Ok(agora_compute::cli::run_compute_miner(a).await?)
             }
@@ -123,7 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(agora_compute::cli::run_compute_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
-            Command::Wallet(_) | Command::Tee(_) => {
+            Command::Wallet(_)
+            | Command::Tee(_)
+            | Command::Train(_)
+            | Command::Bench(BenchCommand::Training(_)) => {
                 unreachable!("handled before the runtime starts")
             }
         }
