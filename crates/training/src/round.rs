@@ -606,14 +606,12 @@ impl Validator {
             }
         }
         for (d, v) in deltas.iter_mut().zip(verdicts.iter_mut()) {
-            if self
+            let banned = self
                 .banned_until
                 .get(&v.uid)
-                .is_some_and(|&r| r > self.round)
-            {
-                if v.rejection.is_none() {
-                    v.rejection = Some(Rejection::Banned);
-                }
+                .is_some_and(|&r| r > self.round);
+            if banned && v.rejection.is_none() {
+                v.rejection = Some(Rejection::Banned);
             }
             if v.rejection.is_some() {
                 *d = None;
@@ -738,6 +736,11 @@ pub fn train_centralized(
     on_step: &mut dyn FnMut(u64, &StepStats),
 ) -> Result<MoeModel, TrainingError> {
     run.validate()?;
+    if miners == 0 {
+        return Err(TrainingError::InvalidConfig(
+            "the baseline needs the tokens of at least one miner".into(),
+        ));
+    }
     let model = MoeModel::init(&run.model, run.init_seed)?;
     let mut trainer = Trainer::new(model, run.inner.clone(), |_| true, None)?;
     let mut step = 0u64;

@@ -158,3 +158,76 @@ fn a_stale_checkpoint_scores_lowest() {
     let r = adversary_scores_lowest(Behaviour::Stale, 8);
     assert!(r.contains(&Some(Rejection::ReplayMismatch)), "{r:?}");
 }
+
+/// The benchmark through the test harness (the same code as `agora bench training`, with this
+/// test binary re-run as the worker processes). Run with
+/// `RAYON_NUM_THREADS=1 cargo test -p agora-training --test it -- --ignored bench_ --nocapture`.
+#[test]
+#[ignore = "benchmark: takes minutes"]
+fn bench_training_through_the_harness() {
+    use agora_training::bench::{run_bench, BenchSettings, CorpusSource, WorkerJob};
+    use agora_training::config::ModelConfig;
+    use agora_training::data::{default_cache_dir, BatchShape};
+    use agora_training::optim::AdamWConfig;
+    let env = |k: &str, d: f64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mut model = ModelConfig::small(env("BENCH_D", 64.0) as usize, 2, 4, 2);
+    model.max_position_embeddings = 64;
+    let settings = BenchSettings {
+        run: RunConfig {
+            run: 1,
+            model,
+            init_seed: 0,
+            inner: AdamWConfig::default(),
+            shape: BatchShape {
+                batch: 8,
+                seq_len: 64,
+            },
+            inner_steps: env("BENCH_H", 50.0) as usize,
+            outer_lr: env("BENCH_OUTER_LR", 1.0),
+            outer_momentum: env("BENCH_OUTER_MOMENTUM", 0.0),
+            replication: env("BENCH_REPLICATION", 1.0) as usize,
+            density: None,
+        },
+        miners: 2,
+        rounds: env("BENCH_ROUNDS", 8.0) as u64,
+        density: env("BENCH_DENSITY", 0.01),
+        eval_batches: 32,
+        corpus: CorpusSource::choose(&default_cache_dir(), false, 2_000_000).unwrap(),
+    };
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |job: &WorkerJob| {
+        std::process::Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "bench_worker_process",
+                "--test-threads=1",
+            ])
+            .env("RAYON_NUM_THREADS", "1")
+            .env(
+                "AGORA_BENCH_WORKER_JOB",
+                serde_json::to_string(job).unwrap(),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    for m in run_bench(&settings, &spawn, &mut |msg| eprintln!("{msg}")).unwrap() {
+        println!("{m}");
+    }
+}
+
+/// One throughput worker of the harness benchmark (does nothing unless started by it).
+#[test]
+#[ignore = "started by bench_training_through_the_harness"]
+fn bench_worker_process() {
+    if let Ok(job) = std::env::var("AGORA_BENCH_WORKER_JOB") {
+        let job = serde_json::from_str(&job).unwrap();
+        agora_training::bench::run_worker(&job).unwrap();
+    }
+}
