@@ -39,6 +39,8 @@ enum Command {
     /// Model files: `model init` writes a deterministic test model.
     #[command(subcommand)]
     Model(agora_inference::cli::ModelCommand),
+    /// Trains the training subnet's model (`--centralized`: in this one process).
+    Train(agora_training::cli::TrainArgs),
     /// Creates, restores and shows wallets (bittensor-wallet compatible key files).
     Wallet(agora_wallet::cli::WalletCli),
     /// Runs a miner on a subnet.
@@ -65,6 +67,8 @@ enum BenchTarget {
     Gateway(agora_gateway::bench::GatewayBenchArgs),
     /// LLM decode speed, compared with llama.cpp, and the cost of verifying by scoring.
     Decode(agora_inference::cli::BenchDecodeArgs),
+    /// Centralized versus a two-miner network on the same tokens: loss, bytes, tokens/s.
+    Training(agora_training::cli::BenchArgs),
 }
 
 /// The subnets a miner can serve.
@@ -127,6 +131,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agora_inference::cli::run_bench_decode(&a, &mut std::io::stdout().lock())?;
             return Ok(());
         }
+        // Training is CPU-bound and single-threaded (bit-exact replay needs a fixed thread
+        // count), so it runs without the async runtime.
+        Command::Train(a) => {
+            agora_training::cli::force_single_thread();
+            agora_training::cli::run_train(&a)?;
+            return Ok(());
+        }
+        Command::Bench(BenchTarget::Training(a)) => {
+            agora_training::cli::force_single_thread();
+            agora_training::cli::run_bench_cli(&a, &std::env::current_exe()?)?;
+            return Ok(());
+        }
         Command::Tee(cmd) => {
             if !tee::run(cmd)? {
                 std::process::exit(1);
@@ -171,6 +187,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Wallet(_)
             | Command::Tee(_)
             | Command::Model(_)
+            | Command::Train(_)
+            | Command::Bench(BenchTarget::Training(_))
             | Command::Bench(BenchTarget::Decode(_)) => {
                 unreachable!("handled before the runtime starts")
             }
