@@ -2,6 +2,8 @@
 
 mod devnet;
 mod tee;
+#[cfg(feature = "bft")]
+mod testnet;
 
 use agora_node::cli;
 use clap::{Parser, Subcommand};
@@ -48,6 +50,9 @@ enum Command {
     /// Trusted-execution tools.
     #[command(subcommand)]
     Tee(tee::TeeCommand),
+    /// Starts a local BFT cluster of validators on loopback.
+    #[cfg(feature = "bft")]
+    Testnet(testnet::TestnetArgs),
 }
 
 /// The subnets a miner can serve.
@@ -123,6 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(agora_compute::cli::run_compute_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
+            #[cfg(feature = "bft")]
+            Command::Testnet(a) => testnet::run(a).await,
             Command::Wallet(_) | Command::Tee(_) => {
                 unreachable!("handled before the runtime starts")
             }

@@ -29,6 +29,8 @@
 //! - On shutdown the engine finishes the block it is committing, then stops.
 
 pub mod bench;
+#[cfg(feature = "bft")]
+pub mod bft;
 pub mod cli;
 pub mod mempool;
 pub mod metrics;
