@@ -558,3 +558,90 @@ impl Verifier<AgoraContext> for KeyVerifier {
         Ok(verdict(&key, &proof.preimage(), &proof.signature))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arc_malachitebft_app_channel::app::types::core::ValidatorSet as _;
+
+    fn validator(n: u8, power: u64) -> Validator {
+        let key = PrivateKey::from([n; 32]).public_key();
+        Validator {
+            address: Address::of(&key),
+            public_key: key,
+            voting_power: power,
+        }
+    }
+
+    #[test]
+    fn validator_sets_are_checked_and_ordered() {
+        let set = ValidatorSet::new(vec![validator(3, 1), validator(1, 2), validator(2, 1)]).unwrap();
+        let addrs: Vec<Address> = set.validators().iter().map(|v| v.address).collect();
+        let mut sorted = addrs.clone();
+        sorted.sort();
+        assert_eq!(addrs, sorted);
+        assert_eq!(set.total_voting_power(), 4);
+        assert!(set.get_by_address(&validator(2, 1).address).is_some());
+        assert!(ValidatorSet::new(vec![]).is_err());
+        assert!(ValidatorSet::new(vec![validator(1, 1), validator(1, 1)]).is_err());
+        assert!(ValidatorSet::new(vec![validator(1, 0)]).is_err());
+        assert!(ValidatorSet::new(vec![validator(1, u64::MAX), validator(2, 1)]).is_err());
+    }
+
+    #[test]
+    fn proposers_rotate_by_height_and_round() {
+        let set = ValidatorSet::new((1..=4).map(|n| validator(n, 1)).collect()).unwrap();
+        let at = |h: u64, r: u32| proposer_of(&set, Height(h), Round::new(r)).address;
+        let mut seen: Vec<Address> = (1..=4).map(|h| at(h, 0)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "each validator proposes once in four heights");
+        assert_ne!(at(5, 0), at(5, 1), "a failed round passes the turn on");
+        assert_eq!(at(5, 1), at(6, 0));
+    }
+
+    #[tokio::test]
+    async fn signatures_bind_every_field() {
+        let key = PrivateKey::from([7; 32]);
+        let signer = KeySigner::new(key.clone());
+        let me = Address::of(&key.public_key());
+        let vote = AgoraContext.new_precommit_for_test(me);
+        let signed = signer.sign_vote(vote.clone()).await.unwrap();
+        let pk = key.public_key();
+        let ok = KeyVerifier
+            .verify_signed_vote(&vote, &signed.signature, &pk)
+            .await
+            .unwrap();
+        assert!(ok.is_valid());
+        let other = Vote {
+            height: Height(vote.height.0 + 1),
+            ..vote.clone()
+        };
+        let bad = KeyVerifier
+            .verify_signed_vote(&other, &signed.signature, &pk)
+            .await
+            .unwrap();
+        assert!(bad.is_invalid());
+        let prevote = Vote {
+            vote_type: VoteType::Prevote,
+            ..vote
+        };
+        let bad = KeyVerifier
+            .verify_signed_vote(&prevote, &signed.signature, &pk)
+            .await
+            .unwrap();
+        assert!(bad.is_invalid());
+    }
+
+    impl AgoraContext {
+        fn new_precommit_for_test(&self, me: Address) -> Vote {
+            mc::Context::new_precommit(
+                self,
+                Height(9),
+                Round::new(1),
+                NilOrVal::Val(Hash([1; 32])),
+                me,
+            )
+        }
+    }
+}

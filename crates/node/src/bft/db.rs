@@ -3,7 +3,7 @@
 //! the WAL brings back after a crash can still be committed, and re-streamed).
 
 use agora_primitives::Hash;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("commit_certificates");
@@ -48,7 +48,7 @@ impl StoredProposal {
 /// Why the consensus database failed.
 #[derive(Debug, thiserror::Error)]
 #[error("consensus database: {0}")]
-pub struct DbError(String);
+pub(crate) struct DbError(String);
 
 fn db_err(e: impl std::fmt::Display) -> DbError {
     DbError(e.to_string())
