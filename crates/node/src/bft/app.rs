@@ -166,7 +166,9 @@ impl App {
         consensus.p2p = P2pConfig {
             listen_addr: tcp_multiaddr(settings.listen),
             persistent_peers: settings.peers.iter().map(|a| tcp_multiaddr(*a)).collect(),
-            persistent_peers_only: true,
+            // Inbound connections come from ephemeral ports that match no configured
+            // address; votes are authenticated by signature, not by connection.
+            persistent_peers_only: false,
             pubsub_max_size: bytesize::ByteSize::b(MAX_MESSAGE_BYTES),
             rpc_max_size: bytesize::ByteSize::b(MAX_STREAM_BYTES as u64),
             ..P2pConfig::default()
