@@ -66,8 +66,7 @@ impl Drop for Cluster {
 pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
     let files = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms)?;
     if a.dir.exists() {
-        std::fs::remove_dir_all(&a.dir)
-            .with_context(|| format!("wiping {}", a.dir.display()))?;
+        std::fs::remove_dir_all(&a.dir).with_context(|| format!("wiping {}", a.dir.display()))?;
     }
     let exe = std::env::current_exe().context("locating the agora binary")?;
     let mut cluster = Cluster(Vec::new());

@@ -314,7 +314,8 @@ pub async fn start_bft_cluster(
         f.data_dir = root.join(&f.moniker);
         f.max_block_txs = max_block_txs;
     }
-    let addrs: Vec<(SocketAddr, SocketAddr)> = files.iter().map(|f| (f.rpc_addr, f.p2p_addr)).collect();
+    let addrs: Vec<(SocketAddr, SocketAddr)> =
+        files.iter().map(|f| (f.rpc_addr, f.p2p_addr)).collect();
     let mut nodes = Vec::with_capacity(n);
     for mut f in files {
         for (v, (rpc, p2p)) in f.validators.iter_mut().zip(&addrs) {
@@ -363,7 +364,10 @@ async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
     // --- BFT cluster ---
     let dir = temp_dir()?;
     let nodes = start_bft_cluster(a.nodes, dir.path(), &genesis, a.max_block_txs, 1000).await?;
-    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.rpc_addr())).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://{}", n.rpc_addr()))
+        .collect();
     eprintln!("bench: {} validators on {}", nodes.len(), urls.join(" "));
     wait_until("the first BFT block", Duration::from_secs(60), || {
         let h = nodes[0].head().number;
@@ -412,7 +416,10 @@ async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
         .get(samples.len().saturating_mul(9) / 10)
         .copied()
         .unwrap_or(0.0);
-    eprintln!("bench: finality p90 {p90:.1} ms over {} samples", samples.len());
+    eprintln!(
+        "bench: finality p90 {p90:.1} ms over {} samples",
+        samples.len()
+    );
 
     let txs = sign_all(transfer_specs(&senders, per), gh);
     let (bft_rate, n) = push(&nodes[0], &urls, txs, a.clients, a.batch).await?;
@@ -420,10 +427,14 @@ async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
     // Every node must hold the same chain.
     let head = nodes[0].head().number;
     for (i, node) in nodes.iter().enumerate() {
-        wait_until("all nodes at the same height", Duration::from_secs(30), || {
-            let h = node.head().number;
-            async move { Ok(h >= head) }
-        })
+        wait_until(
+            "all nodes at the same height",
+            Duration::from_secs(30),
+            || {
+                let h = node.head().number;
+                async move { Ok(h >= head) }
+            },
+        )
         .await?;
         let b = node
             .block_hash(head)?

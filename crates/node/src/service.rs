@@ -292,10 +292,19 @@ impl Shared {
         let sink = if forward { self.forward.get() } else { None };
         let mut to_forward = Vec::new();
         let mut pool = lock(&self.pool);
+        // A block may have committed since the snapshot above: with the pool locked (the
+        // engine updates the pool after each commit under this lock), re-read the
+        // signers' nonces, or a transaction could be pooled behind a stale state nonce and
+        // never become ready.
+        let fresh = self.store.snapshot().ok();
         let mut added = false;
         for c in checked {
             out.push(match c {
                 Ok((inc, state_nonce)) => {
+                    let state_nonce = fresh
+                        .as_ref()
+                        .and_then(|s| query::account(s, &inc.tx.signer).ok())
+                        .map_or(state_nonce, |a| a.nonce.max(state_nonce));
                     let hash = inc.hash;
                     let copy = sink.map(|_| inc.tx.clone());
                     match pool.insert(inc.tx, hash, inc.len, state_nonce) {

@@ -166,7 +166,8 @@ impl Cluster {
         let p2p: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], ports[n + i])))
             .collect();
-        let mut links: Vec<Vec<Option<Link>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut links: Vec<Vec<Option<Link>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut nodes = Vec::new();
         for (i, f) in files.iter_mut().enumerate() {
             f.rpc_addr = rpc[i];
@@ -386,7 +387,12 @@ async fn bft_agrees_survives_a_crash_catches_up_and_halts_without_quorum() {
     cluster.nodes[3].kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let halted = head(&cluster.nodes[0].url()).await.unwrap();
-    let gh = client(&cluster.nodes[0].url()).await.rpc().genesis_hash().await.unwrap();
+    let gh = client(&cluster.nodes[0].url())
+        .await
+        .rpc()
+        .genesis_hash()
+        .await
+        .unwrap();
     let pending = client(&cluster.nodes[0].url())
         .await
         .rpc()
@@ -408,7 +414,10 @@ async fn bft_agrees_survives_a_crash_catches_up_and_halts_without_quorum() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let c0 = client(&cluster.nodes[0].url()).await;
     while c0.rpc().receipt(pending).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "pending transaction never included");
+        assert!(
+            Instant::now() < deadline,
+            "pending transaction never included"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     acked.push(pending);
@@ -472,12 +481,20 @@ async fn bft_node_killed_while_committing_never_applies_a_block_twice() {
     let mut cluster = Cluster::start(4, false);
     let all = [0, 1, 2, 3];
     wait_height(&cluster, &all, 2, Duration::from_secs(60)).await;
-    let gh = client(&cluster.nodes[0].url()).await.rpc().genesis_hash().await.unwrap();
+    let gh = client(&cluster.nodes[0].url())
+        .await
+        .rpc()
+        .genesis_hash()
+        .await
+        .unwrap();
     // Background load from four senders through nodes 0..=2, so blocks carry
     // transactions while node 3 is killed at arbitrary moments of its commits.
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
-    for (k, who) in ["//Bob", "//Charlie", "//Dave", "//Eve"].into_iter().enumerate() {
+    for (k, who) in ["//Bob", "//Charlie", "//Dave", "//Eve"]
+        .into_iter()
+        .enumerate()
+    {
         let url = cluster.nodes[k % 3].url();
         let stop = stop.clone();
         load.push(tokio::spawn(async move {
@@ -486,7 +503,8 @@ async fn bft_node_killed_while_committing_never_applies_a_block_twice() {
             let mut acked = Vec::new();
             let mut nonce = 0;
             while !stop.load(Ordering::SeqCst) {
-                let batch: Vec<String> = (0..20).map(|i| transfer(gh, &pair, nonce + i, 1)).collect();
+                let batch: Vec<String> =
+                    (0..20).map(|i| transfer(gh, &pair, nonce + i, 1)).collect();
                 let last = batch.last().cloned().unwrap();
                 let out = c.rpc().submit_batch(batch).await.unwrap();
                 assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
@@ -550,5 +568,8 @@ async fn bft_equivocating_validator_does_not_break_safety() {
     assert_same_chain(&cluster, &all).await;
     assert_all_included(&cluster, &all, &acked).await;
     let log = std::fs::read_to_string(&cluster.nodes[3].log).unwrap_or_default();
-    assert!(log.contains("byzantine"), "the equivocating node did not run its proxy");
+    assert!(
+        log.contains("byzantine"),
+        "the equivocating node did not run its proxy"
+    );
 }

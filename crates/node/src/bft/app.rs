@@ -3,8 +3,8 @@
 
 use super::codec::{decode_commit_cert, encode_commit_cert, WireCodec};
 use super::context::{
-    proposer_of, round_code, round_from, Address, AgoraContext, BlockValue, Height,
-    KeySigner, KeyVerifier, ProposalPart, ValidatorSet,
+    proposer_of, round_code, round_from, Address, AgoraContext, BlockValue, Height, KeySigner,
+    KeyVerifier, ProposalPart, ValidatorSet,
 };
 use super::db::{ConsensusDb, StoredProposal};
 use super::{tcp_multiaddr, BftSettings};
@@ -20,15 +20,13 @@ use arc_malachitebft_app_channel::app::consensus::ProposedValue;
 use arc_malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use arc_malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use arc_malachitebft_app_channel::app::types::core::{
-    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, Validity,
-    VoteExtensions,
+    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, Validity, VoteExtensions,
 };
 use arc_malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use arc_malachitebft_app_channel::app::types::{Keypair, LocallyProposedValue, PeerId};
 use arc_malachitebft_app_channel::{
     start_engine, AppMsg, ByzantineContext, Channels, ConsensusContext, EngineBuilder,
-    NetworkContext, NetworkIdentity, NetworkMsg, RequestContext, Signer, SyncContext,
-    WalContext,
+    NetworkContext, NetworkIdentity, NetworkMsg, RequestContext, Signer, SyncContext, WalContext,
 };
 use arc_malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
 use bytes::Bytes;
@@ -190,16 +188,12 @@ impl App {
         let signer = KeySigner::new(self.key.clone());
         let peer_id = keypair.public().to_peer_id();
         let proof = signer
-            .sign_validator_proof(
-                self.inner.address.0.to_vec(),
-                peer_id.to_bytes(),
-            )
+            .sign_validator_proof(self.inner.address.0.to_vec(), peer_id.to_bytes())
             .await
             .map_err(|e| AppError::Start(format!("validator proof: {e}")))?;
-        let proof_bytes = arc_malachitebft_app_channel::app::types::codec::Codec::encode(
-            &WireCodec, &proof,
-        )
-        .map_err(|e| AppError::Start(e.to_string()))?;
+        let proof_bytes =
+            arc_malachitebft_app_channel::app::types::codec::Codec::encode(&WireCodec, &proof)
+                .map_err(|e| AppError::Start(e.to_string()))?;
         let identity = NetworkIdentity::new_validator(
             settings.moniker.clone(),
             keypair,
@@ -242,7 +236,9 @@ impl App {
                     config: faults,
                     signer: Box::new(signer.clone()),
                     address: self.inner.address,
-                    conflicting_value_fn: Some(Box::new(move |v: &BlockValue| BlockValue(flip(v.0)))),
+                    conflicting_value_fn: Some(Box::new(move |v: &BlockValue| {
+                        BlockValue(flip(v.0))
+                    })),
                     conflicting_vote_value_fn: Some(Box::new(move |v: Option<&Hash>| {
                         flip(v.copied().unwrap_or_default())
                     })),
@@ -509,12 +505,20 @@ async fn stream_parts(
     id.extend_from_slice(&round_code(round).to_be_bytes());
     let id = StreamId::new(Bytes::from(id));
     let mut parts = vec![init];
-    parts.extend(block.chunks(PART_BYTES).map(|c| ProposalPart::Data(c.to_vec())));
+    parts.extend(
+        block
+            .chunks(PART_BYTES)
+            .map(|c| ProposalPart::Data(c.to_vec())),
+    );
     parts.push(ProposalPart::Fin(hash));
     let mut seq = 0u64;
     for p in parts {
         let msg = StreamMessage::new(id.clone(), seq, StreamContent::Data(p));
-        if network.send(NetworkMsg::PublishProposalPart(msg)).await.is_err() {
+        if network
+            .send(NetworkMsg::PublishProposalPart(msg))
+            .await
+            .is_err()
+        {
             return;
         }
         seq += 1;
@@ -592,8 +596,9 @@ fn build_proposal(inner: &Inner, height: Height, round: Round) -> Result<(Hash, 
     }
     let candidates = lock(&inner.shared.pool).select(inner.max_block_txs);
     let snap = inner.shared.store.snapshot().map_err(|e| e.to_string())?;
-    let (executed, rejected) = build_block(&snap, &parent, now_ms(), candidates, inner.max_block_txs)
-        .map_err(|e| e.to_string())?;
+    let (executed, rejected) =
+        build_block(&snap, &parent, now_ms(), candidates, inner.max_block_txs)
+            .map_err(|e| e.to_string())?;
     drop(snap);
     let dropped = inner.shared.drop_rejected(rejected);
     inner.shared.notify_dropped(&dropped);
@@ -619,16 +624,30 @@ fn build_proposal(inner: &Inner, height: Height, round: Round) -> Result<(Hash, 
 
 /// Decodes and re-executes a block: signatures verified, roots compared, timestamp sane.
 fn execute_received(inner: &Inner, block_bytes: &[u8]) -> Result<ExecutedBlock, String> {
-    let block = Block::decode_all(&mut &block_bytes[..]).map_err(|e| format!("undecodable block: {e}"))?;
+    let block =
+        Block::decode_all(&mut &block_bytes[..]).map_err(|e| format!("undecodable block: {e}"))?;
     let parent = inner.shared.head().header;
     if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_AHEAD_MS) {
         return Err("block timestamp is in the future".into());
     }
-    if let Some(i) = verify_all(&block.txs).iter().position(|ok| !ok) {
-        return Err(format!("transaction {i} has a bad signature"));
+    // Transactions in this node's pool passed the same check at admission (the pool is
+    // keyed by the hash, which covers the signature): verify only the others.
+    let unknown: Vec<usize> = {
+        let pool = lock(&inner.shared.pool);
+        (0..block.txs.len())
+            .filter(|&i| !pool.contains(&block.txs[i].hash()))
+            .collect()
+    };
+    let to_check: Vec<_> = unknown.iter().map(|&i| block.txs[i].clone()).collect();
+    if let Some(k) = verify_all(&to_check).iter().position(|ok| !ok) {
+        return Err(format!(
+            "transaction {} has a bad signature",
+            unknown.get(k).copied().unwrap_or(k)
+        ));
     }
     let snap = inner.shared.store.snapshot().map_err(|e| e.to_string())?;
-    execute_block(&snap, &parent, &block, SignatureCheck::AlreadyVerified).map_err(|e| e.to_string())
+    execute_block(&snap, &parent, &block, SignatureCheck::AlreadyVerified)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a fully received proposal; stores it when valid.
@@ -655,8 +674,7 @@ async fn check_proposal(
     // A proposal for the height after the one being committed arrives while this node
     // finishes that commit: wait for it briefly rather than miss the proposal.
     let deadline = Instant::now() + EARLY_PROPOSAL_WAIT;
-    while inner.shared.head().number.saturating_add(2) == height.0 && Instant::now() < deadline
-    {
+    while inner.shared.head().number.saturating_add(2) == height.0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let head = inner.shared.head().number;

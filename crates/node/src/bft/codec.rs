@@ -5,11 +5,12 @@
 //! input, unknown tags, oversized lengths and trailing bytes are errors.
 
 use super::context::{
-    round_code, round_from, Address, AgoraContext, BlockValue, Height, Proposal, ProposalPart,
-    Vote,
+    round_code, round_from, Address, AgoraContext, BlockValue, Height, Proposal, ProposalPart, Vote,
 };
 use agora_primitives::Hash;
-use arc_malachitebft_app_channel::app::consensus::{LivenessMsg, ProposedValue, SignedConsensusMsg};
+use arc_malachitebft_app_channel::app::consensus::{
+    LivenessMsg, ProposedValue, SignedConsensusMsg,
+};
 use arc_malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use arc_malachitebft_app_channel::app::types::codec::{Codec, HasEncodedLen};
 use arc_malachitebft_app_channel::app::types::core::{
@@ -449,7 +450,10 @@ impl Codec<SignedConsensusMsg<AgoraContext>> for WireCodec {
             }
             1 => {
                 let p = get_proposal(r)?;
-                Ok(SignedConsensusMsg::Proposal(SignedMessage::new(p, r.sig()?)))
+                Ok(SignedConsensusMsg::Proposal(SignedMessage::new(
+                    p,
+                    r.sig()?,
+                )))
             }
             t => Err(bad(format!("consensus message tag {t}"))),
         })
@@ -718,7 +722,9 @@ mod tests {
         assert_eq!(back, msg);
         // Every strict prefix is refused, never a panic.
         for n in 0..bytes.len() {
-            assert!(Codec::<SignedConsensusMsg<AgoraContext>>::decode(&c, bytes.slice(..n)).is_err());
+            assert!(
+                Codec::<SignedConsensusMsg<AgoraContext>>::decode(&c, bytes.slice(..n)).is_err()
+            );
         }
         let prop = Proposal {
             height: Height(3),

@@ -489,7 +489,10 @@ impl Signer<AgoraContext> for KeySigner {
     ) -> SignResult<ValidatorProof<AgoraContext>> {
         let signature = self
             .key
-            .sign(&ValidatorProof::<AgoraContext>::signing_bytes(&public_key, &peer_id));
+            .sign(&ValidatorProof::<AgoraContext>::signing_bytes(
+                &public_key,
+                &peer_id,
+            ));
         Ok(ValidatorProof::new(public_key, peer_id, signature))
     }
 }
@@ -503,13 +506,10 @@ fn verdict(
     msg: &[u8],
     sig: &Signature,
 ) -> arc_malachitebft_signing::VerificationResult {
-    arc_malachitebft_signing::VerificationResult::from_bool(
-        key.verify(msg, sig).is_ok(),
-    )
+    arc_malachitebft_signing::VerificationResult::from_bool(key.verify(msg, sig).is_ok())
 }
 
-type VerifyResult =
-    SignResult<arc_malachitebft_signing::VerificationResult>;
+type VerifyResult = SignResult<arc_malachitebft_signing::VerificationResult>;
 
 #[async_trait]
 impl Verifier<AgoraContext> for KeyVerifier {
@@ -528,7 +528,11 @@ impl Verifier<AgoraContext> for KeyVerifier {
         signature: &Signature,
         public_key: &PublicKey,
     ) -> VerifyResult {
-        Ok(verdict(public_key, &proposal_sign_bytes(proposal), signature))
+        Ok(verdict(
+            public_key,
+            &proposal_sign_bytes(proposal),
+            signature,
+        ))
     }
 
     async fn verify_signed_vote_extension(
@@ -545,10 +549,7 @@ impl Verifier<AgoraContext> for KeyVerifier {
         ))
     }
 
-    async fn verify_validator_proof(
-        &self,
-        proof: &ValidatorProof<AgoraContext>,
-    ) -> VerifyResult {
+    async fn verify_validator_proof(&self, proof: &ValidatorProof<AgoraContext>) -> VerifyResult {
         let Ok(bytes) = <[u8; 32]>::try_from(proof.public_key.as_slice()) else {
             return Ok(arc_malachitebft_signing::VerificationResult::Invalid);
         };
@@ -575,7 +576,8 @@ mod tests {
 
     #[test]
     fn validator_sets_are_checked_and_ordered() {
-        let set = ValidatorSet::new(vec![validator(3, 1), validator(1, 2), validator(2, 1)]).unwrap();
+        let set =
+            ValidatorSet::new(vec![validator(3, 1), validator(1, 2), validator(2, 1)]).unwrap();
         let addrs: Vec<Address> = set.validators().iter().map(|v| v.address).collect();
         let mut sorted = addrs.clone();
         sorted.sort();
@@ -595,7 +597,11 @@ mod tests {
         let mut seen: Vec<Address> = (1..=4).map(|h| at(h, 0)).collect();
         seen.sort();
         seen.dedup();
-        assert_eq!(seen.len(), 4, "each validator proposes once in four heights");
+        assert_eq!(
+            seen.len(),
+            4,
+            "each validator proposes once in four heights"
+        );
         assert_ne!(at(5, 0), at(5, 1), "a failed round passes the turn on");
         assert_eq!(at(5, 1), at(6, 0));
     }

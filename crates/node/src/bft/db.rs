@@ -102,8 +102,7 @@ impl ConsensusDb {
     pub(crate) fn proposal(&self, hash: &Hash) -> Result<Option<StoredProposal>, DbError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(PROPOSALS).map_err(db_err)?;
-        Ok(t
-            .get(&hash.0)
+        Ok(t.get(&hash.0)
             .map_err(db_err)?
             .and_then(|v| StoredProposal::decode(v.value())))
     }

@@ -341,16 +341,26 @@ pub(crate) fn spawn(
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the consensus runtime");
-                    shared.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    shared
+                        .shutdown
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
             };
             rt.block_on(async move {
                 let forwarder = tokio::spawn(forward.run());
-                let app = app::App::new(shared.clone(), db, settings.clone(), block_time, max_block_txs);
+                let app = app::App::new(
+                    shared.clone(),
+                    db,
+                    settings.clone(),
+                    block_time,
+                    max_block_txs,
+                );
                 if let Err(e) = app.run(settings, wal).await {
                     tracing::error!(error = %e, "consensus engine stopped");
-                    shared.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    shared
+                        .shutdown
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 forwarder.abort();
             });
