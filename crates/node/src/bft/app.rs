@@ -160,8 +160,7 @@ impl App {
 
     /// Starts Malachite and serves it until the node shuts down.
     pub(crate) async fn run(mut self, settings: BftSettings, wal: PathBuf) -> Result<(), AppError> {
-        let mut consensus = ConsensusConfig::default();
-        consensus.p2p = P2pConfig {
+        let p2p = P2pConfig {
             listen_addr: tcp_multiaddr(settings.listen),
             persistent_peers: settings.peers.iter().map(|a| tcp_multiaddr(*a)).collect(),
             // Inbound connections come from ephemeral ports that match no configured
@@ -170,6 +169,10 @@ impl App {
             pubsub_max_size: bytesize::ByteSize::b(MAX_MESSAGE_BYTES),
             rpc_max_size: bytesize::ByteSize::b(MAX_STREAM_BYTES as u64),
             ..P2pConfig::default()
+        };
+        let consensus = ConsensusConfig {
+            p2p,
+            ..ConsensusConfig::default()
         };
         let value_sync = ValueSyncConfig {
             status_update_interval: Duration::from_millis(500),
