@@ -572,4 +572,15 @@ async fn bft_equivocating_validator_does_not_break_safety() {
         log.contains("byzantine"),
         "the equivocating node did not run its proxy"
     );
+    // The honest nodes saw the conflicting messages and kept them as evidence.
+    let seen = (0..3).any(|i| {
+        std::fs::read_to_string(&cluster.nodes[i].log)
+            .unwrap_or_default()
+            .contains("quivocation")
+    });
+    assert!(
+        seen,
+        "no honest node observed an equivocation\n{}",
+        cluster.logs()
+    );
 }
