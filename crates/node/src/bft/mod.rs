@@ -24,6 +24,8 @@
 //! One TOML file per node ([`BftFile`]): the consensus key, the P2P and RPC addresses,
 //! and the validator set with the addresses this node reaches each validator at.
 //! `agora testnet` writes such files for a local cluster.
+//! The validator set is the configured one, fixed for the chain's life: the ledger holds
+//! no registry of consensus keys yet from which a set could be derived per height.
 
 mod app;
 pub mod codec;
