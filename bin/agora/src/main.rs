@@ -2,6 +2,8 @@
 
 mod devnet;
 mod tee;
+#[cfg(feature = "bft")]
+mod testnet;
 
 use agora_node::cli;
 use clap::{Parser, Subcommand};
@@ -56,6 +58,9 @@ enum Command {
     Tee(tee::TeeCommand),
     /// Runs the OpenAI-compatible inference gateway, or manages its API keys.
     Gateway(agora_gateway::cli::GatewayCli),
+    /// Starts a local BFT cluster of validators on loopback.
+    #[cfg(feature = "bft")]
+    Testnet(testnet::TestnetArgs),
 }
 
 /// Benchmarks.
@@ -184,6 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(agora_inference::neuron_cli::run_inference_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
+            #[cfg(feature = "bft")]
+            Command::Testnet(a) => testnet::run(a).await,
             Command::Wallet(_)
             | Command::Tee(_)
             | Command::Model(_)

@@ -33,6 +33,37 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// Transfers and 256-weight `set_weights` through a real node.
     Ledger(LedgerBenchArgs),
+    /// A BFT cluster on loopback: finality and transfer throughput, with the solo
+    /// engine's transfer throughput measured in the same run.
+    #[cfg(feature = "bft")]
+    Bft(BftBenchArgs),
+}
+
+/// `agora bench bft` settings.
+#[cfg(feature = "bft")]
+#[derive(Args, Debug, Clone)]
+pub struct BftBenchArgs {
+    /// Validators in the cluster.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Signed transfers to push (to every node in turn), for each engine.
+    #[arg(long, default_value_t = 40_000)]
+    pub transfers: usize,
+    /// Accounts sending transfers.
+    #[arg(long, default_value_t = 64)]
+    pub accounts: usize,
+    /// Concurrent client tasks.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Transactions per `agora_submitBatch` request.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Single transfers timed from submission to commit.
+    #[arg(long, default_value_t = 30)]
+    pub finality_samples: usize,
+    /// Most transactions per block (both engines).
+    #[arg(long, default_value_t = crate::bft::DEFAULT_BFT_MAX_BLOCK_TXS)]
+    pub max_block_txs: usize,
 }
 
 /// `agora bench ledger` settings.
@@ -90,7 +121,7 @@ fn sign_all(specs: Vec<(Pair, u64, Call)>, genesis_hash: Hash) -> Vec<SignedTx> 
 /// admitted one; returns committed transactions per second.
 async fn push(
     node: &NodeHandle,
-    url: &str,
+    urls: &[String],
     txs: Vec<SignedTx>,
     clients: usize,
     batch: usize,
@@ -112,7 +143,10 @@ async fn push(
     let before = metrics.txs.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for shard in shards {
+    for (i, shard) in shards.into_iter().enumerate() {
+        let url = urls
+            .get(i % urls.len().max(1))
+            .ok_or_else(|| bench_err("no node to push to"))?;
         let client = Client::connect(url).await?;
         tasks.push(tokio::spawn(async move {
             let mut admitted = 0u64;
@@ -197,7 +231,228 @@ where
 pub async fn run(a: BenchArgs) -> Result<(), NodeError> {
     match a.target {
         BenchTarget::Ledger(l) => ledger(l).await,
+        #[cfg(feature = "bft")]
+        BenchTarget::Bft(b) => bft(b).await,
     }
+}
+
+#[cfg(feature = "bft")]
+fn temp_dir() -> Result<tempfile::TempDir, NodeError> {
+    tempfile::tempdir().map_err(|e| NodeError::Io {
+        path: "temporary directory".into(),
+        source: e,
+    })
+}
+
+#[cfg(feature = "bft")]
+/// The development genesis with `senders` funded.
+fn funded_genesis(name: &str, senders: &[Pair]) -> GenesisConfig {
+    let mut genesis = GenesisConfig::dev();
+    genesis.chain_name = name.into();
+    genesis
+        .endowed
+        .extend(senders.iter().map(|p| (p.account(), 1_000 * RAO_PER_TOKEN)));
+    genesis
+}
+
+#[cfg(feature = "bft")]
+/// Each sender pays the next one `per` times (nonces from 0).
+fn transfer_specs(senders: &[Pair], per: usize) -> Vec<(Pair, u64, Call)> {
+    senders
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let dest = senders[(i + 1) % senders.len()].account();
+            (0..per as u64).map(move |n| {
+                (
+                    p.clone(),
+                    n,
+                    Call::Transfer {
+                        dest,
+                        amount_rao: 1 + n,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(feature = "bft")]
+fn free_ports(n: usize) -> Result<Vec<u16>, NodeError> {
+    // Bound together so that no two are the same; released just before the nodes bind.
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NodeError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source: e,
+        })?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NodeError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source: e,
+        })
+}
+
+/// Starts `n` BFT validators in this process on loopback, on `genesis`.
+#[cfg(feature = "bft")]
+pub async fn start_bft_cluster(
+    n: usize,
+    root: &std::path::Path,
+    genesis: &GenesisConfig,
+    max_block_txs: usize,
+    block_time_ms: u64,
+) -> Result<Vec<NodeHandle>, NodeError> {
+    let mut files = crate::bft::local_cluster(n, 1, 1, block_time_ms)?;
+    let ports = free_ports(2 * n)?;
+    for (i, f) in files.iter_mut().enumerate() {
+        f.rpc_addr = SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        f.p2p_addr = SocketAddr::from(([127, 0, 0, 1], ports[n + i]));
+        f.data_dir = root.join(&f.moniker);
+        f.max_block_txs = max_block_txs;
+    }
+    let addrs: Vec<(SocketAddr, SocketAddr)> =
+        files.iter().map(|f| (f.rpc_addr, f.p2p_addr)).collect();
+    let mut nodes = Vec::with_capacity(n);
+    for mut f in files {
+        for (v, (rpc, p2p)) in f.validators.iter_mut().zip(&addrs) {
+            v.rpc_addr = *rpc;
+            v.p2p_addr = *p2p;
+        }
+        let (mut config, settings) = f.settings()?;
+        config.genesis = Some(genesis.clone());
+        nodes.push(crate::bft::start(config, settings).await?);
+    }
+    Ok(nodes)
+}
+
+#[cfg(feature = "bft")]
+async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
+    if a.accounts == 0 || a.nodes == 0 {
+        return Err(bench_err("need at least one account and one node"));
+    }
+    let senders: Vec<Pair> = (0..a.accounts)
+        .into_par_iter()
+        .map(|i| Pair::from_uri(&format!("//bench/sender/{i}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| bench_err(e.to_string()))?;
+    let genesis = funded_genesis("agora-bench-bft", &senders);
+    let per = a.transfers / a.accounts;
+
+    // --- solo engine, same transactions ---
+    let solo_dir = temp_dir()?;
+    let config = NodeConfig {
+        block_time: Duration::from_millis(100),
+        instant: true,
+        max_block_txs: a.max_block_txs,
+        genesis: Some(genesis.clone()),
+        ..NodeConfig::dev(
+            solo_dir.path().join("node"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    };
+    let node = start(config).await?;
+    let url = format!("http://{}", node.rpc_addr());
+    let txs = sign_all(transfer_specs(&senders, per), node.genesis_hash());
+    let (solo_rate, n) = push(&node, &[url], txs, a.clients, a.batch).await?;
+    eprintln!("bench: solo engine committed {n} transfers");
+    node.stop().await;
+
+    // --- BFT cluster ---
+    let dir = temp_dir()?;
+    let nodes = start_bft_cluster(a.nodes, dir.path(), &genesis, a.max_block_txs, 1000).await?;
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://{}", n.rpc_addr()))
+        .collect();
+    eprintln!("bench: {} validators on {}", nodes.len(), urls.join(" "));
+    wait_until("the first BFT block", Duration::from_secs(60), || {
+        let h = nodes[0].head().number;
+        async move { Ok(h >= 1) }
+    })
+    .await?;
+    let gh = nodes[0].genesis_hash();
+
+    // Finality: one transfer at a time, submitted to each node in turn, timed until the
+    // node it was submitted to has committed it.
+    let alice = Pair::from_uri("//Alice").map_err(|e| bench_err(e.to_string()))?;
+    let bob = Pair::from_uri("//Bob").map_err(|e| bench_err(e.to_string()))?;
+    let mut clients = Vec::new();
+    for u in &urls {
+        clients.push(Client::connect(u).await?);
+    }
+    let mut samples = Vec::with_capacity(a.finality_samples);
+    for k in 0..a.finality_samples {
+        let tx = TxPayload {
+            genesis_hash: gh,
+            nonce: k as u64,
+            valid_from: 0,
+            valid_until: VALID_UNTIL,
+            tip_rao: 0,
+            call: Call::Transfer {
+                dest: bob.account(),
+                amount_rao: 1,
+            },
+        }
+        .sign(&alice);
+        let c = &clients[k % clients.len()];
+        let t0 = Instant::now();
+        let r = c
+            .rpc()
+            .submit_and_wait(tx_to_hex(&tx), Some(30_000))
+            .await
+            .map_err(agora_client::ClientError::from)?;
+        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if let Some(e) = r.error {
+            return Err(bench_err(format!("finality transfer failed: {e:?}")));
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+    let p90 = samples
+        .get(samples.len().saturating_mul(9) / 10)
+        .copied()
+        .unwrap_or(0.0);
+    eprintln!(
+        "bench: finality p90 {p90:.1} ms over {} samples",
+        samples.len()
+    );
+
+    let txs = sign_all(transfer_specs(&senders, per), gh);
+    let (bft_rate, n) = push(&nodes[0], &urls, txs, a.clients, a.batch).await?;
+    eprintln!("bench: BFT cluster committed {n} transfers");
+    // Every node must hold the same chain.
+    let head = nodes[0].head().number;
+    for (i, node) in nodes.iter().enumerate() {
+        wait_until(
+            "all nodes at the same height",
+            Duration::from_secs(30),
+            || {
+                let h = node.head().number;
+                async move { Ok(h >= head) }
+            },
+        )
+        .await?;
+        let b = node
+            .block_hash(head)?
+            .ok_or_else(|| bench_err(format!("node {i} lacks block {head}")))?;
+        let b0 = nodes[0]
+            .block_hash(head)?
+            .ok_or_else(|| bench_err("node 0 lacks its head"))?;
+        if b != b0 {
+            return Err(bench_err(format!("node {i} diverged at block {head}")));
+        }
+    }
+    println!("finality_ms: {median:.1} ms");
+    println!("bft_transfers_per_s: {} tx/s", bft_rate.round() as u64);
+    println!("solo_transfers_per_s: {} tx/s", solo_rate.round() as u64);
+    for node in nodes {
+        node.stop().await;
+    }
+    Ok(())
 }
 
 async fn ledger(a: LedgerBenchArgs) -> Result<(), NodeError> {
@@ -263,7 +518,7 @@ async fn ledger(a: LedgerBenchArgs) -> Result<(), NodeError> {
         })
         .collect();
     let txs = sign_all(specs, gh);
-    let (rate, n) = push(&node, &url, txs, a.clients, a.batch).await?;
+    let (rate, n) = push(&node, std::slice::from_ref(&url), txs, a.clients, a.batch).await?;
     eprintln!("bench: {n} transfers committed");
     println!("transfers_per_s: {}", rate.round() as u64);
 
@@ -316,7 +571,7 @@ async fn ledger(a: LedgerBenchArgs) -> Result<(), NodeError> {
         nonce += 1;
     }
     let setup = sign_all(setup, gh);
-    let (_, n) = push(&node, &url, setup, 1, 1_000).await?;
+    let (_, n) = push(&node, std::slice::from_ref(&url), setup, 1, 1_000).await?;
     eprintln!("bench: {n} setup transactions committed");
     let validators: Vec<Pair> = hotkeys.iter().take(a.validators).cloned().collect();
     let vset: Vec<_> = validators.iter().map(Pair::account).collect();
@@ -368,7 +623,7 @@ async fn ledger(a: LedgerBenchArgs) -> Result<(), NodeError> {
         })
         .collect();
     let txs = sign_all(specs, gh);
-    let (rate, n) = push(&node, &url, txs, a.clients, a.batch).await?;
+    let (rate, n) = push(&node, std::slice::from_ref(&url), txs, a.clients, a.batch).await?;
     eprintln!("bench: {n} set_weights committed");
     println!("set_weights_256_per_s: {}", rate.round() as u64);
     node.stop().await;

@@ -75,6 +75,13 @@ pub struct NodeArgs {
     /// Most transactions per block.
     #[arg(long, default_value_t = DEFAULT_MAX_BLOCK_TXS)]
     pub max_block_txs: usize,
+    /// Run as a BFT validator: blocks are decided with the other validators listed in
+    /// `--config` (needs a binary built with the `bft` feature).
+    #[arg(long, requires = "config")]
+    pub bft: bool,
+    /// The BFT node's configuration file (`node.toml`, as `agora testnet` writes).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `agora node` subcommands.
@@ -92,6 +99,9 @@ pub enum NodeCommand {
 pub async fn run_node(args: NodeArgs) -> Result<(), NodeError> {
     if let Some(NodeCommand::Replay { data_dir }) = args.command {
         return run_replay(&data_dir);
+    }
+    if args.bft {
+        return run_bft_node(args.config.as_deref()).await;
     }
     let config = NodeConfig {
         data_dir: args.data_dir,
@@ -118,6 +128,35 @@ pub async fn run_node(args: NodeArgs) -> Result<(), NodeError> {
     tracing::info!("shutting down");
     node.stop().await;
     Ok(())
+}
+
+#[cfg(feature = "bft")]
+async fn run_bft_node(config: Option<&std::path::Path>) -> Result<(), NodeError> {
+    let path = config.ok_or_else(|| NodeError::Input("--bft needs --config <node.toml>".into()))?;
+    let file = crate::bft::BftFile::load(path)?;
+    let (config, settings) = file.settings()?;
+    let node = crate::bft::start(config, settings).await?;
+    println!(
+        "agora node: rpc=http://{} genesis={} bft={}",
+        node.rpc_addr(),
+        node.genesis_hash(),
+        file.p2p_addr
+    );
+    if let Some(m) = node.metrics_addr() {
+        println!("agora node: metrics=http://{m}/metrics");
+    }
+    let _ = std::io::stdout().flush();
+    wait_for_stop(&node).await;
+    tracing::info!("shutting down");
+    node.stop().await;
+    Ok(())
+}
+
+#[cfg(not(feature = "bft"))]
+async fn run_bft_node(_config: Option<&std::path::Path>) -> Result<(), NodeError> {
+    Err(NodeError::Input(
+        "this binary was built without BFT support (cargo feature `bft`)".into(),
+    ))
 }
 
 async fn wait_for_stop(node: &crate::NodeHandle) {

@@ -1,5 +1,7 @@
 //! Agora's node: the solo block engine, the mempool, JSON-RPC over HTTP and WebSocket,
 //! Prometheus metrics, and the node-facing CLI verbs ([`cli`]) that the `agora` binary calls.
+//! With cargo feature `bft`, blocks can instead be decided by Tendermint rounds among a set
+//! of validators on Malachite (`bft`), through the same build, execute and commit path.
 //!
 //! # Flow
 //! `agora_submitTransaction` / `agora_submitBatch` → hex and SCALE decoding → signature
@@ -29,6 +31,8 @@
 //! - On shutdown the engine finishes the block it is committing, then stops.
 
 pub mod bench;
+#[cfg(feature = "bft")]
+pub mod bft;
 pub mod cli;
 pub mod mempool;
 pub mod metrics;

@@ -357,6 +357,29 @@ pub(crate) async fn serve(
         addr: addr.to_string(),
         source: e,
     })?;
-    let handle = server.start(RpcImpl { shared }.into_rpc());
+    let mut module = RpcImpl {
+        shared: shared.clone(),
+    }
+    .into_rpc();
+    // Transactions another node forwards: admitted like `agora_submitBatch` but never
+    // forwarded again, so a transaction crosses each link at most once.
+    module
+        .register_async_method("agora_forwardBatch", move |params, _, _| {
+            let shared = shared.clone();
+            async move {
+                let txs: Vec<String> = params.one()?;
+                if txs.len() > MAX_BATCH_TXS {
+                    return Err(err(codes::INVALID_PARAMS, "batch too large"));
+                }
+                let max = shared.params.max_tx_bytes;
+                let batch = txs.iter().map(|h| decode_tx_hex(h, max)).collect();
+                let admitted = tokio::task::spawn_blocking(move || shared.admit_from(batch, false))
+                    .await
+                    .map_err(|e| err(codes::STORAGE, format!("admission task failed: {e}")))?;
+                Ok::<usize, ErrorObjectOwned>(admitted.iter().filter(|r| r.is_ok()).count())
+            }
+        })
+        .map_err(|e| NodeError::Config(format!("cannot register a method: {e}")))?;
+    let handle = server.start(module);
     Ok((handle, local))
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, oneshot};
 
@@ -87,16 +87,18 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) genesis_hash: Hash,
     pub(crate) params: ChainParams,
-    pool: Mutex<Mempool>,
-    wake: Condvar,
+    pub(crate) pool: Mutex<Mempool>,
+    pub(crate) wake: Condvar,
     head: RwLock<HeadInfo>,
     waiters: Mutex<HashMap<Hash, Vec<oneshot::Sender<WaitResult>>>>,
     pub(crate) blocks: broadcast::Sender<Arc<Committed>>,
     pub(crate) metrics: Arc<Metrics>,
-    shutdown: AtomicBool,
+    pub(crate) shutdown: AtomicBool,
+    /// Where newly admitted client transactions go to reach other validators (BFT only).
+    pub(crate) forward: OnceLock<tokio::sync::mpsc::Sender<Vec<SignedTx>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -213,6 +215,16 @@ impl Shared {
         &self,
         batch: Vec<Result<Incoming, TxError>>,
     ) -> Vec<Result<Hash, Refusal>> {
+        self.admit_from(batch, true)
+    }
+
+    /// [`Shared::admit`]; `forward` says whether transactions new to this node are passed
+    /// on to the other validators (not for those that another node forwarded already).
+    pub(crate) fn admit_from(
+        &self,
+        batch: Vec<Result<Incoming, TxError>>,
+        forward: bool,
+    ) -> Vec<Result<Hash, Refusal>> {
         if self.is_shutting_down() {
             return batch.iter().map(|_| Err(Refusal::ShuttingDown)).collect();
         }
@@ -277,15 +289,28 @@ impl Shared {
         }
         drop(snap);
         let mut out = Vec::with_capacity(checked.len());
+        let sink = if forward { self.forward.get() } else { None };
+        let mut to_forward = Vec::new();
         let mut pool = lock(&self.pool);
+        // A block may have committed since the snapshot above: with the pool locked (the
+        // engine updates the pool after each commit under this lock), re-read the
+        // signers' nonces, or a transaction could be pooled behind a stale state nonce and
+        // never become ready.
+        let fresh = self.store.snapshot().ok();
         let mut added = false;
         for c in checked {
             out.push(match c {
                 Ok((inc, state_nonce)) => {
+                    let state_nonce = fresh
+                        .as_ref()
+                        .and_then(|s| query::account(s, &inc.tx.signer).ok())
+                        .map_or(state_nonce, |a| a.nonce.max(state_nonce));
                     let hash = inc.hash;
+                    let copy = sink.map(|_| inc.tx.clone());
                     match pool.insert(inc.tx, hash, inc.len, state_nonce) {
                         Ok(()) => {
                             added = true;
+                            to_forward.extend(copy);
                             Ok(hash)
                         }
                         Err(p) => Err(Refusal::Pool(p)),
@@ -307,6 +332,13 @@ impl Shared {
             .fetch_add(refused as u64, Ordering::Relaxed);
         if added {
             self.wake.notify_all();
+        }
+        if let Some(sink) = sink {
+            // A full forwarding queue only delays a transaction's spread: it is in this
+            // node's pool and is proposed when this node's turn comes.
+            if !to_forward.is_empty() && sink.try_send(to_forward).is_err() {
+                tracing::debug!("forwarding queue full; transactions stay local");
+            }
         }
         out
     }
@@ -350,7 +382,7 @@ impl Shared {
         )))
     }
 
-    fn notify_dropped(&self, dropped: &[Dropped]) {
+    pub(crate) fn notify_dropped(&self, dropped: &[Dropped]) {
         if dropped.is_empty() {
             return;
         }
@@ -383,6 +415,43 @@ impl Shared {
         let snap = self.store.snapshot()?;
         let (executed, rejected) = build_block(&snap, &parent, now_ms, candidates, max_block_txs)?;
         drop(snap);
+        let dropped = self.drop_rejected(rejected);
+        self.commit_executed(executed, dropped, started)
+    }
+
+    /// Removes from the pool the transactions a block build refused for good (a future
+    /// nonce or a window not yet open keeps them); returns them for [`Self::notify_dropped`].
+    pub(crate) fn drop_rejected(&self, rejected: Vec<agora_ledger::Rejected>) -> Vec<Dropped> {
+        let mut dropped = Vec::new();
+        if rejected.is_empty() {
+            return dropped;
+        }
+        let mut pool = lock(&self.pool);
+        for r in rejected {
+            let keep = match &r.error {
+                TxError::FutureNonce { .. } => true,
+                TxError::OutsideWindow { from, block, .. } => block < from,
+                _ => false,
+            };
+            if !keep && pool.remove(&r.tx_hash) {
+                dropped.push(Dropped {
+                    hash: r.tx_hash,
+                    error: r.error,
+                });
+            }
+        }
+        dropped
+    }
+
+    /// Durably commits an executed block, then updates the head, the pool, the metrics and
+    /// tells waiters and subscribers. `dropped` are transactions already removed from the
+    /// pool whose waiters learn it now.
+    pub(crate) fn commit_executed(
+        &self,
+        executed: agora_ledger::ExecutedBlock,
+        mut dropped: Vec<Dropped>,
+        started: Instant,
+    ) -> Result<(), NodeError> {
         self.store.commit_block(&executed)?;
         let header = executed.block.header.clone();
         let number = header.number;
@@ -393,23 +462,9 @@ impl Shared {
             header,
         };
         *self.head.write().unwrap_or_else(|p| p.into_inner()) = head.clone();
-        let mut dropped = Vec::new();
         {
             let mut pool = lock(&self.pool);
             dropped.extend(pool.on_included(executed.block.txs.iter()));
-            for r in rejected {
-                let keep = match &r.error {
-                    TxError::FutureNonce { .. } => true,
-                    TxError::OutsideWindow { from, block, .. } => block < from,
-                    _ => false,
-                };
-                if !keep && pool.remove(&r.tx_hash) {
-                    dropped.push(Dropped {
-                        hash: r.tx_hash,
-                        error: r.error,
-                    });
-                }
-            }
             dropped.extend(pool.drop_expired(number.saturating_add(1)));
             self.metrics
                 .mempool_txs
@@ -578,6 +633,11 @@ impl NodeHandle {
         self.shared.head()
     }
 
+    /// The hash of stored block `number`, if any.
+    pub fn block_hash(&self, number: u64) -> Result<Option<Hash>, NodeError> {
+        Ok(self.shared.store.block(number)?.map(|b| b.header.hash()))
+    }
+
     /// The node's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
@@ -610,8 +670,26 @@ impl NodeHandle {
     }
 }
 
+/// Which engine decides the blocks.
+#[derive(Debug)]
+pub(crate) enum EngineKind {
+    /// This node alone produces every block.
+    Solo,
+    /// Blocks are decided by Tendermint rounds among the validators.
+    #[cfg(feature = "bft")]
+    Bft(Box<crate::bft::BftSettings>),
+}
+
 /// Opens (or initialises) the data directory, starts the engine and the servers.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    start_engine(config, EngineKind::Solo).await
+}
+
+/// [`start`] with the given engine.
+pub(crate) async fn start_engine(
+    config: NodeConfig,
+    kind: EngineKind,
+) -> Result<NodeHandle, NodeError> {
     if config.max_block_txs == 0 {
         return Err(NodeError::Config(
             "max block transactions must be at least 1".into(),
@@ -656,6 +734,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         blocks,
         metrics: metrics.clone(),
         shutdown: AtomicBool::new(false),
+        forward: OnceLock::new(),
     });
     let (server, rpc_addr) = crate::rpc::serve(shared.clone(), config.rpc_addr).await?;
     let (metrics_task, metrics_addr) = match config.metrics_addr {
@@ -671,10 +750,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let engine_shared = shared.clone();
     let (bt, instant, max) = (config.block_time, config.instant, config.max_block_txs);
-    let engine = std::thread::Builder::new()
-        .name("agora-engine".into())
-        .spawn(move || engine_loop(engine_shared, bt, instant, max))
-        .map_err(|e| NodeError::Config(format!("cannot start the engine thread: {e}")))?;
+    let engine = match kind {
+        EngineKind::Solo => std::thread::Builder::new()
+            .name("agora-engine".into())
+            .spawn(move || engine_loop(engine_shared, bt, instant, max))
+            .map_err(|e| NodeError::Config(format!("cannot start the engine thread: {e}")))?,
+        #[cfg(feature = "bft")]
+        EngineKind::Bft(settings) => {
+            crate::bft::spawn(engine_shared, *settings, &config.data_dir, bt, max)?
+        }
+    };
     tracing::info!(%rpc_addr, instant, block_time_ms = bt.as_millis() as u64, "node started");
     Ok(NodeHandle {
         shared,

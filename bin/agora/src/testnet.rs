@@ -1,0 +1,125 @@
+//! `agora testnet`: a local BFT cluster on loopback.
+//!
+//! Writes one `node.toml` per validator (fresh ed25519 consensus keys, every validator in
+//! every file), starts each as a child process `agora node --bft --config …`, prints where
+//! they serve RPC and waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
+//! after a grace period).
+
+use agora_node::bft::local_cluster;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `agora testnet` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TestnetArgs {
+    /// Validators to start.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Where the configuration files, data and logs go (wiped at start).
+    #[arg(long, default_value = ".testnet")]
+    pub dir: PathBuf,
+    /// RPC port of node 0; node i uses this plus i.
+    #[arg(long, default_value_t = 26_657)]
+    pub rpc_port: u16,
+    /// P2P port of node 0; node i uses this plus i.
+    #[arg(long, default_value_t = 27_657)]
+    pub p2p_port: u16,
+    /// Longest wait for transactions before an empty block, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub block_time_ms: u64,
+}
+
+struct Cluster(Vec<(String, Child)>);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &self.0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (name, child) in &mut self.0 {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        eprintln!("{name} did not stop in time; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
+    let files = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms)?;
+    if a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir).with_context(|| format!("wiping {}", a.dir.display()))?;
+    }
+    let exe = std::env::current_exe().context("locating the agora binary")?;
+    let mut cluster = Cluster(Vec::new());
+    let mut ready = Vec::new();
+    for f in &files {
+        let dir = a.dir.join(&f.moniker);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config = dir.join("node.toml");
+        f.save(&config)?;
+        let log = dir.join("node.log");
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = Command::new(&exe)
+            .arg("node")
+            .arg("--bft")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        cluster.0.push((f.moniker.clone(), child));
+        ready.push((f.moniker.clone(), rx, log));
+    }
+    for (name, rx, log) in &ready {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("agora node: rpc=") => {
+                    println!("{name}: {}", line.trim_start_matches("agora node: "));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => bail!("{name} did not start; see {}", log.display()),
+            }
+        }
+    }
+    println!(
+        "testnet: {} validators running; configuration and logs in {}; Ctrl-C stops them",
+        files.len(),
+        a.dir.display()
+    );
+    agora_subnet::cli::shutdown_signal().await;
+    drop(cluster);
+    Ok(())
+}
