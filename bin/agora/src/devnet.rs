@@ -74,6 +74,8 @@ struct NeuronEntry {
     uid: u16,
     hotkey: String,
     url: Option<String>,
+    /// The neuron's process id, for operators (and tests) that stop one on purpose.
+    pid: u32,
 }
 
 #[derive(Serialize, Debug)]
@@ -399,6 +401,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     }
 
     // 4. Miners and validators.
+    let first_child = children.0.len();
     let mut pending = Vec::new();
     for n in &neurons {
         let mut a: Vec<String> = strings(&[
@@ -433,7 +436,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         model: None,
         inference_netuid: inference_netuid.map(|n| n.0),
     };
-    for (n, rx, log) in &pending {
+    for (i, (n, rx, log)) in pending.iter().enumerate() {
         // Loading a model takes longer than starting a compute neuron.
         let v = wait_ready(&n.name, rx, log, Duration::from_secs(60))?;
         let entry = NeuronEntry {
@@ -444,6 +447,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 .unwrap_or(u16::MAX),
             hotkey: v["hotkey"].as_str().unwrap_or_default().to_owned(),
             url: v["url"].as_str().map(str::to_owned),
+            pid: children.0[first_child + i].1.id(),
         };
         if n.role == "miner" {
             file.miners.push(entry);
@@ -519,7 +523,8 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     );
     println!("Ctrl-C stops everything.");
 
-    // 6. Run until a signal, or until a child dies.
+    // 6. Run until a signal, or until the node or the gateway dies. A miner or validator
+    // that dies is reported and the network goes on without it, as a real one would.
     let stop = agora_subnet::cli::shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -529,11 +534,19 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 let exited = children
                     .0
                     .iter_mut()
-                    .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (name.clone(), status)));
-                if let Some((name, status)) = exited {
-                    eprintln!("{name} exited ({status}); stopping the devnet. See {}", logs.display());
-                    children.stop_all();
-                    bail!("{name} exited unexpectedly");
+                    .enumerate()
+                    .find_map(|(i, (_, child))| child.try_wait().ok().flatten().map(|status| (i, status)));
+                if let Some((i, status)) = exited {
+                    let (name, _) = children.0.remove(i);
+                    if name == "node" || name == "gateway" {
+                        eprintln!("{name} exited ({status}); stopping the devnet. See {}", logs.display());
+                        children.stop_all();
+                        bail!("{name} exited unexpectedly");
+                    }
+                    eprintln!(
+                        "{name} exited ({status}); the network goes on without it. See {}",
+                        logs.join(format!("{name}.log")).display()
+                    );
                 }
             }
         }

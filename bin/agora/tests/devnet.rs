@@ -6,42 +6,24 @@
 use agora_client::{api::AgoraApiClient, Client, TxOptions};
 use agora_ledger::{types::Hyperparameter, Call};
 use agora_primitives::{crypto::Pair, NetUid};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn wait_for_file(path: &Path, timeout: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(bytes) = std::fs::read(path) {
-            if let Ok(v) = serde_json::from_slice(&bytes) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not written within {timeout:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+#[allow(dead_code)]
+mod support;
+use support::{wait_for_file, Devnet};
 
 #[test]
 fn cheating_miner_earns_less_than_honest_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("devnet");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "devnet",
+    let mut devnet = Devnet::start(
+        &[
             "--rpc-port",
             "0",
             "--miners",
             "2",
             "--validators",
             "1",
-        ])
-        .args([
             "--miner-behaviours",
             "honest,wrong",
             "--block-time",
@@ -50,14 +32,9 @@ fn cheating_miner_earns_less_than_honest_one() {
             "32",
             "--inference-miners",
             "0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        &data,
+    );
     let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(60));
     let rpc = info["rpc_url"].as_str().unwrap().to_owned();
     let netuid = info["netuids"][0].as_u64().unwrap() as u16;
@@ -129,21 +106,7 @@ fn cheating_miner_earns_less_than_honest_one() {
         }
     });
     // Stop the devnet as Ctrl-C would, and check it exits cleanly.
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(devnet.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = devnet.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = devnet.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = devnet.interrupt();
     let (h_inc, c_inc, h_stake, c_stake) = outcome.unwrap();
     assert!(h_inc > c_inc, "honest incentive {h_inc} <= cheater {c_inc}");
     assert!(

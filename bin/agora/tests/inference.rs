@@ -6,123 +6,37 @@
 
 use agora_client::{api::AgoraApiClient, Client};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn wait_for_file(path: &Path, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(bytes) = std::fs::read(path) {
-            if let Ok(v) = serde_json::from_slice(&bytes) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not written within {timeout:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns the status and the raw body.
-fn http(url: &str, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to the gateway");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        },
-    )
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-struct Devnet(Child);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
+#[allow(dead_code)]
+mod support;
+use support::{http, signal, wait_for_file, wait_for_model, Devnet};
 
 #[test]
 fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("devnet");
-    let child = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["devnet", "--rpc-port", "0", "--gateway-port", "0"])
-        .args([
+    let _devnet = Devnet::start(
+        &[
+            "--rpc-port",
+            "0",
+            "--gateway-port",
+            "0",
             "--miners",
             "0",
             "--validators",
             "0",
             "--block-time",
             "200ms",
-        ])
-        .args([
             "--inference-miners",
             "2",
             "--inference-miner-behaviours",
             "honest,fabricate",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _devnet = Devnet(child);
+        ],
+        &data,
+    );
     let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(120));
     let url = info["gateway_url"]
         .as_str()
@@ -140,18 +54,7 @@ fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
     );
 
     // The gateway learns the miners' models from their health probes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = http(&url, "GET", "/v1/models", &key, "");
-        if status == 200 && body.contains(&model) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "models never listed: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_model(&url, &key, &model);
 
     // A chat completion, whole.
     let chat = json!({
@@ -249,4 +152,99 @@ fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
     });
+}
+
+/// Two honest miners serve; one is killed with SIGKILL while a client keeps sending
+/// requests. Whole (non-streamed) requests never fail: the gateway retries the next miner
+/// when one cannot be reached. A stream already flowing from the killed miner may end early
+/// (its first bytes were sent), but every stream started after the kill succeeds.
+#[test]
+fn requests_keep_succeeding_when_a_miner_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("devnet");
+    let _devnet = Devnet::start(
+        &[
+            "--rpc-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--miners",
+            "0",
+            "--validators",
+            "0",
+            "--block-time",
+            "200ms",
+            "--inference-miners",
+            "2",
+        ],
+        &data,
+    );
+    let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(120));
+    let url = info["gateway_url"].as_str().unwrap().to_owned();
+    let key = info["api_key"].as_str().unwrap().to_owned();
+    let model = info["model"].as_str().unwrap().to_owned();
+    let victim = info["miners"][0]["pid"]
+        .as_u64()
+        .expect("devnet.json lists each miner's pid") as u32;
+    wait_for_model(&url, &key, &model);
+
+    let body = |i: usize, stream: bool| {
+        json!({
+            "model": model,
+            "messages": [{"role": "user", "content": format!("Question number {i}?")}],
+            "max_tokens": 12,
+            "stream": stream,
+        })
+        .to_string()
+    };
+    // Whole requests from a client thread, before, during and after the kill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (url, key, stop) = (url.clone(), key.clone(), stop.clone());
+        let bodies: Vec<String> = (0..10_000).map(|i| body(i, false)).collect();
+        std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            for b in &bodies {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                outcomes.push(http(&url, "POST", "/v1/chat/completions", &key, b));
+            }
+            outcomes
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    signal(victim, "KILL");
+    std::thread::sleep(Duration::from_millis(500));
+    // Streams started after the kill all succeed.
+    for i in 0..10 {
+        let (status, text) = http(&url, "POST", "/v1/chat/completions", &key, &body(i, true));
+        assert_eq!(status, 200, "stream {i} after the kill: {text}");
+        assert!(
+            text.trim_end().ends_with("data: [DONE]"),
+            "stream {i}: {text}"
+        );
+        assert!(!text.contains("\"error\""), "stream {i}: {text}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = client.join().unwrap();
+    assert!(outcomes.len() >= 10, "too few requests: {}", outcomes.len());
+    for (i, (status, text)) in outcomes.iter().enumerate() {
+        assert_eq!(*status, 200, "request {i} of {}: {text}", outcomes.len());
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    }
+    // The killed miner's connection failures were retried on the other miner.
+    let (status, metrics) = http(&url, "GET", "/metrics", &key, "");
+    assert_eq!(status, 200, "{metrics}");
+    let retries: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agora_gateway_retries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("agora_gateway_retries_total in /metrics");
+    println!(
+        "{} whole requests and 10 streams succeeded across the kill; {retries} retries",
+        outcomes.len()
+    );
 }

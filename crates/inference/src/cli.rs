@@ -60,6 +60,9 @@ pub enum SizeArg {
     Tiny,
     /// About 30M parameters, for decode benchmarks.
     Small,
+    /// About 380M parameters, larger than the caches: decode benchmarks at a realistic
+    /// balance of memory traffic and arithmetic.
+    Medium,
 }
 
 /// Arguments of `agora model init`.
@@ -113,6 +116,7 @@ pub fn run_model(cmd: &ModelCommand, out: &mut dyn Write) -> Result<()> {
             let spec = match a.size {
                 SizeArg::Tiny => TestModelSpec::tiny(a.arch.into(), format, a.seed),
                 SizeArg::Small => TestModelSpec::small(a.arch.into(), format, a.seed),
+                SizeArg::Medium => TestModelSpec::medium(a.arch.into(), format, a.seed),
             };
             let written = write_test_model(&a.out, &spec)?;
             let w = |e: std::io::Error| EngineError::io(&a.out, &e);

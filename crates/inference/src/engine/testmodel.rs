@@ -209,6 +209,23 @@ impl TestModelSpec {
         }
     }
 
+    /// About 380M parameters (about 400 MB as Q8_0): larger than a CPU's caches, so that
+    /// decoding is bound by memory bandwidth as it is for real models.
+    pub fn medium(arch: Arch, format: ModelFormat, seed: u64) -> Self {
+        TestModelSpec {
+            arch,
+            format,
+            seed,
+            hidden: 1024,
+            intermediate: 4096,
+            layers: 24,
+            heads: 16,
+            kv_heads: 4,
+            vocab: 8192,
+            context_length: 2048,
+        }
+    }
+
     /// The same weights written in another format (e.g. a coarser quantization).
     pub fn with_format(mut self, format: ModelFormat) -> Self {
         self.format = format;
