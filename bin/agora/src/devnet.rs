@@ -57,6 +57,9 @@ pub(crate) struct DevnetArgs {
     /// deterministic test model is written into the data directory.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The name clients ask the gateway for the served model by.
+    #[arg(long, default_value = DEVNET_MODEL_ID)]
+    pub served_model_name: String,
     /// The gateway's port (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     pub gateway_port: u16,
@@ -344,7 +347,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                     "--model",
                     &model,
                     "--served-model-name",
-                    DEVNET_MODEL_ID,
+                    &args.served_model_name,
                     "--behaviour",
                     &behaviour,
                 ]),
@@ -359,7 +362,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 "--model",
                 &model,
                 "--served-model-name",
-                DEVNET_MODEL_ID,
+                &args.served_model_name,
                 "--round-interval-s",
                 "2",
             ]),
@@ -486,7 +489,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         let v = wait_ready("gateway", &rx, &log, Duration::from_secs(30))?;
         file.gateway_url = v["url"].as_str().map(str::to_owned);
         file.api_key = Some(api_key);
-        file.model = Some(DEVNET_MODEL_ID.into());
+        file.model = Some(args.served_model_name.clone());
     }
     let json_path = dir.join("devnet.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&file)?)?;
@@ -504,13 +507,14 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         (inference_netuid, &file.gateway_url, &file.api_key)
     {
         println!(
-            "  subnet        netuid {} (inference, model {DEVNET_MODEL_ID}), {} miners, 1 validator",
-            inetuid.0, args.inference_miners
+            "  subnet        netuid {} (inference, model {}), {} miners, 1 validator",
+            inetuid.0, args.served_model_name, args.inference_miners
         );
         println!("  gateway       {url}/v1  (API key {key})");
         println!("Ask the network (OpenAI-compatible):");
         println!(
-            "  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{DEVNET_MODEL_ID}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}],\"max_tokens\":16}}'"
+            "  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}],\"max_tokens\":16}}'",
+            args.served_model_name
         );
     }
     println!("  wallets       {}", wallets.display());

@@ -17,6 +17,12 @@ use crate::params::{Digest32, HostTensor, ParamSet};
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// File name of the configuration inside a checkpoint folder.
 pub const CONFIG_FILE: &str = "config.json";
+/// File name of the tokenizer inside a checkpoint folder.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// File name of the tokenizer settings (the chat template) inside a checkpoint folder.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// The chat template served with checkpoints: `ROLE: text` lines, then `ASSISTANT:`.
+const CHAT_TEMPLATE: &str = "{% for m in messages %}{{ m.role | upper }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}";
 /// The safetensors metadata key holding the checkpoint id in hex.
 const ID_KEY: &str = "agora_checkpoint_id";
 /// Refuse weight files above this size (a hostile peer could send anything).
@@ -115,14 +121,27 @@ pub fn from_safetensors(cfg: &ModelConfig, bytes: &[u8]) -> Result<ParamSet, Tra
     Ok(params)
 }
 
-/// Writes `config.json` and `model.safetensors` into `dir` (created if missing) and
-/// returns the checkpoint id.
+/// Writes `config.json`, `model.safetensors`, and the byte tokenizer's `tokenizer.json` and
+/// `tokenizer_config.json` (a chat template) into
+/// `dir` (created if missing) and returns the checkpoint id. The folder is what the
+/// inference subnet's engine loads (`agora miner inference --model DIR`).
 pub fn save(dir: &Path, cfg: &ModelConfig, params: &ParamSet) -> Result<Digest32, TrainingError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainingError::io(dir, e))?;
     let weights = to_safetensors(cfg, params)?;
     let config = serde_json::to_vec_pretty(cfg)?;
+    let tokenizer = serde_json::to_vec(&crate::data::byte_tokenizer_json())?;
+    let tokenizer_config = serde_json::to_vec_pretty(&serde_json::json!({
+        // A base model has no chat format of its own: a plain transcript keeps chat
+        // requests meaningful to a model trained on plays.
+        "chat_template": CHAT_TEMPLATE,
+    }))?;
     // Write then rename, so a reader never sees half a file.
-    for (name, bytes) in [(WEIGHTS_FILE, &weights), (CONFIG_FILE, &config)] {
+    for (name, bytes) in [
+        (WEIGHTS_FILE, &weights),
+        (CONFIG_FILE, &config),
+        (TOKENIZER_FILE, &tokenizer),
+        (TOKENIZER_CONFIG_FILE, &tokenizer_config),
+    ] {
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, bytes).map_err(|e| TrainingError::io(&tmp, e))?;
         let dst = dir.join(name);

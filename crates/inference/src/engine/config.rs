@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, Result};
 
 /// The model families the engine runs. All share the Llama layout (RMSNorm, rotary
-/// positions, grouped-query attention, SwiGLU); they differ in small details.
+/// positions, grouped-query attention, SwiGLU); they differ in small details, and Mixtral
+/// replaces each block's MLP with routed experts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -20,6 +21,9 @@ pub enum Arch {
     Qwen2,
     /// Qwen3: RMSNorm on each head's queries and keys, no biases.
     Qwen3,
+    /// Mixtral: a sparse mixture of SwiGLU experts in every block, top-k routed. The
+    /// training subnet's checkpoints have this layout.
+    Mixtral,
 }
 
 impl Arch {
@@ -30,16 +34,18 @@ impl Arch {
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Mixtral => "mixtral",
         }
     }
 
-    /// Parses `llama`, `mistral`, `qwen2` or `qwen3`.
+    /// Parses `llama`, `mistral`, `qwen2`, `qwen3` or `mixtral`.
     pub fn from_name(name: &str) -> Option<Arch> {
         match name {
             "llama" => Some(Arch::Llama),
             "mistral" => Some(Arch::Mistral),
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
+            "mixtral" => Some(Arch::Mixtral),
             _ => None,
         }
     }
@@ -86,7 +92,22 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     /// Base of the rotary position frequencies.
     pub rope_theta: f64,
+    /// The routed experts replacing the MLP (Mixtral); `None` for a dense MLP.
+    pub experts: Option<ExpertsConfig>,
 }
+
+/// How a mixture-of-experts block routes: each token goes to its `per_token` most likely
+/// experts of `count`, weighted by their renormalised router probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertsConfig {
+    /// Experts per block.
+    pub count: usize,
+    /// Experts each token is sent to.
+    pub per_token: usize,
+}
+
+/// More experts per block than any released model uses; a bound against hostile configs.
+const MAX_EXPERTS: usize = 1024;
 
 impl ModelConfig {
     /// Checks that the numbers describe a model this engine can run.
@@ -133,6 +154,34 @@ impl ModelConfig {
                 self.rope_theta
             )));
         }
+        match (self.arch, self.experts) {
+            (Arch::Mixtral, None) => {
+                return Err(EngineError::invalid_model(
+                    "a mixtral model needs num_local_experts and num_experts_per_tok",
+                ))
+            }
+            (Arch::Mixtral, Some(e)) => {
+                if e.count == 0 || e.count > MAX_EXPERTS {
+                    return Err(EngineError::invalid_model(format!(
+                        "num_local_experts {} is not in 1..={MAX_EXPERTS}",
+                        e.count
+                    )));
+                }
+                if e.per_token == 0 || e.per_token > e.count {
+                    return Err(EngineError::invalid_model(format!(
+                        "num_experts_per_tok {} is not in 1..={}",
+                        e.per_token, e.count
+                    )));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(EngineError::invalid_model(format!(
+                    "{} models have no experts",
+                    self.arch
+                )))
+            }
+            (_, None) => {}
+        }
         Ok(())
     }
 
@@ -142,11 +191,22 @@ impl ModelConfig {
             .get("general.architecture")
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| EngineError::invalid_model("GGUF lacks general.architecture"))?;
-        let arch = Arch::from_name(arch_name).ok_or_else(|| {
-            EngineError::invalid_model(format!(
-                "unsupported architecture {arch_name:?} (llama, mistral, qwen2, qwen3)"
-            ))
-        })?;
+        let arch = Arch::from_name(arch_name)
+            .filter(|a| *a != Arch::Mixtral)
+            .ok_or_else(|| {
+                EngineError::invalid_model(format!(
+                    "unsupported GGUF architecture {arch_name:?} (llama, mistral, qwen2, qwen3)"
+                ))
+            })?;
+        if metadata
+            .get(&format!("{arch_name}.expert_count"))
+            .and_then(gguf_int)
+            .is_some_and(|n| n > 0)
+        {
+            return Err(EngineError::invalid_model(
+                "mixture-of-experts GGUF files are not supported; serve the safetensors checkpoint",
+            ));
+        }
         let int = |key: &str| -> Result<usize> {
             let full = format!("{arch_name}.{key}");
             let value = metadata
@@ -189,6 +249,7 @@ impl ModelConfig {
             context_length: int("context_length")?,
             rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-6)?,
             rope_theta: float("rope.freq_base", 10_000.0)?,
+            experts: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -200,7 +261,7 @@ impl ModelConfig {
             .map_err(|e| EngineError::invalid_model(format!("config.json: {e}")))?;
         let arch = Arch::from_name(&hf.model_type).ok_or_else(|| {
             EngineError::invalid_model(format!(
-                "config.json model_type {:?} is not supported (llama, mistral, qwen2, qwen3)",
+                "config.json model_type {:?} is not supported (llama, mistral, qwen2, qwen3, mixtral)",
                 hf.model_type
             ))
         })?;
@@ -222,6 +283,12 @@ impl ModelConfig {
             context_length: hf.max_position_embeddings,
             rms_norm_eps: hf.rms_norm_eps,
             rope_theta: hf.rope_theta.unwrap_or(10_000.0),
+            experts: match (hf.num_local_experts, hf.num_experts_per_tok) {
+                (Some(count), Some(per_token)) if arch == Arch::Mixtral => {
+                    Some(ExpertsConfig { count, per_token })
+                }
+                _ => None,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -249,6 +316,10 @@ pub(crate) struct HfConfig {
     pub(crate) tie_word_embeddings: bool,
     #[serde(default)]
     pub(crate) torch_dtype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) num_local_experts: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) num_experts_per_tok: Option<usize>,
 }
 
 fn gguf_int(v: &Value) -> Option<usize> {

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Arch, ModelConfig};
 use super::error::{EngineError, Result};
-use super::model::{expect_shape, Block, Linear, Model, RopeStyle};
+use super::model::{expect_shape, Block, Expert, Ffn, Linear, Model, RopeStyle};
 
 /// How the weights of a loaded model are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +117,20 @@ pub(crate) fn hf_tensor_names(cfg: &ModelConfig, tied: bool) -> Vec<String> {
             names.push(format!("{p}.self_attn.k_norm.weight"));
         }
         names.push(format!("{p}.post_attention_layernorm.weight"));
-        for proj in ["gate", "up", "down"] {
-            names.push(format!("{p}.mlp.{proj}_proj.weight"));
+        match cfg.experts {
+            Some(experts) => {
+                names.push(format!("{p}.block_sparse_moe.gate.weight"));
+                for e in 0..experts.count {
+                    for w in ["w1", "w2", "w3"] {
+                        names.push(format!("{p}.block_sparse_moe.experts.{e}.{w}.weight"));
+                    }
+                }
+            }
+            None => {
+                for proj in ["gate", "up", "down"] {
+                    names.push(format!("{p}.mlp.{proj}_proj.weight"));
+                }
+            }
         }
     }
     names.push("model.norm.weight".to_string());
@@ -179,6 +191,12 @@ pub(crate) fn hf_shape(cfg: &ModelConfig, hf: &str) -> Vec<usize> {
         vec![cfg.intermediate_size, h]
     } else if stem.ends_with("down_proj") {
         vec![h, cfg.intermediate_size]
+    } else if stem.ends_with("block_sparse_moe.gate") {
+        vec![cfg.experts.map_or(0, |e| e.count), h]
+    } else if stem.ends_with(".w1") || stem.ends_with(".w3") {
+        vec![cfg.intermediate_size, h]
+    } else if stem.ends_with(".w2") {
+        vec![h, cfg.intermediate_size]
     } else {
         vec![h]
     }
@@ -224,8 +242,30 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
             cfg.arch.qkv_bias(),
         )?;
         let o = proj(src, &["self_attn.o_proj"], false)?;
-        let gate_up = proj(src, &["mlp.gate_proj", "mlp.up_proj"], false)?;
-        let down = proj(src, &["mlp.down_proj"], false)?;
+        let ffn = match cfg.experts {
+            None => Ffn::Dense(Expert {
+                gate_up: proj(src, &["mlp.gate_proj", "mlp.up_proj"], false)?,
+                down: proj(src, &["mlp.down_proj"], false)?,
+            }),
+            Some(routing) => {
+                let moe = "block_sparse_moe";
+                let experts = (0..routing.count)
+                    .map(|e| -> Result<Expert> {
+                        let [w1, w2, w3] =
+                            ["w1", "w2", "w3"].map(|w| format!("{moe}.experts.{e}.{w}"));
+                        Ok(Expert {
+                            gate_up: proj(src, &[&w1, &w3], false)?,
+                            down: proj(src, &[&w2], false)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ffn::Routed {
+                    router: src.dense(&cfg, &format!("{p}.{moe}.gate.weight"))?,
+                    experts,
+                    per_token: routing.per_token,
+                }
+            }
+        };
         let (q_norm, k_norm) = match cfg.arch.qk_norm() {
             true => (
                 Some(src.dense(&cfg, &format!("{p}.self_attn.q_norm.weight"))?),
@@ -240,8 +280,7 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
             q_norm,
             k_norm,
             ffn_norm: src.dense(&cfg, &format!("{p}.post_attention_layernorm.weight"))?,
-            gate_up,
-            down,
+            ffn,
         });
     }
     let norm = src.dense(&cfg, "model.norm.weight")?;
@@ -346,7 +385,7 @@ fn load_gguf(path: &Path, max_context: Option<usize>) -> Result<LoadedWeights> {
     // llama.cpp stores Llama-layout query/key rows permuted for interleaved rotation.
     let rope = match cfg.arch {
         Arch::Llama | Arch::Mistral => RopeStyle::Interleaved,
-        Arch::Qwen2 | Arch::Qwen3 => RopeStyle::Halves,
+        Arch::Qwen2 | Arch::Qwen3 | Arch::Mixtral => RopeStyle::Halves,
     };
     let mut src = GgufSource {
         content,

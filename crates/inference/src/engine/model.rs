@@ -53,9 +53,84 @@ pub(crate) struct Block {
     pub(crate) q_norm: Option<Tensor>,
     pub(crate) k_norm: Option<Tensor>,
     pub(crate) ffn_norm: Tensor,
-    /// The gate and up projections stacked, for the same reason.
+    pub(crate) ffn: Ffn,
+}
+
+/// One SwiGLU MLP: `down(silu(gate x) * up x)`.
+#[derive(Debug)]
+pub(crate) struct Expert {
+    /// The gate and up projections stacked, so the input is read once.
     pub(crate) gate_up: Linear,
     pub(crate) down: Linear,
+}
+
+impl Expert {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate_up = self.gate_up.forward(x)?;
+        let width = gate_up.dim(1)? / 2;
+        let gate = candle_nn::ops::silu(&gate_up.narrow(1, 0, width)?)?;
+        let up = gate_up.narrow(1, width, width)?;
+        self.down.forward(&(gate * up)?)
+    }
+}
+
+/// A block's feed-forward part.
+#[derive(Debug)]
+pub(crate) enum Ffn {
+    /// One MLP for every token.
+    Dense(Expert),
+    /// Mixtral's sparse mixture: a router scores the experts per token; the token goes to
+    /// its `per_token` best, whose outputs are summed, weighted by their router
+    /// probabilities renormalised over the chosen ones.
+    Routed {
+        /// `(experts, hidden)`, f32.
+        router: Tensor,
+        experts: Vec<Expert>,
+        per_token: usize,
+    },
+}
+
+impl Ffn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (router, experts, per_token) = match self {
+            Ffn::Dense(mlp) => return mlp.forward(x),
+            Ffn::Routed {
+                router,
+                experts,
+                per_token,
+            } => (router, experts, *per_token),
+        };
+        // The same softmax and the same choice (most likely first, ties to the lower
+        // index) as the trainer, so that a served checkpoint routes as it was trained.
+        let probs = candle_nn::ops::softmax(&x.matmul(&router.t()?)?, candle_core::D::Minus1)?
+            .to_vec2::<f32>()?;
+        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); experts.len()];
+        let mut weights_of: Vec<Vec<f32>> = vec![Vec::new(); experts.len()];
+        let mut order: Vec<usize> = (0..experts.len()).collect();
+        for (row, p) in probs.iter().enumerate() {
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            let chosen = &order[..per_token.min(order.len())];
+            let total: f32 = chosen.iter().map(|&e| p[e]).sum();
+            for &e in chosen {
+                rows_of[e].push(row as u32);
+                weights_of[e].push(if total > 0.0 { p[e] / total } else { 0.0 });
+            }
+        }
+        let mut out = x.zeros_like()?;
+        for ((expert, rows), weights) in experts.iter().zip(rows_of).zip(weights_of) {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let idx = Tensor::from_vec(rows, n, &Device::Cpu)?;
+            let weights = Tensor::from_vec(weights, (n, 1), &Device::Cpu)?;
+            let y = expert
+                .forward(&x.index_select(&idx, 0)?)?
+                .broadcast_mul(&weights)?;
+            out = out.index_add(&idx, &y, 0)?;
+        }
+        Ok(out)
+    }
 }
 
 /// A loaded model. Immutable after loading, so one copy serves every thread.
@@ -157,12 +232,7 @@ impl Model {
             let attn = Tensor::cat(&outs, 0)?;
             x = (x + block.o.forward(&attn)?)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps)?;
-            let gate_up = block.gate_up.forward(&h)?;
-            let width = cfg.intermediate_size;
-            let gate = candle_nn::ops::silu(&gate_up.narrow(1, 0, width)?)?;
-            let up = gate_up.narrow(1, width, width)?;
-            let mlp = block.down.forward(&(gate * up)?)?;
-            x = (x + mlp)?;
+            x = (x + block.ffn.forward(&h)?)?;
         }
         // Only the rows asked for go through the final norm and the (large) output matrix.
         let mut wanted = Vec::new();

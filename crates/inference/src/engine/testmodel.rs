@@ -255,6 +255,7 @@ impl TestModelSpec {
             context_length: self.context_length,
             rms_norm_eps: 1e-6,
             rope_theta: 10_000.0,
+            experts: None,
         }
     }
 
@@ -269,6 +270,13 @@ impl TestModelSpec {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(EngineError::invalid_request(m));
+        if self.arch == Arch::Mixtral {
+            return bad(
+                "test models are dense; a mixtral model comes from the training subnet's \
+                 checkpoints"
+                    .into(),
+            );
+        }
         if self.heads == 0 || self.hidden % self.heads != 0 {
             return bad(format!(
                 "hidden {} is not a multiple of heads {}",
@@ -493,6 +501,7 @@ fn hf_class(arch: Arch) -> &'static str {
         Arch::Mistral => "MistralForCausalLM",
         Arch::Qwen2 => "Qwen2ForCausalLM",
         Arch::Qwen3 => "Qwen3ForCausalLM",
+        Arch::Mixtral => "MixtralForCausalLM",
     }
 }
 

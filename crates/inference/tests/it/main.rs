@@ -1,5 +1,6 @@
 //! Integration tests of the engine on tiny models written by the tests themselves.
 
+mod checkpoints;
 mod engine;
 mod formats;
 mod testmodel;
