@@ -788,14 +788,65 @@ fn ema_alpha(params: &YumaParams) -> Fx {
     ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits())
 }
 
-/// The EMA of one range of rows: its rows (row `i` of the range is row `i` of `ema`) and the
-/// column sums of its entries.
+/// The EMA of one range of rows, with the column sums and maxima of its entries.
+///
+/// A row is kept either sparse (in `ema`: entries above 0, ascending) or, when its two addends
+/// have at least `n / 2` entries together, dense (`n` values in `dense`, 0 where there is no
+/// entry). A dense row is walked by position, side by side with the per-column data: no merge,
+/// no column lookups, no pushes. Both forms cost at most a constant times the row's entries.
 struct EmaChunk {
     rows: Range<usize>,
+    /// Sparse rows (row `k` of the range is row `k` here; a dense row is empty here).
     ema: Csr,
+    /// Dense rows, `n` values each, in row order.
+    dense: Vec<Fx>,
+    /// Per row of the range: where its dense values start in `dense`, if it is dense.
+    dense_at: Vec<Option<usize>>,
+    /// Per row of the range: its number of entries.
+    len: Vec<usize>,
     sum: Vec<Fx>,
     /// Column maxima of its entries.
     max: Vec<Fx>,
+}
+
+/// One EMA row: sparse (columns, values) or dense (one value per column, 0 for none).
+enum EmaRow<'a> {
+    Sparse(&'a [u16], &'a [Fx]),
+    Dense(&'a [Fx]),
+}
+
+impl EmaChunk {
+    /// A chunk of sparse rows only.
+    fn sparse(rows: Range<usize>, ema: Csr, sum: Vec<Fx>, max: Vec<Fx>) -> Self {
+        let len = (0..ema.rows()).map(|k| ema.range(k).len()).collect();
+        Self {
+            rows,
+            ema,
+            dense: Vec::new(),
+            dense_at: Vec::new(),
+            len,
+            sum,
+            max,
+        }
+    }
+
+    /// Row `local` of the range.
+    #[inline]
+    fn row(&self, local: usize, n: usize) -> EmaRow<'_> {
+        match self.dense_at.get(local).copied().flatten() {
+            Some(at) => EmaRow::Dense(self.dense.get(at..at.saturating_add(n)).unwrap_or(&[])),
+            None => {
+                let (c, v) = self.ema.row(local);
+                EmaRow::Sparse(c, v)
+            }
+        }
+    }
+
+    /// Returns the buffers to this thread's shelves.
+    fn recycle(self) {
+        self.ema.recycle();
+        crate::pool::I64S.give(self.dense);
+    }
 }
 
 /// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
@@ -842,35 +893,60 @@ fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     total
 }
 
+/// Whether a row is walked densely: its entries (weights and bonds together) are at least half
+/// the number of columns, so a walk over every column costs at most twice its entries.
+#[inline]
+fn is_dense(entries: usize, n: usize) -> bool {
+    #[cfg(test)]
+    if FORCE_SPARSE.with(core::cell::Cell::get) {
+        return false;
+    }
+    entries.saturating_mul(2) >= n
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: walk every row sparsely.
+    static FORCE_SPARSE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
 /// `EMA = new(W_b) + old(B)` per row range, as `mat_ema_sparse` builds it: the sum per column,
-/// entries above 0, ascending (ascending rows are merged in one walk, others summed per column
-/// through a dense scratch row). `new_value(j, W_b_ij, A_i)`
-/// and `old_value(j, stored B_ij)` give the two addends, both 0 for a 0 input; masked bond
-/// columns are skipped.
+/// entries above 0, ascending. `new_value(column, W_b_ij, A_i)` and `old_value(column, stored
+/// B_ij)` give the two addends from the column's data `columns[j]`; both are 0 for a 0 input,
+/// and `old_value` is 0 for a masked bond column (so that an entry and its absence agree).
 #[allow(clippy::too_many_arguments)]
-fn ema_chunks(
+fn ema_chunks<C: Sync>(
     inputs: &EpochInputs,
     wb: &BondWeights<'_>,
-    masked: &[bool],
     active_stake: &[Fx],
     chunks: Vec<Range<usize>>,
     n: usize,
     par: Par,
-    new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
-    old_value: impl Fn(u16, u16) -> Fx + Sync,
+    columns: &[C],
+    new_value: impl Fn(&C, Fx, Fx) -> Fx + Sync,
+    old_value: impl Fn(&C, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
     // The output buffers are allocated here, on the calling thread, whose allocator reuses
     // memory from one epoch to the next (a fresh thread's arena would fault it in again).
-    // A row has at most as many EMA entries as its two addends together.
-    let items: Vec<(Range<usize>, Csr)> = chunks
+    // A sparse row has at most as many EMA entries as its two addends together.
+    let row_entries = |i: usize| {
+        let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
+        wb.row_len(i).saturating_add(bonds)
+    };
+    let items: Vec<(Range<usize>, Csr, Vec<Fx>)> = chunks
         .into_iter()
         .map(|rows| {
-            let nnz: usize = rows.clone().fold(0usize, |acc, i| {
-                let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
-                acc.saturating_add(wb.row_len(i).saturating_add(bonds))
-            });
-            let ema = Csr::with_capacity(rows.len(), nnz);
-            (rows, ema)
+            let (mut sparse, mut dense) = (0usize, 0usize);
+            for i in rows.clone() {
+                let e = row_entries(i);
+                if is_dense(e, n) {
+                    dense = dense.saturating_add(n);
+                } else {
+                    sparse = sparse.saturating_add(e);
+                }
+            }
+            let ema = Csr::with_capacity(rows.len(), sparse);
+            (rows, ema, crate::pool::I64S.take(dense))
         })
         .collect();
     let ascending_bonds = |row: &[(u16, u16)]| {
@@ -882,17 +958,75 @@ fn ema_chunks(
         }
         ok
     };
-    par.map(items, |(rows, mut ema): (Range<usize>, Csr)| {
+    type Item = (Range<usize>, Csr, Vec<Fx>);
+    let (new_value, old_value) = (&new_value, &old_value);
+    par.map(items, |(rows, mut ema, mut dense): Item| {
         // Per column: the sum and the maximum of its entries.
         let mut totals: Vec<(Fx, Fx)> = vec![(0, 0); n];
         let mut scratch: Option<Scratch> = None;
         let mut new_vals: Vec<Fx> = Vec::new();
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
+        // Dense rows: both addends' inputs scattered by column (0 where there is no entry).
+        let mut dense_w: Vec<Fx> = Vec::new();
+        let mut dense_b: Vec<u16> = Vec::new();
+        let mut dense_at: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+        let mut len: Vec<usize> = Vec::with_capacity(rows.len());
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             let (cols, vals, clip_by) = wb.row_parts(i);
             let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
+            let start = ema.col.len();
+            if is_dense(cols.len().saturating_add(bond_row.len()), n) {
+                dense_w.clear();
+                dense_w.resize(n, 0);
+                dense_b.clear();
+                dense_b.resize(n, 0);
+                match clip_by {
+                    Some(consensus) => {
+                        for (&j, &w) in cols.iter().zip(vals) {
+                            let ju = usize::from(j);
+                            if let (Some(x), Some(&c)) = (dense_w.get_mut(ju), consensus.get(ju)) {
+                                *x = clipped(w, c).unwrap_or(0);
+                            }
+                        }
+                    }
+                    None => {
+                        for (&j, &w) in cols.iter().zip(vals) {
+                            if let Some(x) = dense_w.get_mut(usize::from(j)) {
+                                *x = w;
+                            }
+                        }
+                    }
+                }
+                for &(j, b) in bond_row {
+                    if let Some(x) = dense_b.get_mut(usize::from(j)) {
+                        *x = b;
+                    }
+                }
+                let at = dense.len();
+                let mut count = 0usize;
+                dense.extend(
+                    dense_w
+                        .iter()
+                        .zip(&dense_b)
+                        .zip(columns.iter().zip(totals.iter_mut()))
+                        .map(|((&w, &b), (column, t))| {
+                            let v = new_value(column, w, a_i)
+                                .saturating_add(old_value(column, b))
+                                .max(0);
+                            t.0 = t.0.saturating_add(v);
+                            t.1 = t.1.max(v);
+                            count = count.wrapping_add(usize::from(v > 0));
+                            v
+                        }),
+                );
+                dense_at.push(Some(at));
+                len.push(count);
+                ema.end_row();
+                continue;
+            }
+            dense_at.push(None);
             if ascending(cols) && ascending_bonds(bond_row) {
                 // One walk over both rows.
                 let room = cols.len().saturating_add(bond_row.len());
@@ -907,13 +1041,7 @@ fn ema_chunks(
                         }
                     }
                 };
-                let old_of = |j: u16, b: u16| {
-                    if masked.get(usize::from(j)).copied().unwrap_or(false) {
-                        None
-                    } else {
-                        Some(old_value(j, b))
-                    }
-                };
+                let old_of = |j: u16, b: u16| columns.get(usize::from(j)).map(|c| old_value(c, b));
                 let mut rest = bond_row;
                 for (&j, &w) in cols.iter().zip(vals) {
                     while let Some((&(jb, b), tail)) = rest.split_first() {
@@ -925,6 +1053,9 @@ fn ema_chunks(
                             emit(jb, old);
                         }
                     }
+                    let Some(column) = columns.get(usize::from(j)) else {
+                        continue;
+                    };
                     let w = match clip_by {
                         Some(consensus) => {
                             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
@@ -932,7 +1063,7 @@ fn ema_chunks(
                         }
                         None => w,
                     };
-                    let mut v = new_value(j, w, a_i);
+                    let mut v = new_value(column, w, a_i);
                     if let Some((&(jb, b), tail)) = rest.split_first() {
                         if jb == j {
                             rest = tail;
@@ -950,22 +1081,22 @@ fn ema_chunks(
                 }
                 ema.end_row();
             } else {
-                wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+                wb.map_row(i, &mut new_vals, |j, w| {
+                    columns
+                        .get(usize::from(j))
+                        .map_or(0, |c| new_value(c, w, a_i))
+                });
                 new_buf.clear();
                 new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
                 old_buf.clear();
-                old_buf.extend(
-                    bond_row
-                        .iter()
-                        .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
-                        .map(|&(j, b)| (j, old_value(j, b))),
-                );
+                old_buf.extend(bond_row.iter().filter_map(|&(j, b)| {
+                    columns.get(usize::from(j)).map(|c| (j, old_value(c, b)))
+                }));
                 // A row out of order: summed per column through the dense scratch row.
                 let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
                 for &(j, v) in new_buf.iter().chain(&old_buf) {
                     scratch.add(j, v);
                 }
-                let start = ema.col.len();
                 scratch.drain_positive_into(&mut ema);
                 let (c, v) = (
                     ema.col.get(start..).unwrap_or(&[]),
@@ -978,11 +1109,15 @@ fn ema_chunks(
                     }
                 }
             }
+            len.push(ema.col.len().saturating_sub(start));
         }
         let (sum, max) = totals.into_iter().unzip();
         EmaChunk {
             rows,
             ema,
+            dense,
+            dense_at,
+            len,
             sum,
             max,
         }
@@ -1011,12 +1146,23 @@ fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>
         .enumerate()
         .map(|(local, i)| {
             if new_permits.get(i).copied().unwrap_or(false) {
-                Vec::with_capacity(chunk.ema.range(local).len())
+                Vec::with_capacity(chunk.len.get(local).copied().unwrap_or(0))
             } else {
                 Vec::new()
             }
         })
         .collect()
+}
+
+/// What the classic EMA reads per column, side by side.
+#[derive(Clone, Copy, Debug)]
+struct EmaColumn {
+    /// The `ΔB` column normalisation.
+    delta: ColumnDivisor,
+    /// The `B` column normalisation.
+    bonds: fx::IntNormaliser,
+    /// Bonds to this column are dropped.
+    masked: bool,
 }
 
 /// What the classic dividend pass reads per column, side by side.
@@ -1093,13 +1239,17 @@ fn classic_bonds(
         }
     }
     let delta_sum = delta_sum.unwrap_or_else(|| sum_columns(delta_parts, n));
-    // Per column, side by side: the ΔB normalisation and the B normalisation.
-    let column_norms: Vec<(ColumnDivisor, fx::IntNormaliser)> = delta_sum
+    // Per column, side by side: the ΔB normalisation, the B normalisation and the mask.
+    let column_norms: Vec<EmaColumn> = delta_sum
         .iter()
         .zip(&bonds_sum)
-        .map(|(&d, &b)| (ColumnDivisor::new(d), fx::IntNormaliser::new(b)))
+        .zip(&masked)
+        .map(|((&d, &b), &masked)| EmaColumn {
+            delta: ColumnDivisor::new(d),
+            bonds: fx::IntNormaliser::new(b),
+            masked,
+        })
         .collect();
-    let column_norms: &[(ColumnDivisor, fx::IntNormaliser)] = &column_norms;
 
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
@@ -1107,23 +1257,20 @@ fn classic_bonds(
     let mut ema = ema_chunks(
         inputs,
         wb,
-        &masked,
         active_stake,
         chunks,
         n,
         par,
-        move |j, w, a_i| {
-            let delta = fx::mul_unit(w, a_i);
-            let normalised = column_norms
-                .get(usize::from(j))
-                .map_or(delta, |(d, _)| d.apply(delta));
-            fx::mul_unit(alpha, normalised)
+        &column_norms,
+        move |column: &EmaColumn, w, a_i| {
+            fx::mul_unit(alpha, column.delta.apply(fx::mul_unit(w, a_i)))
         },
-        move |j, b| {
-            let bond = column_norms
-                .get(usize::from(j))
-                .map_or(fx::from_u16(b), |(_, norm)| norm.apply(b));
-            fx::mul_unit(one_minus_alpha, bond)
+        move |column: &EmaColumn, b| {
+            if column.masked {
+                0
+            } else {
+                fx::mul_unit(one_minus_alpha, column.bonds.apply(b))
+            }
         },
     );
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
@@ -1158,16 +1305,28 @@ fn classic_bonds(
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
             let store = new_permits.get(i).copied().unwrap_or(false);
-            let (cols, vals) = chunk.ema.row(local);
             let mut acc: Fx = 0;
-            for (&j, &v) in cols.iter().zip(vals) {
-                let Some(column) = columns.get(usize::from(j)) else {
-                    continue;
-                };
+            let mut entry = |j: u16, v: Fx, column: &DividendColumn| {
                 let b = column.ema.apply(v);
                 acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
                 if store {
                     row.push((j, fx::to_u16(column.max.apply(b))));
+                }
+            };
+            match chunk.row(local, n) {
+                EmaRow::Sparse(cols, vals) => {
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        if let Some(column) = columns.get(usize::from(j)) {
+                            entry(j, v, column);
+                        }
+                    }
+                }
+                EmaRow::Dense(vals) => {
+                    for ((&v, column), j) in vals.iter().zip(&columns).zip(0..=u16::MAX) {
+                        if v > 0 {
+                            entry(j, v, column);
+                        }
+                    }
                 }
             }
             dividends.push(acc);
@@ -1180,7 +1339,7 @@ fn classic_bonds(
         dividends.extend(d);
         stored.extend(s);
     }
-    ema.into_iter().for_each(|c| c.ema.recycle());
+    ema.into_iter().for_each(EmaChunk::recycle);
     (dividends, stored)
 }
 
@@ -1217,12 +1376,7 @@ fn yuma3_bonds(
                 *s = s.saturating_add(v);
             }
         }
-        vec![EmaChunk {
-            rows: 0..n,
-            ema,
-            sum,
-            max: Vec::new(),
-        }]
+        vec![EmaChunk::sparse(0..n, ema, sum, Vec::new())]
     } else {
         // EMA = alpha W_b + (1 - alpha) B with alpha = 1 - bonds_moving_average / 1e6.
         let bma = I64F64::saturating_from_num(params.bonds_moving_average)
@@ -1233,13 +1387,19 @@ fn yuma3_bonds(
         ema_chunks(
             inputs,
             weights_for_bonds,
-            &masked,
             active_stake,
             chunks,
             n,
             par,
+            &masked,
             |_, w, _| fx::mul_unit(alpha, w),
-            |_, b| fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b)),
+            |&masked: &bool, b| {
+                if masked {
+                    0
+                } else {
+                    fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b))
+                }
+            },
         )
     };
 
@@ -1254,16 +1414,36 @@ fn yuma3_bonds(
     let parts = par.map(items, |(chunk, mut out): Item<'_>| {
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-            let (cols, vals) = chunk.ema.row(local);
-            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
-            });
+            let store = new_permits.get(i).copied().unwrap_or(false);
+            let total = match chunk.row(local, n) {
+                EmaRow::Sparse(cols, vals) => {
+                    if store {
+                        row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
+                    }
+                    cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                        let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                        acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
+                    })
+                }
+                EmaRow::Dense(vals) => {
+                    if store {
+                        row.extend(
+                            vals.iter()
+                                .zip(0..=u16::MAX)
+                                .filter(|&(&v, _)| v > 0)
+                                .map(|(&v, j)| (j, fx::to_u16(v))),
+                        );
+                    }
+                    // A 0 (no entry) adds 0.
+                    vals.iter()
+                        .zip(ema_div.iter().zip(incentive))
+                        .fold(0i64, |acc, (&b, (d, &inc))| {
+                            acc.saturating_add(fx::mul_unit(d.apply(b), inc))
+                        })
+                }
+            };
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             dividends.push(fx::checked_mul(total, a_i).unwrap_or(0));
-            if new_permits.get(i).copied().unwrap_or(false) {
-                row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
-            }
         }
         (dividends, out)
     });
@@ -1273,7 +1453,7 @@ fn yuma3_bonds(
         dividends.extend(d);
         stored.extend(s);
     }
-    ema.into_iter().for_each(|c| c.ema.recycle());
+    ema.into_iter().for_each(EmaChunk::recycle);
     (dividends, stored)
 }
 
@@ -1515,6 +1695,18 @@ mod parallel_tests {
                 }
             }
             FORCE_PARTS.with(|f| f.set(None));
+        }
+    }
+
+    #[test]
+    fn dense_rows_match_sparse_rows() {
+        for seed in 100..160u64 {
+            let (inputs, params) = case(seed);
+            let dense = run_epoch(&inputs, &params).unwrap();
+            FORCE_SPARSE.with(|f| f.set(true));
+            let sparse = run_epoch(&inputs, &params);
+            FORCE_SPARSE.with(|f| f.set(false));
+            assert_eq!(dense, sparse.unwrap(), "seed {seed}");
         }
     }
 
