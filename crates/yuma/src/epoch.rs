@@ -25,7 +25,11 @@ pub fn run_epoch_with(
     params: &YumaParams,
     parallelism: Parallelism,
 ) -> Result<EpochOutputs, YumaError> {
-    let par = Par::new(parallelism);
+    Par::new(parallelism).run(|par| epoch(inputs, params, par))
+}
+
+/// The epoch, on the thread (and pool) `par` says.
+fn epoch(inputs: &EpochInputs, params: &YumaParams, par: Par) -> Result<EpochOutputs, YumaError> {
     validate(inputs, par)?;
     let n = usize::from(inputs.n);
     let owner = inputs.owner_uid.map(usize::from);
