@@ -79,7 +79,9 @@ impl Par {
                 return pool.install(|| f(self));
             }
         }
-        f(Self { threads: 1, ..self })
+        let mut serial = self;
+        serial.threads = 1;
+        f(serial)
     }
 
     /// How many ranges to split `work` entries into: a few per thread, so that a thread the
