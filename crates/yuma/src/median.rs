@@ -16,6 +16,9 @@ use crate::sparse::Weights;
 /// hundred pages, so the second-level scatter does not thrash the TLB.
 const TILE_SHIFT: u32 = 8;
 
+/// Unused key slots after each column's segment in a tile (one cache line).
+const PAD: usize = 8;
+
 /// Packs a positive score and its voter's stake into one sortable key: the score minus one in
 /// the high 32 bits, the stake minus one in the low 32 bits (both are in `[1, 2^32]` bits: a
 /// normalised weight above 0 and a voter's renormalised stake above 0). Within one column,
@@ -144,7 +147,8 @@ pub(crate) fn weighted_median_columns(
                 .clone()
                 .map(|t| {
                     let (first, last) = tile_bounds(t);
-                    at(last).saturating_sub(at(first))
+                    let padding = last.saturating_sub(first).saturating_mul(PAD);
+                    at(last).saturating_sub(at(first)).saturating_add(padding)
                 })
                 .max()
                 .unwrap_or(0);
@@ -153,13 +157,12 @@ pub(crate) fn weighted_median_columns(
             items.push((r, head, keys));
             rest = tail;
         }
-        let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
-        let (voter_rows, start) = (&voter_rows, &start);
+        let (at, tile_bounds) = (&at, &tile_bounds);
+        let voter_rows = &voter_rows;
         par.map(
             items,
             |(range, out, mut keys): (core::ops::Range<usize>, &mut [Fx], Vec<u64>)| {
                 let (col0, _) = tile_bounds(range.start);
-                let mut fill: Vec<usize> = start.clone();
                 // Each voting row's first entry at or after this range's first column.
                 let mut cursor: Vec<usize> = voter_rows
                     .iter()
@@ -170,29 +173,50 @@ pub(crate) fn weighted_median_columns(
                         r.start.saturating_add(below)
                     })
                     .collect();
+                // Per column of a tile: where its keys start, and the next free slot. Each
+                // column's segment is followed by `PAD` unused slots, so that segments of
+                // 2^k keys do not all fall into the same few cache sets.
+                let mut seg_start: Vec<usize> = Vec::new();
+                let mut fill: Vec<usize> = Vec::new();
                 for t in range {
                     let (first, last) = tile_bounds(t);
-                    let base = at(first);
+                    seg_start.clear();
+                    let mut offset = 0usize;
+                    for j in first..last {
+                        seg_start.push(offset);
+                        let count = at(j.saturating_add(1)).saturating_sub(at(j));
+                        offset = offset.saturating_add(count).saturating_add(PAD);
+                    }
+                    fill.clear();
+                    fill.extend_from_slice(&seg_start);
                     for ((&i, &stake), cur) in voter_rows
                         .iter()
                         .zip(voter_stake.iter())
                         .zip(cursor.iter_mut())
                     {
                         let end = w.range(i).end;
-                        while *cur < end {
-                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.val.get(*cur)) else {
-                                break;
-                            };
-                            if usize::from(j) >= last {
-                                break;
-                            }
-                            *cur = cur.saturating_add(1);
+                        let cols = w.col.get(*cur..end).unwrap_or(&[]);
+                        let vals = w.val.get(*cur..end).unwrap_or(&[]);
+                        let mut taken = 0usize;
+                        for (&j, &r) in cols.iter().zip(vals) {
+                            let local = usize::from(j).wrapping_sub(first);
+                            let Some(f) = fill.get_mut(local) else { break };
+                            taken = taken.wrapping_add(1);
                             if r > 0 {
-                                put(&mut fill, &mut keys, base, j, pack(r, stake));
+                                if let Some(slot) = keys.get_mut(*f) {
+                                    *slot = pack(r, stake);
+                                }
+                                *f = f.wrapping_add(1);
                             }
                         }
+                        *cur = cur.saturating_add(taken);
                     }
-                    select_tile(&mut keys, base, first, last, col0, out);
+                    let out = out.get_mut(first.saturating_sub(col0)..).unwrap_or(&mut []);
+                    for ((&lo, &hi), c) in seg_start.iter().zip(&fill).zip(out) {
+                        if let Some(col) = keys.get_mut(lo..hi) {
+                            *c = column_median(col, target, col.len() < voters);
+                        }
+                    }
                 }
                 keys
             },
