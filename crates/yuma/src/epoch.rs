@@ -440,26 +440,37 @@ fn prepare_weights(
         None
     };
     let bar = &inputs.block_at_registration;
-    // Row ranges are masked in parallel into buffers taken here (on the calling thread, whose
-    // allocator reuses memory across epochs), then concatenated in row order.
+    // Row ranges are masked in parallel, each into its own slots of the shared buffers (as
+    // many as its rows have entries before masking); the slots masking leaves unused stay
+    // between the rows, so nothing is copied afterwards.
     let chunks = par::split(n, par.parts_for(nnz), |i| {
         inputs.weights.get(i).map_or(0, Vec::len).saturating_add(1)
     });
-    let items: Vec<(Range<usize>, Csr)> = chunks
-        .into_iter()
-        .map(|rows| {
-            let len: usize = inputs
-                .weights
-                .get(rows.clone())
-                .map_or(0, |r| r.iter().map(Vec::len).sum());
-            (rows.clone(), Csr::with_capacity(rows.len(), len))
-        })
-        .collect();
-    type Item = (Range<usize>, Csr);
-    let mut parts = par.map(items, |(rows, mut out): Item| {
+    let mut col = crate::pool::U16S.take_len(nnz);
+    let mut val = crate::pool::I64S.take_len(nnz);
+    type Item<'a> = (Range<usize>, usize, &'a mut [u16], &'a mut [Fx]);
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(chunks.len());
+    let (mut col_rest, mut val_rest): (&mut [u16], &mut [Fx]) = (&mut col, &mut val);
+    let mut base = 0usize;
+    for rows in chunks {
+        let len: usize = inputs
+            .weights
+            .get(rows.clone())
+            .map_or(0, |r| r.iter().map(Vec::len).sum());
+        let (c, c_rest) = col_rest.split_at_mut(len.min(col_rest.len()));
+        let (v, v_rest) = val_rest.split_at_mut(len.min(val_rest.len()));
+        items.push((rows, base, c, v));
+        (col_rest, val_rest) = (c_rest, v_rest);
+        base = base.saturating_add(len);
+    }
+    let parts = par.map(items, |(rows, base, cols, vals): Item<'_>| {
+        let mut starts: Vec<usize> = Vec::with_capacity(rows.len());
+        let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+        // The next free slot of this range.
+        let mut at = 0usize;
         for i in rows {
             let row: &[(u16, u16)] = inputs.weights.get(i).map_or(&[], Vec::as_slice);
-            let row_start = out.val.len();
+            let row_start = at;
             if validator_permits.get(i).copied().unwrap_or(false) {
                 let updated = inputs.last_update.get(i).copied().unwrap_or(0);
                 // No active commit reads as u64::MAX, which masks nothing.
@@ -479,36 +490,34 @@ fn prepare_weights(
                     let ju = usize::from(j);
                     let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
                     if registered < limit && ju != diagonal {
+                        if let (Some(c), Some(v)) = (cols.get_mut(at), vals.get_mut(at)) {
+                            *c = j;
+                            *v = i64::from(r);
+                        }
                         // At most 65535 entries of at most 65535: no overflow.
                         row_sum = row_sum.wrapping_add(u64::from(r));
-                        out.push(j, i64::from(r));
+                        at = at.wrapping_add(1);
                     }
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
                 let norm = fx::IntNormaliser::new(row_sum);
-                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
+                for v in vals.get_mut(row_start..at).unwrap_or(&mut []) {
                     *v = norm.apply(*v as u16);
                 }
             }
-            out.end_row();
+            starts.push(base.saturating_add(row_start));
+            ends.push(base.saturating_add(at));
         }
-        out
+        (starts, ends)
     });
-    if parts.len() == 1 {
-        if let Some(w) = parts.pop() {
-            return w;
-        }
+    let mut ptr = crate::pool::USIZES.take(n.saturating_add(1));
+    let mut end = crate::pool::USIZES.take(n);
+    for (starts, ends) in parts {
+        ptr.extend(starts);
+        end.extend(ends);
     }
-    let mut w = Weights::with_capacity(n, nnz);
-    for part in parts {
-        let base = w.col.len();
-        w.ptr
-            .extend(part.ptr.iter().skip(1).map(|&end| base.saturating_add(end)));
-        w.col.extend_from_slice(&part.col);
-        w.val.extend_from_slice(&part.val);
-        part.recycle();
-    }
-    w
+    ptr.push(nnz);
+    Weights { ptr, end, col, val }
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
@@ -1140,9 +1149,9 @@ fn ascending(cols: &[u16]) -> bool {
     ok
 }
 
-/// Empty stored rows for one chunk, allocated on the calling thread (whose allocator reuses
-/// the memory the caller frees): room for the EMA row of uids with a new permit, none for the
-/// others.
+/// Empty stored rows for one chunk: room for the EMA row of uids with a new permit, none for
+/// the others. Allocated by the thread that fills them, so that the fresh pages of the returned
+/// rows are faulted in by both threads at once.
 fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>> {
     chunk
         .rows
@@ -1300,12 +1309,9 @@ fn classic_bonds(
             incentive,
         })
         .collect();
-    let items: Vec<_> = ema
-        .iter()
-        .map(|c| (c, stored_buffers(c, new_permits)))
-        .collect();
-    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
+    let items: Vec<&EmaChunk> = ema.iter().collect();
+    let parts = par.map(items, |chunk: &EmaChunk| {
+        let mut out = stored_buffers(chunk, new_permits);
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
             let store = new_permits.get(i).copied().unwrap_or(false);
@@ -1324,6 +1330,17 @@ fn classic_bonds(
                             entry(j, v, column);
                         }
                     }
+                }
+                EmaRow::Dense(vals) if store && chunk.len.get(local) == Some(&n) => {
+                    // Every column has an entry: the stored row is one per column, written
+                    // without a capacity check per entry.
+                    row.extend(vals.iter().zip(&columns).zip(0..=u16::MAX).map(
+                        |((&v, column), j)| {
+                            let b = column.ema.apply(v);
+                            acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
+                            (j, fx::to_u16(column.max.apply(b)))
+                        },
+                    ));
                 }
                 EmaRow::Dense(vals) => {
                     for ((&v, column), j) in vals.iter().zip(&columns).zip(0..=u16::MAX) {
@@ -1410,12 +1427,9 @@ fn yuma3_bonds(
     // D_i = A_i * sum_j colnorm(EMA)_ij I_j
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
     let ema_div = column_divisors(&ema_sum);
-    let items: Vec<_> = ema
-        .iter()
-        .map(|c| (c, stored_buffers(c, new_permits)))
-        .collect();
-    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
+    let items: Vec<&EmaChunk> = ema.iter().collect();
+    let parts = par.map(items, |chunk: &EmaChunk| {
+        let mut out = stored_buffers(chunk, new_permits);
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
             let store = new_permits.get(i).copied().unwrap_or(false);
@@ -1430,7 +1444,14 @@ fn yuma3_bonds(
                     })
                 }
                 EmaRow::Dense(vals) => {
-                    if store {
+                    if store && chunk.len.get(local) == Some(&n) {
+                        // Every column has an entry.
+                        row.extend(
+                            vals.iter()
+                                .zip(0..=u16::MAX)
+                                .map(|(&v, j)| (j, fx::to_u16(v))),
+                        );
+                    } else if store {
                         row.extend(
                             vals.iter()
                                 .zip(0..=u16::MAX)

@@ -36,9 +36,9 @@ fn key_score(key: u64) -> Fx {
 
 #[inline]
 fn key_stake(key: u64) -> Fx {
-    i64::try_from(key & 0xFFFF_FFFF)
-        .unwrap_or(0)
-        .saturating_add(1)
+    // At most 2^32: a sum of at most 65535 of them stays below 2^48, so the masses below are
+    // added without overflow checks.
+    ((key & 0xFFFF_FFFF) as i64).wrapping_add(1)
 }
 
 /// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
@@ -66,23 +66,45 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    // Pass 1: count the positive entries of voting rows per column; note whether every voting row is in ascending column order.
-    let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
-    let mut all_ascending = true;
-    for &i in &voter_rows {
-        let (cols, vals) = w.row(i);
-        let mut prev: Option<u16> = None;
-        for (&j, &r) in cols.iter().zip(vals) {
-            all_ascending &= prev.is_none_or(|p| p < j);
-            prev = Some(j);
-            if r > 0 {
-                if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
+    // Pass 1, over ranges of voting rows in parallel: count the positive entries per column
+    // (at `j + 1`); note whether every voting row is in ascending column order.
+    let work: usize = voter_rows.iter().map(|&i| w.range(i).len()).sum();
+    let ranges = crate::par::split(voter_rows.len(), par.parts_for(work), |k| {
+        voter_rows
+            .get(k)
+            .map_or(0, |&i| w.range(i).len())
+            .saturating_add(1)
+    });
+    let counted = par.map(ranges, |range: core::ops::Range<usize>| {
+        let mut count: Vec<usize> = vec![0; n.saturating_add(1)];
+        let mut ascending = true;
+        for &i in voter_rows.get(range).unwrap_or(&[]) {
+            let (cols, vals) = w.row(i);
+            let mut prev = -1i32;
+            for (&j, &r) in cols.iter().zip(vals) {
+                ascending &= i32::from(j) > prev;
+                prev = i32::from(j);
+                if let Some(c) = count.get_mut(usize::from(j).wrapping_add(1)) {
                     // At most one per entry: no overflow.
-                    *c = c.wrapping_add(1);
+                    *c = c.wrapping_add(usize::from(r > 0));
                 }
             }
         }
+        (count, ascending)
+    });
+    let mut start: Vec<usize> = Vec::new();
+    let mut all_ascending = true;
+    for (count, ascending) in counted {
+        all_ascending &= ascending;
+        if start.is_empty() {
+            start = count;
+        } else {
+            for (s, c) in start.iter_mut().zip(count) {
+                *s = s.wrapping_add(c);
+            }
+        }
     }
+    start.resize(n.saturating_add(1), 0);
     let mut acc = 0usize;
     for c in start.iter_mut() {
         acc = acc.saturating_add(*c);
@@ -264,7 +286,7 @@ fn column_median(col: &mut [u64], target: Fx, has_zero: bool) -> Fx {
     }
     // One pass for the mass of the positive scores and their range.
     let (positive_mass, lo, hi) = col.iter().fold((0i64, u64::MAX, 0u64), |(m, lo, hi), &k| {
-        (m.saturating_add(key_stake(k)), lo.min(k), hi.max(k))
+        (m.wrapping_add(key_stake(k)), lo.min(k), hi.max(k))
     });
     if positive_mass < target {
         // No positive score qualifies: 0 if some row scores 0, else the column minimum.
@@ -291,7 +313,7 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let mut cum: Fx = 0;
             for &key in candidates.iter() {
-                cum = cum.saturating_add(key_stake(key));
+                cum = cum.wrapping_add(key_stake(key));
                 if cum >= need {
                     return key_score(key);
                 }
@@ -315,14 +337,14 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
         hist.iter_mut().for_each(|h| *h = 0);
         for &key in candidates.iter() {
             if let Some(h) = hist.get_mut(digit(key)) {
-                *h = h.saturating_add(key_stake(key));
+                *h = h.wrapping_add(key_stake(key));
             }
         }
         // Highest digit whose cumulative mass from the top reaches `need`.
         let mut above: Fx = 0;
         let mut chosen: Option<usize> = None;
         for d in (0..256usize).rev() {
-            let with = above.saturating_add(hist.get(d).copied().unwrap_or(0));
+            let with = above.wrapping_add(hist.get(d).copied().unwrap_or(0));
             if with >= need {
                 chosen = Some(d);
                 break;
@@ -340,7 +362,7 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
             if let Some(slot) = buf.get_mut(kept) {
                 *slot = key;
             }
-            kept = kept.saturating_add(usize::from(digit(key) == d));
+            kept = kept.wrapping_add(usize::from(digit(key) == d));
         }
         len = kept;
     }
