@@ -7,7 +7,7 @@ use core::ops::Range;
 use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
-use crate::median::weighted_median_columns;
+use crate::median::{weighted_median_columns, VoteCounts};
 use crate::par::{self, Par};
 use crate::sparse::{Csr, Scratch, Weights};
 use crate::{EpochInputs, EpochOutputs, FixedBits, Parallelism, YumaError, YumaParams};
@@ -109,7 +109,19 @@ fn epoch(inputs: &EpochInputs, params: &YumaParams, par: Par) -> Result<EpochOut
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let weights = prepare_weights(inputs, params, &validator_permits, owner, n, par);
+    // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0); rows with s_i > 0 vote
+    // in consensus (their positive weights are counted per column while masking).
+    let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
+    fx::inplace_normalize(&mut voter_stake);
+    let (weights, votes) = prepare_weights(
+        inputs,
+        params,
+        &validator_permits,
+        &voter_stake,
+        owner,
+        n,
+        par,
+    );
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -118,7 +130,7 @@ fn epoch(inputs: &EpochInputs, params: &YumaParams, par: Par) -> Result<EpochOut
     // kappa in [0, 1]
     let kappa: Fx = fx::safe_div(fx::from_u16(params.kappa), fx::from_u16(u16::MAX));
     // C_j = stake-weighted median of column j over rows with A_i > 0 (stake renormalised).
-    let consensus = consensus(&weights, &active_stake, kappa, n, par);
+    let consensus = consensus(&weights, &active_stake, &voter_stake, votes, kappa, n, par);
 
     // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
     let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
@@ -429,10 +441,11 @@ fn prepare_weights(
     inputs: &EpochInputs,
     params: &YumaParams,
     validator_permits: &[bool],
+    voter_stake: &[Fx],
     owner: Option<usize>,
     n: usize,
     par: Par,
-) -> Weights {
+) -> (Weights, VoteCounts) {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
     let commit_blocks = if params.commit_reveal_enabled {
         inputs.commit_blocks.as_deref()
@@ -466,6 +479,9 @@ fn prepare_weights(
     let parts = par.map(items, |(rows, base, cols, vals): Item<'_>| {
         let mut starts: Vec<usize> = Vec::with_capacity(rows.len());
         let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+        // Per column (at j + 1): positive weights of voting rows; whether those rows ascend.
+        let mut counts: Vec<usize> = Vec::new();
+        let mut ascending = true;
         // The next free slot of this range.
         let mut at = 0usize;
         for i in rows {
@@ -501,37 +517,68 @@ fn prepare_weights(
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
                 let norm = fx::IntNormaliser::new(row_sum);
-                for v in vals.get_mut(row_start..at).unwrap_or(&mut []) {
-                    *v = norm.apply(*v as u16);
+                let row_cols = cols.get(row_start..at).unwrap_or(&[]);
+                let row_vals = vals.get_mut(row_start..at).unwrap_or(&mut []);
+                if voter_stake.get(i).is_some_and(|&s| s > 0) {
+                    if counts.is_empty() {
+                        counts = vec![0; n.saturating_add(1)];
+                    }
+                    let mut prev = -1i32;
+                    for (&j, v) in row_cols.iter().zip(row_vals) {
+                        *v = norm.apply(*v as u16);
+                        ascending &= i32::from(j) > prev;
+                        prev = i32::from(j);
+                        if let Some(c) = counts.get_mut(usize::from(j).wrapping_add(1)) {
+                            // At most one per entry: no overflow.
+                            *c = c.wrapping_add(usize::from(*v > 0));
+                        }
+                    }
+                } else {
+                    for v in row_vals {
+                        *v = norm.apply(*v as u16);
+                    }
                 }
             }
             starts.push(base.saturating_add(row_start));
             ends.push(base.saturating_add(at));
         }
-        (starts, ends)
+        (starts, ends, counts, ascending)
     });
     let mut ptr = crate::pool::USIZES.take(n.saturating_add(1));
     let mut end = crate::pool::USIZES.take(n);
-    for (starts, ends) in parts {
+    let mut votes = VoteCounts {
+        start: vec![0; n.saturating_add(1)],
+        ascending: true,
+    };
+    for (starts, ends, counts, ascending) in parts {
         ptr.extend(starts);
         end.extend(ends);
+        for (t, c) in votes.start.iter_mut().zip(counts) {
+            *t = t.wrapping_add(c);
+        }
+        votes.ascending &= ascending;
     }
     ptr.push(nnz);
-    Weights { ptr, end, col, val }
+    (Weights { ptr, end, col, val }, votes)
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
 #[inline(never)] // a stage of its own in profiles
-fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize, par: Par) -> Vec<Fx> {
-    // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
-    let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
-    fx::inplace_normalize(&mut voter_stake);
+fn consensus(
+    weights: &Weights,
+    active_stake: &[Fx],
+    voter_stake: &[Fx],
+    votes: VoteCounts,
+    kappa: Fx,
+    n: usize,
+    par: Par,
+) -> Vec<Fx> {
     let voters = active_stake.iter().filter(|&&a| a > 0).count();
     // minority = sum(s) - kappa; a score qualifies when sum(s | score >= w) >= sum(s) - minority.
-    let stake_sum = fx::sum(&voter_stake);
+    let stake_sum = fx::sum(voter_stake);
     let minority = stake_sum.saturating_sub(kappa);
     let target = stake_sum.saturating_sub(minority);
-    weighted_median_columns(weights, &voter_stake, voters, target, n, par)
+    weighted_median_columns(weights, voter_stake, votes, voters, target, n, par)
 }
 
 /// `min(w, c)`, or `None` where clipping drops the entry (`c < w` and `c <= 0`).

@@ -41,11 +41,21 @@ fn key_stake(key: u64) -> Fx {
     ((key & 0xFFFF_FFFF) as i64).wrapping_add(1)
 }
 
+/// What masking the weights counts for consensus, over the voting rows (`s_i > 0`).
+#[derive(Clone, Debug)]
+pub(crate) struct VoteCounts {
+    /// At `j + 1`: the number of positive weights in column `j` (length `n + 1`).
+    pub(crate) start: Vec<usize>,
+    /// Whether every voting row's columns ascend.
+    pub(crate) ascending: bool,
+}
+
 /// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
 /// that do not take part), the number of such voting rows and `target = sum(s) - minority`.
 pub(crate) fn weighted_median_columns(
     w: &Weights,
     s: &[Fx],
+    votes: VoteCounts,
     voters: usize,
     target: Fx,
     n: usize,
@@ -66,44 +76,10 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    // Pass 1, over ranges of voting rows in parallel: count the positive entries per column
-    // (at `j + 1`); note whether every voting row is in ascending column order.
-    let work: usize = voter_rows.iter().map(|&i| w.range(i).len()).sum();
-    let ranges = crate::par::split(voter_rows.len(), par.parts_for(work), |k| {
-        voter_rows
-            .get(k)
-            .map_or(0, |&i| w.range(i).len())
-            .saturating_add(1)
-    });
-    let counted = par.map(ranges, |range: core::ops::Range<usize>| {
-        let mut count: Vec<usize> = vec![0; n.saturating_add(1)];
-        let mut ascending = true;
-        for &i in voter_rows.get(range).unwrap_or(&[]) {
-            let (cols, vals) = w.row(i);
-            let mut prev = -1i32;
-            for (&j, &r) in cols.iter().zip(vals) {
-                ascending &= i32::from(j) > prev;
-                prev = i32::from(j);
-                if let Some(c) = count.get_mut(usize::from(j).wrapping_add(1)) {
-                    // At most one per entry: no overflow.
-                    *c = c.wrapping_add(usize::from(r > 0));
-                }
-            }
-        }
-        (count, ascending)
-    });
-    let mut start: Vec<usize> = Vec::new();
-    let mut all_ascending = true;
-    for (count, ascending) in counted {
-        all_ascending &= ascending;
-        if start.is_empty() {
-            start = count;
-        } else {
-            for (s, c) in start.iter_mut().zip(count) {
-                *s = s.wrapping_add(c);
-            }
-        }
-    }
+    let VoteCounts {
+        mut start,
+        ascending: all_ascending,
+    } = votes;
     start.resize(n.saturating_add(1), 0);
     let mut acc = 0usize;
     for c in start.iter_mut() {
