@@ -113,11 +113,25 @@ fn epoch(inputs: &EpochInputs, params: &YumaParams, par: Par) -> Result<EpochOut
     // in consensus (their positive weights are counted per column while masking).
     let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
     fx::inplace_normalize(&mut voter_stake);
+    // When the voting rows are dense, consensus gives every column room for every voter and
+    // needs no per-column counts.
+    let voter_entries: usize = inputs
+        .weights
+        .iter()
+        .zip(&voter_stake)
+        .filter(|&(_, &s)| s > 0)
+        .map(|(row, _)| row.len())
+        .sum();
+    let voter_count = voter_stake.iter().filter(|&&s| s > 0).count();
+    let count_votes = voter_entries.saturating_mul(2) < voter_count.saturating_mul(n);
+    #[cfg(test)]
+    let count_votes = count_votes || FORCE_SPARSE.with(core::cell::Cell::get);
     let (weights, votes) = prepare_weights(
         inputs,
         params,
         &validator_permits,
         &voter_stake,
+        count_votes,
         owner,
         n,
         par,
@@ -442,6 +456,7 @@ fn prepare_weights(
     params: &YumaParams,
     validator_permits: &[bool],
     voter_stake: &[Fx],
+    count_votes: bool,
     owner: Option<usize>,
     n: usize,
     par: Par,
@@ -519,7 +534,11 @@ fn prepare_weights(
                 let norm = fx::IntNormaliser::new(row_sum);
                 let row_cols = cols.get(row_start..at).unwrap_or(&[]);
                 let row_vals = vals.get_mut(row_start..at).unwrap_or(&mut []);
-                if voter_stake.get(i).is_some_and(|&s| s > 0) {
+                let votes = voter_stake.get(i).is_some_and(|&s| s > 0);
+                if votes && !count_votes {
+                    ascending &= self::ascending(row_cols);
+                }
+                if votes && count_votes {
                     if counts.is_empty() {
                         counts = vec![0; n.saturating_add(1)];
                     }
@@ -547,14 +566,16 @@ fn prepare_weights(
     let mut ptr = crate::pool::USIZES.take(n.saturating_add(1));
     let mut end = crate::pool::USIZES.take(n);
     let mut votes = VoteCounts {
-        start: vec![0; n.saturating_add(1)],
+        counts: count_votes.then(|| vec![0; n.saturating_add(1)]),
         ascending: true,
     };
     for (starts, ends, counts, ascending) in parts {
         ptr.extend(starts);
         end.extend(ends);
-        for (t, c) in votes.start.iter_mut().zip(counts) {
-            *t = t.wrapping_add(c);
+        if let Some(total) = votes.counts.as_mut() {
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t = t.wrapping_add(c);
+            }
         }
         votes.ascending &= ascending;
     }
@@ -966,7 +987,7 @@ fn is_dense(entries: usize, n: usize) -> bool {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: walk every row sparsely.
+    /// Tests: walk every row sparsely, and count the votes per column.
     static FORCE_SPARSE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 

@@ -44,8 +44,9 @@ fn key_stake(key: u64) -> Fx {
 /// What masking the weights counts for consensus, over the voting rows (`s_i > 0`).
 #[derive(Clone, Debug)]
 pub(crate) struct VoteCounts {
-    /// At `j + 1`: the number of positive weights in column `j` (length `n + 1`).
-    pub(crate) start: Vec<usize>,
+    /// At `j + 1`: the number of positive weights in column `j` (length `n + 1`). Not counted
+    /// when the voting rows are dense.
+    pub(crate) counts: Option<Vec<usize>>,
     /// Whether every voting row's columns ascend.
     pub(crate) ascending: bool,
 }
@@ -76,11 +77,31 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    let VoteCounts {
-        mut start,
-        ascending: all_ascending,
-    } = votes;
+    let all_ascending = votes.ascending;
+    // Room for each column's keys: column j's segment is `start[j]..start[j + 1]`. Without
+    // counts (dense votes), every column has room for every voter: at most twice the entries.
+    let mut start: Vec<usize> = match votes.counts {
+        Some(counts) => counts,
+        None if all_ascending => (0..=n).map(|_| voters).collect(),
+        None => {
+            // Rows out of order need exact segments: counted here.
+            let mut counts: Vec<usize> = vec![0; n.saturating_add(1)];
+            for &i in &voter_rows {
+                let (cols, vals) = w.row(i);
+                for (&j, &r) in cols.iter().zip(vals) {
+                    if let Some(c) = counts.get_mut(usize::from(j).wrapping_add(1)) {
+                        // At most one per entry: no overflow.
+                        *c = c.wrapping_add(usize::from(r > 0));
+                    }
+                }
+            }
+            counts
+        }
+    };
     start.resize(n.saturating_add(1), 0);
+    if let Some(first) = start.first_mut() {
+        *first = 0;
+    }
     let mut acc = 0usize;
     for c in start.iter_mut() {
         acc = acc.saturating_add(*c);
