@@ -450,6 +450,7 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
 }
 
 /// The masked weights `W`, row-normalised, rows in stored order, explicit zeros kept.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)] // a stage of its own in profiles
 fn prepare_weights(
     inputs: &EpochInputs,
