@@ -613,6 +613,17 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
     }
 }
 
+/// [`clipped`] with a dropped entry read as 0: `w` when `w <= c`, else `max(c, 0)` (without
+/// branches).
+#[inline]
+fn clipped_or_zero(w: Fx, c: Fx) -> Fx {
+    if w <= c {
+        w
+    } else {
+        c.max(0)
+    }
+}
+
 /// The clipping stage: returns `(Tv, R)` and, when asked, `sum_i W_ij * A_i` per column. Row
 /// ranges run in parallel; their column sums are non-negative, so adding them up in any order
 /// gives the same saturating sum.
@@ -644,14 +655,14 @@ fn clip(
                 // Every product with A_i is 0: only the trust.
                 for (&j, &w) in cols.iter().zip(vals) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    trust = trust.wrapping_add(clipped(w, c).unwrap_or(0));
+                    trust = trust.wrapping_add(clipped_or_zero(w, c));
                 }
             } else {
                 for (&j, &w) in cols.iter().zip(vals) {
                     let ju = usize::from(j);
                     let c = consensus.get(ju).copied().unwrap_or(0);
                     // A dropped entry adds 0 (branch-free).
-                    let v = clipped(w, c).unwrap_or(0);
+                    let v = clipped_or_zero(w, c);
                     trust = trust.wrapping_add(v);
                     if let Some(rank) = ranks.get_mut(ju) {
                         *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
@@ -736,7 +747,7 @@ impl BondWeights<'_> {
         out.extend(cols.iter().zip(vals).map(|(&j, &v)| match clip_by {
             Some(consensus) => {
                 let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                f(j, clipped(v, c).unwrap_or(0))
+                f(j, clipped_or_zero(v, c))
             }
             None => f(j, v),
         }));
@@ -1062,14 +1073,12 @@ fn ema_chunks<C: Sync>(
             if is_dense(cols.len().saturating_add(bond_row.len()), n) {
                 dense_w.clear();
                 dense_w.resize(n, 0);
-                dense_b.clear();
-                dense_b.resize(n, 0);
                 match clip_by {
                     Some(consensus) => {
                         for (&j, &w) in cols.iter().zip(vals) {
                             let ju = usize::from(j);
                             if let (Some(x), Some(&c)) = (dense_w.get_mut(ju), consensus.get(ju)) {
-                                *x = clipped(w, c).unwrap_or(0);
+                                *x = clipped_or_zero(w, c);
                             }
                         }
                     }
@@ -1081,28 +1090,39 @@ fn ema_chunks<C: Sync>(
                         }
                     }
                 }
-                for &(j, b) in bond_row {
-                    if let Some(x) = dense_b.get_mut(usize::from(j)) {
-                        *x = b;
-                    }
-                }
                 let at = dense.len();
-                let mut count = 0usize;
-                dense.extend(
-                    dense_w
-                        .iter()
-                        .zip(&dense_b)
-                        .zip(columns.iter().zip(totals.iter_mut()))
-                        .map(|((&w, &b), (column, t))| {
-                            let v = new_value(column, w, a_i)
-                                .saturating_add(old_value(column, b))
-                                .max(0);
-                            t.0 = t.0.saturating_add(v);
-                            t.1 = t.1.max(v);
-                            count = count.wrapping_add(usize::from(v > 0));
-                            v
-                        }),
-                );
+                let count = if positional(bond_row, n) {
+                    // Entry k is uid k: read in place.
+                    let bonds = bond_row.iter().map(|&(_, b)| b);
+                    fill_dense_row(
+                        &mut dense,
+                        &dense_w,
+                        bonds,
+                        columns,
+                        &mut totals,
+                        a_i,
+                        new_value,
+                        old_value,
+                    )
+                } else {
+                    dense_b.clear();
+                    dense_b.resize(n, 0);
+                    for &(j, b) in bond_row {
+                        if let Some(x) = dense_b.get_mut(usize::from(j)) {
+                            *x = b;
+                        }
+                    }
+                    fill_dense_row(
+                        &mut dense,
+                        &dense_w,
+                        dense_b.iter().copied(),
+                        columns,
+                        &mut totals,
+                        a_i,
+                        new_value,
+                        old_value,
+                    )
+                };
                 dense_at.push(Some(at));
                 len.push(count);
                 ema.end_row();
@@ -1141,7 +1161,7 @@ fn ema_chunks<C: Sync>(
                     let w = match clip_by {
                         Some(consensus) => {
                             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                            clipped(w, c).unwrap_or(0)
+                            clipped_or_zero(w, c)
                         }
                         None => w,
                     };
@@ -1204,6 +1224,50 @@ fn ema_chunks<C: Sync>(
             max,
         }
     })
+}
+
+/// Appends one dense EMA row (`n` values, 0 where there is no entry) to `dense` and adds its
+/// entries to the column totals; returns its number of entries. `bonds` gives the stored bond
+/// of every column in order (0 for none).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn fill_dense_row<C>(
+    dense: &mut Vec<Fx>,
+    weights: &[Fx],
+    bonds: impl Iterator<Item = u16>,
+    columns: &[C],
+    totals: &mut [(Fx, Fx)],
+    a_i: Fx,
+    new_value: &impl Fn(&C, Fx, Fx) -> Fx,
+    old_value: &impl Fn(&C, u16) -> Fx,
+) -> usize {
+    let mut count = 0usize;
+    dense.extend(
+        weights
+            .iter()
+            .zip(bonds)
+            .zip(columns.iter().zip(totals.iter_mut()))
+            .map(|((&w, b), (column, t))| {
+                let v = new_value(column, w, a_i)
+                    .saturating_add(old_value(column, b))
+                    .max(0);
+                t.0 = t.0.saturating_add(v);
+                t.1 = t.1.max(v);
+                count = count.wrapping_add(usize::from(v > 0));
+                v
+            }),
+    );
+    count
+}
+
+/// Whether a stored row holds every uid `0..n` in order (entry `k` is uid `k`).
+#[inline]
+fn positional(row: &[(u16, u16)], n: usize) -> bool {
+    row.len() == n
+        && row
+            .iter()
+            .zip(0u16..)
+            .fold(true, |ok, (&(j, _), k)| ok & (j == k))
 }
 
 /// Whether a row's columns are strictly ascending.
@@ -1379,50 +1443,51 @@ fn classic_bonds(
         })
         .collect();
     let items: Vec<&EmaChunk> = ema.iter().collect();
-    let parts = par.map(items, |chunk: &EmaChunk| {
-        let mut out = stored_buffers(chunk, new_permits);
-        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
-        for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-            let store = new_permits.get(i).copied().unwrap_or(false);
-            let mut acc: Fx = 0;
-            let mut entry = |j: u16, v: Fx, column: &DividendColumn| {
-                let b = column.ema.apply(v);
-                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
-                if store {
-                    row.push((j, fx::to_u16(column.max.apply(b))));
-                }
-            };
-            match chunk.row(local, n) {
-                EmaRow::Sparse(cols, vals) => {
-                    for (&j, &v) in cols.iter().zip(vals) {
-                        if let Some(column) = columns.get(usize::from(j)) {
-                            entry(j, v, column);
+    let parts =
+        par.map(items, |chunk: &EmaChunk| {
+            let mut out = stored_buffers(chunk, new_permits);
+            let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+            for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+                let store = new_permits.get(i).copied().unwrap_or(false);
+                let mut acc: Fx = 0;
+                let mut entry = |j: u16, v: Fx, column: &DividendColumn| {
+                    let b = column.ema.apply(v);
+                    acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
+                    if store {
+                        row.push((j, fx::to_u16(column.max.apply(b))));
+                    }
+                };
+                match chunk.row(local, n) {
+                    EmaRow::Sparse(cols, vals) => {
+                        for (&j, &v) in cols.iter().zip(vals) {
+                            if let Some(column) = columns.get(usize::from(j)) {
+                                entry(j, v, column);
+                            }
+                        }
+                    }
+                    EmaRow::Dense(vals) if store && chunk.len.get(local) == Some(&n) => {
+                        // Every column has an entry: the stored row is one per column, written
+                        // without a capacity check per entry.
+                        row.extend(vals.iter().zip(&columns).zip(0u16..).map(
+                            |((&v, column), j)| {
+                                let b = column.ema.apply(v);
+                                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
+                                (j, fx::to_u16(column.max.apply(b)))
+                            },
+                        ));
+                    }
+                    EmaRow::Dense(vals) => {
+                        for ((&v, column), j) in vals.iter().zip(&columns).zip(0u16..) {
+                            if v > 0 {
+                                entry(j, v, column);
+                            }
                         }
                     }
                 }
-                EmaRow::Dense(vals) if store && chunk.len.get(local) == Some(&n) => {
-                    // Every column has an entry: the stored row is one per column, written
-                    // without a capacity check per entry.
-                    row.extend(vals.iter().zip(&columns).zip(0..=u16::MAX).map(
-                        |((&v, column), j)| {
-                            let b = column.ema.apply(v);
-                            acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
-                            (j, fx::to_u16(column.max.apply(b)))
-                        },
-                    ));
-                }
-                EmaRow::Dense(vals) => {
-                    for ((&v, column), j) in vals.iter().zip(&columns).zip(0..=u16::MAX) {
-                        if v > 0 {
-                            entry(j, v, column);
-                        }
-                    }
-                }
+                dividends.push(acc);
             }
-            dividends.push(acc);
-        }
-        (dividends, out)
-    });
+            (dividends, out)
+        });
     let mut dividends: Vec<Fx> = Vec::with_capacity(n);
     let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
     for (d, s) in parts {
@@ -1515,15 +1580,11 @@ fn yuma3_bonds(
                 EmaRow::Dense(vals) => {
                     if store && chunk.len.get(local) == Some(&n) {
                         // Every column has an entry.
-                        row.extend(
-                            vals.iter()
-                                .zip(0..=u16::MAX)
-                                .map(|(&v, j)| (j, fx::to_u16(v))),
-                        );
+                        row.extend(vals.iter().zip(0u16..).map(|(&v, j)| (j, fx::to_u16(v))));
                     } else if store {
                         row.extend(
                             vals.iter()
-                                .zip(0..=u16::MAX)
+                                .zip(0u16..)
                                 .filter(|&(&v, _)| v > 0)
                                 .map(|(&v, j)| (j, fx::to_u16(v))),
                         );
@@ -1789,6 +1850,27 @@ mod parallel_tests {
                 }
             }
             FORCE_PARTS.with(|f| f.set(None));
+        }
+    }
+
+    #[test]
+    fn clipped_or_zero_reads_a_dropped_entry_as_zero() {
+        let values = [
+            i64::MIN,
+            -ONE,
+            -1,
+            0,
+            1,
+            ONE / 2,
+            ONE - 1,
+            ONE,
+            ONE + 1,
+            i64::MAX,
+        ];
+        for &w in &values {
+            for &c in &values {
+                assert_eq!(clipped_or_zero(w, c), clipped(w, c).unwrap_or(0), "{w} {c}");
+            }
         }
     }
 
