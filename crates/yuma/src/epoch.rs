@@ -1263,11 +1263,14 @@ fn fill_dense_row<C>(
 /// Whether a stored row holds every uid `0..n` in order (entry `k` is uid `k`).
 #[inline]
 fn positional(row: &[(u16, u16)], n: usize) -> bool {
-    row.len() == n
-        && row
-            .iter()
-            .zip(0u16..)
-            .fold(true, |ok, (&(j, _), k)| ok & (j == k))
+    // n strictly ascending uids below n are exactly 0..n (a fold that vectorises).
+    let mut prev = -1i32;
+    let mut ok = true;
+    for &(j, _) in row {
+        ok &= i32::from(j) > prev;
+        prev = i32::from(j);
+    }
+    ok && row.len() == n && row.last().is_none_or(|&(j, _)| usize::from(j) < n)
 }
 
 /// Whether a row's columns are strictly ascending.
