@@ -469,6 +469,14 @@ fn prepare_weights(
         None
     };
     let bar = &inputs.block_at_registration;
+    // The latest registration: rows set after it mask nothing but the diagonal.
+    let bar_max = bar.iter().copied().max().unwrap_or(0);
+    #[cfg(test)]
+    let bar_max = if FORCE_SPARSE.with(core::cell::Cell::get) {
+        u64::MAX
+    } else {
+        bar_max
+    };
     // Row ranges are masked in parallel, each into its own slots of the shared buffers (as
     // many as its rows have entries before masking); the slots masking leaves unused stay
     // between the rows, so nothing is copied afterwards.
@@ -517,18 +525,43 @@ fn prepare_weights(
                 };
                 // The diagonal is dropped unless it is the owner's.
                 let diagonal = if owner == Some(i) { usize::MAX } else { i };
+                // At most 65535 entries of at most 65535: no overflow in the row sums.
                 let mut row_sum: u64 = 0;
-                for &(j, r) in row {
-                    let ju = usize::from(j);
-                    let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    if registered < limit && ju != diagonal {
-                        if let (Some(c), Some(v)) = (cols.get_mut(at), vals.get_mut(at)) {
+                if bar_max < limit {
+                    // Every uid registered before these weights were set: only the diagonal
+                    // can be dropped. The row is copied whole, then the diagonal cut out.
+                    let end = at.saturating_add(row.len());
+                    let dst = cols.get_mut(at..end).zip(vals.get_mut(at..end));
+                    if let Some((dst_cols, dst_vals)) = dst {
+                        for ((&(j, r), c), v) in row.iter().zip(dst_cols).zip(dst_vals) {
                             *c = j;
                             *v = i64::from(r);
+                            row_sum = row_sum.wrapping_add(u64::from(r));
                         }
-                        // At most 65535 entries of at most 65535: no overflow.
-                        row_sum = row_sum.wrapping_add(u64::from(r));
-                        at = at.wrapping_add(1);
+                        at = end;
+                        if let Some(k) = row.iter().position(|&(j, _)| usize::from(j) == diagonal) {
+                            let k = row_start.saturating_add(k);
+                            if let Some(&r) = vals.get(k) {
+                                row_sum = row_sum.wrapping_sub(r.unsigned_abs());
+                            }
+                            let next = k.saturating_add(1);
+                            cols.copy_within(next.min(end)..end, k.min(end));
+                            vals.copy_within(next.min(end)..end, k.min(end));
+                            at = end.saturating_sub(1);
+                        }
+                    }
+                } else {
+                    for &(j, r) in row {
+                        let ju = usize::from(j);
+                        let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
+                        if registered < limit && ju != diagonal {
+                            if let (Some(c), Some(v)) = (cols.get_mut(at), vals.get_mut(at)) {
+                                *c = j;
+                                *v = i64::from(r);
+                            }
+                            row_sum = row_sum.wrapping_add(u64::from(r));
+                            at = at.wrapping_add(1);
+                        }
                     }
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
@@ -999,7 +1032,8 @@ fn is_dense(entries: usize, n: usize) -> bool {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: walk every row sparsely, and count the votes per column.
+    /// Tests: walk every row sparsely, count the votes per column and look up every weight's
+    /// registration block.
     static FORCE_SPARSE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
@@ -1793,7 +1827,12 @@ mod parallel_tests {
             },
             stake: vec![I64F64::from_num(0); nu],
             last_update: (0..nu).map(|_| block - rng.below(300)).collect(),
-            block_at_registration: (0..nu).map(|_| block - rng.below(400)).collect(),
+            // Sometimes every uid registered before any weights were set.
+            block_at_registration: if rng.below(3) == 0 {
+                (0..nu).map(|_| block - 300 - rng.below(400)).collect()
+            } else {
+                (0..nu).map(|_| block - rng.below(400)).collect()
+            },
             validator_permit: vec![false; nu],
             weights: vec![Vec::new(); nu],
             bonds: vec![Vec::new(); nu],
