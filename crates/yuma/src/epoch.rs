@@ -529,25 +529,25 @@ fn prepare_weights(
                 let mut row_sum: u64 = 0;
                 if bar_max < limit {
                     // Every uid registered before these weights were set: only the diagonal
-                    // can be dropped. The row is copied whole, then the diagonal cut out.
-                    let end = at.saturating_add(row.len());
-                    let dst = cols.get_mut(at..end).zip(vals.get_mut(at..end));
-                    if let Some((dst_cols, dst_vals)) = dst {
-                        for ((&(j, r), c), v) in row.iter().zip(dst_cols).zip(dst_vals) {
-                            *c = j;
-                            *v = i64::from(r);
-                            row_sum = row_sum.wrapping_add(u64::from(r));
-                        }
-                        at = end;
-                        if let Some(k) = row.iter().position(|&(j, _)| usize::from(j) == diagonal) {
-                            let k = row_start.saturating_add(k);
-                            if let Some(&r) = vals.get(k) {
-                                row_sum = row_sum.wrapping_sub(r.unsigned_abs());
+                    // can be dropped. The row is copied in (at most) two runs around it.
+                    let diagonal_at = row.iter().position(|&(j, _)| usize::from(j) == diagonal);
+                    let (head, tail) = match diagonal_at {
+                        Some(k) => (
+                            row.get(..k).unwrap_or(&[]),
+                            row.get(k.saturating_add(1)..).unwrap_or(&[]),
+                        ),
+                        None => (row, &[][..]),
+                    };
+                    for run in [head, tail] {
+                        let end = at.saturating_add(run.len());
+                        let dst = cols.get_mut(at..end).zip(vals.get_mut(at..end));
+                        if let Some((dst_cols, dst_vals)) = dst {
+                            for ((&(j, r), c), v) in run.iter().zip(dst_cols).zip(dst_vals) {
+                                *c = j;
+                                *v = i64::from(r);
+                                row_sum = row_sum.wrapping_add(u64::from(r));
                             }
-                            let next = k.saturating_add(1);
-                            cols.copy_within(next.min(end)..end, k.min(end));
-                            vals.copy_within(next.min(end)..end, k.min(end));
-                            at = end.saturating_sub(1);
+                            at = end;
                         }
                     }
                 } else {

@@ -171,8 +171,8 @@ pub(crate) fn weighted_median_columns(
                 })
                 .max()
                 .unwrap_or(0);
-            let mut keys = crate::pool::U64S.take(largest_tile);
-            keys.resize(largest_tile, 0);
+            // Only the slots a column fills are read: reused keys need no zeroing.
+            let keys = crate::pool::U64S.take_len(largest_tile);
             items.push((r, head, keys));
             rest = tail;
         }
