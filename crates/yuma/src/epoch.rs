@@ -1106,20 +1106,51 @@ fn ema_chunks<C: Sync>(
             let start = ema.col.len();
             if is_dense(cols.len().saturating_add(bond_row.len()), n) {
                 dense_w.clear();
-                dense_w.resize(n, 0);
-                match clip_by {
-                    Some(consensus) => {
-                        for (&j, &w) in cols.iter().zip(vals) {
-                            let ju = usize::from(j);
-                            if let (Some(x), Some(&c)) = (dense_w.get_mut(ju), consensus.get(ju)) {
-                                *x = clipped_or_zero(w, c);
+                if let Some(gap) = one_gap(cols, n) {
+                    // Every column but at most one (a validator's own): the row is copied in
+                    // two runs around the gap instead of scattered.
+                    let (head, tail) = vals.split_at(gap.min(vals.len()));
+                    let after = gap.saturating_add(1);
+                    match clip_by {
+                        Some(consensus) => {
+                            let (c_head, c_tail) = (
+                                consensus.get(..gap).unwrap_or(&[]),
+                                consensus.get(after..).unwrap_or(&[]),
+                            );
+                            let clip = |(&w, &c): (&Fx, &Fx)| clipped_or_zero(w, c);
+                            dense_w.extend(head.iter().zip(c_head).map(clip));
+                            if gap < n {
+                                dense_w.push(0);
                             }
+                            dense_w.extend(tail.iter().zip(c_tail).map(clip));
+                        }
+                        None => {
+                            dense_w.extend_from_slice(head);
+                            if gap < n {
+                                dense_w.push(0);
+                            }
+                            dense_w.extend_from_slice(tail);
                         }
                     }
-                    None => {
-                        for (&j, &w) in cols.iter().zip(vals) {
-                            if let Some(x) = dense_w.get_mut(usize::from(j)) {
-                                *x = w;
+                    dense_w.resize(n, 0);
+                } else {
+                    dense_w.resize(n, 0);
+                    match clip_by {
+                        Some(consensus) => {
+                            for (&j, &w) in cols.iter().zip(vals) {
+                                let ju = usize::from(j);
+                                if let (Some(x), Some(&c)) =
+                                    (dense_w.get_mut(ju), consensus.get(ju))
+                                {
+                                    *x = clipped_or_zero(w, c);
+                                }
+                            }
+                        }
+                        None => {
+                            for (&j, &w) in cols.iter().zip(vals) {
+                                if let Some(x) = dense_w.get_mut(usize::from(j)) {
+                                    *x = w;
+                                }
                             }
                         }
                     }
@@ -1292,6 +1323,25 @@ fn fill_dense_row<C>(
             }),
     );
     count
+}
+
+/// For a row holding every column `0..n` in order except at most one: the missing column (`n`
+/// when none is missing). `None` for any other row.
+#[inline]
+fn one_gap(cols: &[u16], n: usize) -> Option<usize> {
+    if !(cols.len() == n || cols.len().saturating_add(1) == n)
+        || !ascending(cols)
+        || cols.last().is_some_and(|&j| usize::from(j) >= n)
+    {
+        return None;
+    }
+    // Ascending uids below n, at most one missing: entry k is uid k before the gap.
+    Some(
+        cols.iter()
+            .enumerate()
+            .position(|(k, &j)| usize::from(j) != k)
+            .unwrap_or(cols.len()),
+    )
 }
 
 /// Whether a stored row holds every uid `0..n` in order (entry `k` is uid `k`).
