@@ -41,48 +41,60 @@
 //!   threads that fill them).
 //!
 //! Where the time goes (4096 uids x 256 validators, dense rows: 1M weights and 1M bonds;
-//! callgrind instructions of one epoch on one thread, input generation excluded,
+//! callgrind instructions of the first epoch on one thread, input generation excluded,
 //! `valgrind --tool=callgrind --toggle-collect='agora_yuma::epoch::epoch'
 //! target/release/examples/profile_epoch classic 4096 256 1 1`, before this round with
-//! `--toggle-collect='agora_yuma::epoch::run_epoch_with*'`; the per-stage split from a
-//! `--profile bench` build): classic ~360M (482M before), Yuma3 ~288M (389M).
-//! Classic: the bond stages ~206M (the dense EMA walk ~97M, about 95 instructions per column:
-//! the `W̄ A` product, its column division, the `alpha` product, the `B` column division and
-//! the `1 - alpha` product, each with subtensor's floor; scattering each `W̄` row by column
-//! ~20M; dividends with the stored rows ~70M: two column divisions, two products and a store
-//! per entry; bond column sums ~7M), consensus ~67M (gathering the keys ~26M, per-column radix
-//! selection ~40M), masking with the row normalisation ~51M, clipping ~28M, validation ~5M.
-//! Yuma3 spends ~135M in its bond stages. What is left per entry is mostly the fixed-point
-//! arithmetic itself: 64x64-bit products and reciprocal divisions, which baseline x86-64 SIMD
-//! cannot do, so these loops stay scalar. This round: the dense bond walk; weights masked
-//! into per-range slots; the voting rows' entries counted while masking (no counts at all for
-//! dense votes); consensus key segments padded by a cache line (2^k-key segments all fell
-//! into two L1 sets, which made the gather memory-bound); the selection's score range from
-//! bitwise folds; branch-free clipping; stored rows written without capacity checks; the pool.
+//! `--toggle-collect='agora_yuma::epoch::run_epoch_with*'`): classic ~323M (482M before this
+//! round), Yuma3 ~261M (389M); later epochs, whose buffers come off the shelves, ~312M and
+//! ~250M (before: no difference). Per stage, classic (from a `--profile bench` build): the
+//! bond stages ~188M (the dense EMA walk ~92M, about 90 instructions per column: the `W̄ A`
+//! product, its column division, the `alpha` product, the `B` column division and the
+//! `1 - alpha` product, each floored as subtensor does; dividends with the stored rows ~66M:
+//! two column divisions, two products and a store per entry; copying the `W̄` rows, the bond
+//! column sums and the buffers ~30M), consensus ~67M (gathering the keys ~26M, per-column radix
+//! selection ~40M), masking with the row normalisation ~32M, clipping ~28M, validation ~5M.
+//! Yuma3 spends ~126M in its bond stages (EMA walk ~53M). What is left per entry is mostly the
+//! fixed-point arithmetic itself: 64x64-bit products and reciprocal divisions, which baseline
+//! x86-64 SIMD cannot do, so these loops stay scalar.
 //!
-//! Timings, all on the shared 2-core Xeon while other builds kept the load average at 7 to 10
+//! This round: the dense bond walk (a validator's weight row, all columns but its own, is
+//! copied in two runs; a bond row holding every uid in order is read in place); weights
+//! masked into per-range slots of one buffer, rows set after the latest registration copied
+//! whole; the voting rows' entries counted while masking, and no counts at all for dense votes;
+//! consensus key segments padded by a cache line (segments of 2^k keys all fell into two L1
+//! sets, which made the gather memory-bound); the selection's score range from bitwise folds
+//! (64-bit minima did not vectorise); branch-free clipping; a reciprocal division without the
+//! variable shift; stored rows written without capacity checks by the threads that fill them;
+//! column indices from open ranges (inclusive ranges cost a flag per step); the rayon pool
+//! instead of scoped threads per stage, whose helpers, started per stage, bought nothing here.
+//!
+//! Timings, all on the shared 2-core Xeon while other builds kept the load average at 8 to 10
 //! (a process got about half a core; only comparisons within one run mean much). Interleaved
 //! runs, three rounds, of the example before (commit `7564922`) and after
 //! (`profile_epoch <mode> 4096 256 30 <threads>`), wall / CPU time per epoch (`/usr/bin/time`,
-//! user + system):
+//! user + system, over 30 epochs):
 //!
 //! | case              | threads | before                 | after                 |
 //! |-------------------|---------|------------------------|-----------------------|
-//! | classic/4096x256  | 1       | 79-105 ms / 51-53 ms   | 60-71 ms / 30-36 ms   |
-//! | classic/4096x256  | 2       | 123-130 ms / 56-59 ms  | 70-81 ms / 35-37 ms   |
-//! | yuma3/4096x256    | 1       | 86-90 ms / 44-45 ms    | 48-50 ms / 25 ms      |
-//! | yuma3/4096x256    | 2       | 80-107 ms / 48-49 ms   | 38-60 ms / 27-29 ms   |
+//! | classic/4096x256  | 1       | 104-107 ms / 52-55 ms  | 63-68 ms / 32-35 ms   |
+//! | classic/4096x256  | 2       | 121-132 ms / 57-60 ms  | 65-80 ms / 33-36 ms   |
+//! | yuma3/4096x256    | 1       | 90-91 ms / 45 ms       | 48-52 ms / 24-25 ms   |
+//! | yuma3/4096x256    | 2       | 106-107 ms / 47-49 ms  | 55-62 ms / 28-29 ms   |
 //!
-//! Criterion medians in the same conditions (`cargo bench -p agora-yuma`, before / after, run
-//! interleaved): classic 102 / 60 ms, Yuma3 89 / 48 ms; with two threads classic 131 / 68 ms,
-//! Yuma3 102 / 52 ms. QUIET_NUMBERS
-//! The 18 ms target for 4096x256 on two cores is not met here: one classic epoch costs ~30 ms
-//! of CPU time (Yuma3 ~25 ms), so even split perfectly over two free cores it takes ~15 ms
-//! plus the cost of sharing (page faults and memory traffic of both threads), and on this
-//! machine the other builds leave it far less than two cores. What remains to try: a dense
-//! form of `W` itself (rows without the diagonal gap could then be walked by position in
-//! clipping and consensus too), a narrower EMA (`u32`, as all entries are positive) to halve
-//! its memory traffic, and fewer column divisions per entry in the dividends.
+//! In a lighter moment (load average about 2.5, an earlier build of this round at ~33 ms of CPU
+//! per classic epoch) two threads took 22.9 ms against 32.9 ms on one; the build before this
+//! round took 53-54 ms either way. Criterion medians, same conditions as the table
+//! (`cargo bench -p agora-yuma`, before / after, run interleaved): classic 96.6 / 55.8 ms,
+//! Yuma3 85.9 / 46.0 ms; with two threads classic 122.7 / 65.3 ms, Yuma3 100.8 / 52.2 ms.
+//!
+//! The 18 ms target for 4096x256 on two cores is not met here: one classic epoch costs about
+//! 28-35 ms of CPU time (Yuma3 about 22-25 ms), so even with two free cores and perfect
+//! scaling it would take 14-17 ms, and sharing costs (page faults for the returned rows, memory
+//! traffic of both threads) ate about a third in the lighter moment; under the usual load
+//! here it gets far less than two cores. What remains to try: a dense form of `W` itself
+//! (clipping and consensus could then walk rows by position too), a narrower EMA (`u32`, its
+//! entries being positive) to halve its memory traffic, and fewer column divisions per entry
+//! in the dividends.
 //!
 //! Tests: `cargo test -p agora-yuma` (the shared vectors when present, cases transcribed from
 //! subtensor's tests, degenerate subnets, errors, properties). Benchmarks:
