@@ -690,6 +690,19 @@ fn clip(
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
                     trust = trust.wrapping_add(clipped_or_zero(w, c));
                 }
+            } else if let Some(gap) = one_gap(cols, n) {
+                // Every column but at most one: walked by position, in two runs around the gap.
+                let (head, tail) = vals.split_at(gap.min(vals.len()));
+                let after = gap.saturating_add(1);
+                for (run, start, end) in [(head, 0, gap), (tail, after, n)] {
+                    let c_run = consensus.get(start..end).unwrap_or(&[]);
+                    let r_run = ranks.get_mut(start..end).unwrap_or(&mut []);
+                    for ((&w, &c), rank) in run.iter().zip(c_run).zip(r_run) {
+                        let v = clipped_or_zero(w, c);
+                        trust = trust.wrapping_add(v);
+                        *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
+                    }
+                }
             } else {
                 for (&j, &w) in cols.iter().zip(vals) {
                     let ju = usize::from(j);
@@ -701,11 +714,11 @@ fn clip(
                         *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
                     }
                 }
-                if plain_delta {
-                    for (&j, &w) in cols.iter().zip(vals) {
-                        if let Some(d) = delta.get_mut(usize::from(j)) {
-                            *d = d.wrapping_add(fx::mul_unit(w, a_i));
-                        }
+            }
+            if a_i != 0 && plain_delta {
+                for (&j, &w) in cols.iter().zip(vals) {
+                    if let Some(d) = delta.get_mut(usize::from(j)) {
+                        *d = d.wrapping_add(fx::mul_unit(w, a_i));
                     }
                 }
             }
@@ -1032,8 +1045,8 @@ fn is_dense(entries: usize, n: usize) -> bool {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: walk every row sparsely, count the votes per column and look up every weight's
-    /// registration block.
+    /// Tests: walk every row sparsely (never by position), count the votes per column and look
+    /// up every weight's registration block.
     static FORCE_SPARSE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
@@ -1329,6 +1342,10 @@ fn fill_dense_row<C>(
 /// when none is missing). `None` for any other row.
 #[inline]
 fn one_gap(cols: &[u16], n: usize) -> Option<usize> {
+    #[cfg(test)]
+    if FORCE_SPARSE.with(core::cell::Cell::get) {
+        return None;
+    }
     if !(cols.len() == n || cols.len().saturating_add(1) == n)
         || !ascending(cols)
         || cols.last().is_some_and(|&j| usize::from(j) >= n)
