@@ -44,21 +44,22 @@
 //! callgrind instructions of the first epoch on one thread, input generation excluded,
 //! `valgrind --tool=callgrind --toggle-collect='agora_yuma::epoch::epoch'
 //! target/release/examples/profile_epoch classic 4096 256 1 1`, before this round with
-//! `--toggle-collect='agora_yuma::epoch::run_epoch_with*'`): classic ~323M (482M before this
-//! round), Yuma3 ~261M (389M); later epochs, whose buffers come off the shelves, ~312M and
-//! ~250M (before: no difference). Per stage, classic (from a `--profile bench` build): the
+//! `--toggle-collect='agora_yuma::epoch::run_epoch_with*'`): classic ~320M (482M before this
+//! round), Yuma3 ~258M (389M); later epochs, whose buffers come off the shelves, ~309M and
+//! ~247M (before: no difference). Per stage, classic (from a `--profile bench` build): the
 //! bond stages ~188M (the dense EMA walk ~92M, about 90 instructions per column: the `W̄ A`
 //! product, its column division, the `alpha` product, the `B` column division and the
 //! `1 - alpha` product, each floored as subtensor does; dividends with the stored rows ~66M:
 //! two column divisions, two products and a store per entry; copying the `W̄` rows, the bond
 //! column sums and the buffers ~30M), consensus ~67M (gathering the keys ~26M, per-column radix
-//! selection ~40M), masking with the row normalisation ~32M, clipping ~28M, validation ~5M.
+//! selection ~41M), masking with the row normalisation ~32M, clipping ~24M, validation ~5M.
 //! Yuma3 spends ~126M in its bond stages (EMA walk ~53M). What is left per entry is mostly the
 //! fixed-point arithmetic itself: 64x64-bit products and reciprocal divisions, which baseline
 //! x86-64 SIMD cannot do, so these loops stay scalar.
 //!
 //! This round: the dense bond walk (a validator's weight row, all columns but its own, is
-//! copied in two runs; a bond row holding every uid in order is read in place); weights
+//! copied in two runs, and clipped by position likewise; a bond row holding every uid in order
+//! is read in place); weights
 //! masked into per-range slots of one buffer, rows set after the latest registration copied
 //! whole; the voting rows' entries counted while masking, and no counts at all for dense votes;
 //! consensus key segments padded by a cache line (segments of 2^k keys all fell into two L1
