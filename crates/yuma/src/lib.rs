@@ -59,9 +59,9 @@
 //!
 //! This round: the dense bond walk (a validator's weight row, all columns but its own, is
 //! copied in two runs, and clipped by position likewise; a bond row holding every uid in order
-//! is read in place); weights
-//! masked into per-range slots of one buffer, rows set after the latest registration copied
-//! whole; the voting rows' entries counted while masking, and no counts at all for dense votes;
+//! is read in place); weights masked into per-range slots of one buffer, rows set after the
+//! latest registration copied whole; the voting rows' entries counted while masking, and no
+//! counts at all for dense votes;
 //! consensus key segments padded by a cache line (segments of 2^k keys all fell into two L1
 //! sets, which made the gather memory-bound); the selection's score range from bitwise folds
 //! (64-bit minima did not vectorise); branch-free clipping; a reciprocal division without the
@@ -77,22 +77,25 @@
 //!
 //! | case              | threads | before                 | after                 |
 //! |-------------------|---------|------------------------|-----------------------|
-//! | classic/4096x256  | 1       | 104-107 ms / 52-55 ms  | 63-68 ms / 32-35 ms   |
-//! | classic/4096x256  | 2       | 121-132 ms / 57-60 ms  | 65-80 ms / 33-36 ms   |
-//! | yuma3/4096x256    | 1       | 90-91 ms / 45 ms       | 48-52 ms / 24-25 ms   |
-//! | yuma3/4096x256    | 2       | 106-107 ms / 47-49 ms  | 55-62 ms / 28-29 ms   |
+//! | classic/4096x256  | 1       | 104-105 ms / 51-53 ms  | 52-58 ms / 26-29 ms   |
+//! | classic/4096x256  | 2       | 116-122 ms / 55-57 ms  | 70-75 ms / 34-36 ms   |
+//! | yuma3/4096x256    | 1       | 85-88 ms / 43-45 ms    | 47-50 ms / 24-25 ms   |
+//! | yuma3/4096x256    | 2       | 105-108 ms / 47-49 ms  | 55-67 ms / 29 ms      |
 //!
 //! In a lighter moment (load average about 2.5, an earlier build of this round at ~33 ms of CPU
 //! per classic epoch) two threads took 22.9 ms against 32.9 ms on one; the build before this
 //! round took 53-54 ms either way. Criterion medians, same conditions as the table
-//! (`cargo bench -p agora-yuma`, before / after, run interleaved): classic 96.6 / 55.8 ms,
-//! Yuma3 85.9 / 46.0 ms; with two threads classic 122.7 / 65.3 ms, Yuma3 100.8 / 52.2 ms.
+//! (`cargo bench -p agora-yuma`, before / after, run interleaved): classic 99.7 / 56.0 ms,
+//! Yuma3 90.1 / 48.9 ms; with two threads classic 121.6 / 63.2 ms, Yuma3 81.0 / 70.8 ms (the
+//! last pair straddled a load spike: 57-79 ms after, 78-84 ms before; an earlier run of the
+//! same pair gave 100.8 / 52.2 ms).
 //!
 //! The 18 ms target for 4096x256 on two cores is not met here: one classic epoch costs about
-//! 28-35 ms of CPU time (Yuma3 about 22-25 ms), so even with two free cores and perfect
-//! scaling it would take 14-17 ms, and sharing costs (page faults for the returned rows, memory
+//! 26-29 ms of CPU time (Yuma3 about 24-25 ms), so even with two free cores and perfect
+//! scaling it would take 13-15 ms, and sharing costs (page faults for the returned rows, memory
 //! traffic of both threads) ate about a third in the lighter moment; under the usual load
-//! here it gets far less than two cores. What remains to try: a dense form of `W` itself
+//! here it gets far less than two cores, and two threads are slower than one (each stage
+//! waits for a range whose thread the scheduler has set aside). What remains to try: a dense form of `W` itself
 //! (clipping and consensus could then walk rows by position too), a narrower EMA (`u32`, its
 //! entries being positive) to halve its memory traffic, and fewer column divisions per entry
 //! in the dividends.
