@@ -1066,8 +1066,8 @@ fn ema_chunks<C: Sync>(
     new_value: impl Fn(&C, Fx, Fx) -> Fx + Sync,
     old_value: impl Fn(&C, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
-    // The output buffers are allocated here, on the calling thread, whose allocator reuses
-    // memory from one epoch to the next (a fresh thread's arena would fault it in again).
+    // The output buffers are taken here, on the epoch's thread, from its shelves (reused from
+    // one epoch to the next, so their pages are not faulted in again).
     // A sparse row has at most as many EMA entries as its two addends together.
     let row_entries = |i: usize| {
         let bonds = inputs.bonds.get(i).map_or(0, Vec::len);

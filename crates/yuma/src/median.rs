@@ -5,8 +5,9 @@
 //! the largest `w` with `sum(s | score >= w) >= kappa'` (`kappa' = sum(s) - minority`), or the
 //! column minimum when no score qualifies. Rows without an entry in the column score 0.
 //!
-//! Here each column's positive entries are gathered once (a counting sort by column) and a
-//! weighted quickselect finds the answer in expected linear time; zero scores are handled by
+//! Here each column's positive entries are gathered once into its own segment of a key buffer
+//! (segments sized by counts taken while masking, or one slot per voter when the votes are
+//! dense) and a radix selection finds the answer in linear time; zero scores are handled by
 //! counting them, never stored.
 
 use crate::fx::Fx;
@@ -145,15 +146,15 @@ pub(crate) fn weighted_median_columns(
     };
 
     if all_ascending {
-        // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
+        // Tile by tile: gather the tile's keys through a cursor per voting row into one
         // reused buffer, then select each of its columns. Ranges of tiles run in parallel,
         // each writing its own columns of `consensus`.
         let tile_ranges = crate::par::split(tiles, par.parts_for(total), |t| {
             let (first, last) = tile_bounds(t);
             at(last).saturating_sub(at(first)).saturating_add(1)
         });
-        // Per range: its tiles, its columns of `consensus` and its key buffer (allocated on
-        // the calling thread, whose allocator reuses memory across epochs).
+        // Per range: its tiles, its columns of `consensus` and its key buffer (taken from the
+        // epoch thread's shelf, reused across epochs).
         let mut items: Vec<(core::ops::Range<usize>, &mut [Fx], Vec<u64>)> = Vec::new();
         let mut rest: &mut [Fx] = &mut consensus;
         let mut done = 0usize;
