@@ -7,7 +7,7 @@ use core::ops::Range;
 use agora_primitives::fixed::{I32F32, I64F64};
 
 use crate::fx::{self, Div, Fx, ONE};
-use crate::median::weighted_median_columns;
+use crate::median::{weighted_median_columns, VoteCounts};
 use crate::par::{self, Par};
 use crate::sparse::{Csr, Scratch, Weights};
 use crate::{EpochInputs, EpochOutputs, FixedBits, Parallelism, YumaError, YumaParams};
@@ -25,7 +25,11 @@ pub fn run_epoch_with(
     params: &YumaParams,
     parallelism: Parallelism,
 ) -> Result<EpochOutputs, YumaError> {
-    let par = Par::new(parallelism);
+    Par::new(parallelism).run(|par| epoch(inputs, params, par))
+}
+
+/// The epoch, on the thread (and pool) `par` says.
+fn epoch(inputs: &EpochInputs, params: &YumaParams, par: Par) -> Result<EpochOutputs, YumaError> {
     validate(inputs, par)?;
     let n = usize::from(inputs.n);
     let owner = inputs.owner_uid.map(usize::from);
@@ -105,7 +109,33 @@ pub fn run_epoch_with(
     // at or before the target registered (last_update_i <= block_at_registration_j); with
     // commit-reveal, no weight committed before the target registered
     // (commit_block_i < block_at_registration_j); then each row normalised to sum 1.
-    let weights = prepare_weights(inputs, params, &validator_permits, owner, n, par);
+    // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0); rows with s_i > 0 vote
+    // in consensus (their positive weights are counted per column while masking).
+    let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
+    fx::inplace_normalize(&mut voter_stake);
+    // When the voting rows are dense, consensus gives every column room for every voter and
+    // needs no per-column counts.
+    let voter_entries: usize = inputs
+        .weights
+        .iter()
+        .zip(&voter_stake)
+        .filter(|&(_, &s)| s > 0)
+        .map(|(row, _)| row.len())
+        .sum();
+    let voter_count = voter_stake.iter().filter(|&&s| s > 0).count();
+    let count_votes = voter_entries.saturating_mul(2) < voter_count.saturating_mul(n);
+    #[cfg(test)]
+    let count_votes = count_votes || FORCE_SPARSE.with(core::cell::Cell::get);
+    let (weights, votes) = prepare_weights(
+        inputs,
+        params,
+        &validator_permits,
+        &voter_stake,
+        count_votes,
+        owner,
+        n,
+        par,
+    );
 
     // ================================
     // == Consensus, Validator Trust ==
@@ -114,7 +144,7 @@ pub fn run_epoch_with(
     // kappa in [0, 1]
     let kappa: Fx = fx::safe_div(fx::from_u16(params.kappa), fx::from_u16(u16::MAX));
     // C_j = stake-weighted median of column j over rows with A_i > 0 (stake renormalised).
-    let consensus = consensus(&weights, &active_stake, kappa, n, par);
+    let consensus = consensus(&weights, &active_stake, &voter_stake, votes, kappa, n, par);
 
     // beta in [0, 1]; W_b = W + beta (W̄ - W): W (beta = 0), W̄ (beta = 1) or a new matrix.
     let beta: Fx = fx::safe_div(fx::from_u16(params.bonds_penalty), fx::from_u16(u16::MAX));
@@ -420,15 +450,18 @@ fn is_topk_nonzero(stake: &[Fx], k: usize) -> Vec<bool> {
 }
 
 /// The masked weights `W`, row-normalised, rows in stored order, explicit zeros kept.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)] // a stage of its own in profiles
 fn prepare_weights(
     inputs: &EpochInputs,
     params: &YumaParams,
     validator_permits: &[bool],
+    voter_stake: &[Fx],
+    count_votes: bool,
     owner: Option<usize>,
     n: usize,
     par: Par,
-) -> Weights {
+) -> (Weights, VoteCounts) {
     let nnz: usize = inputs.weights.iter().map(Vec::len).sum();
     let commit_blocks = if params.commit_reveal_enabled {
         inputs.commit_blocks.as_deref()
@@ -436,26 +469,48 @@ fn prepare_weights(
         None
     };
     let bar = &inputs.block_at_registration;
-    // Row ranges are masked in parallel into buffers taken here (on the calling thread, whose
-    // allocator reuses memory across epochs), then concatenated in row order.
+    // The latest registration: rows set after it mask nothing but the diagonal.
+    let bar_max = bar.iter().copied().max().unwrap_or(0);
+    #[cfg(test)]
+    let bar_max = if FORCE_SPARSE.with(core::cell::Cell::get) {
+        u64::MAX
+    } else {
+        bar_max
+    };
+    // Row ranges are masked in parallel, each into its own slots of the shared buffers (as
+    // many as its rows have entries before masking); the slots masking leaves unused stay
+    // between the rows, so nothing is copied afterwards.
     let chunks = par::split(n, par.parts_for(nnz), |i| {
         inputs.weights.get(i).map_or(0, Vec::len).saturating_add(1)
     });
-    let items: Vec<(Range<usize>, Csr)> = chunks
-        .into_iter()
-        .map(|rows| {
-            let len: usize = inputs
-                .weights
-                .get(rows.clone())
-                .map_or(0, |r| r.iter().map(Vec::len).sum());
-            (rows.clone(), Csr::with_capacity(rows.len(), len))
-        })
-        .collect();
-    type Item = (Range<usize>, Csr);
-    let mut parts = par.map(items, |(rows, mut out): Item| {
+    let mut col = crate::pool::U16S.take_len(nnz);
+    let mut val = crate::pool::I64S.take_len(nnz);
+    type Item<'a> = (Range<usize>, usize, &'a mut [u16], &'a mut [Fx]);
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(chunks.len());
+    let (mut col_rest, mut val_rest): (&mut [u16], &mut [Fx]) = (&mut col, &mut val);
+    let mut base = 0usize;
+    for rows in chunks {
+        let len: usize = inputs
+            .weights
+            .get(rows.clone())
+            .map_or(0, |r| r.iter().map(Vec::len).sum());
+        let (c, c_rest) = col_rest.split_at_mut(len.min(col_rest.len()));
+        let (v, v_rest) = val_rest.split_at_mut(len.min(val_rest.len()));
+        items.push((rows, base, c, v));
+        (col_rest, val_rest) = (c_rest, v_rest);
+        base = base.saturating_add(len);
+    }
+    let parts = par.map(items, |(rows, base, cols, vals): Item<'_>| {
+        let mut starts: Vec<usize> = Vec::with_capacity(rows.len());
+        let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+        // Per column (at j + 1): positive weights of voting rows; whether those rows ascend.
+        let mut counts: Vec<usize> = Vec::new();
+        let mut ascending = true;
+        // The next free slot of this range.
+        let mut at = 0usize;
         for i in rows {
             let row: &[(u16, u16)] = inputs.weights.get(i).map_or(&[], Vec::as_slice);
-            let row_start = out.val.len();
+            let row_start = at;
             if validator_permits.get(i).copied().unwrap_or(false) {
                 let updated = inputs.last_update.get(i).copied().unwrap_or(0);
                 // No active commit reads as u64::MAX, which masks nothing.
@@ -470,55 +525,115 @@ fn prepare_weights(
                 };
                 // The diagonal is dropped unless it is the owner's.
                 let diagonal = if owner == Some(i) { usize::MAX } else { i };
+                // At most 65535 entries of at most 65535: no overflow in the row sums.
                 let mut row_sum: u64 = 0;
-                for &(j, r) in row {
-                    let ju = usize::from(j);
-                    let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
-                    if registered < limit && ju != diagonal {
-                        // At most 65535 entries of at most 65535: no overflow.
-                        row_sum = row_sum.wrapping_add(u64::from(r));
-                        out.push(j, i64::from(r));
+                if bar_max < limit {
+                    // Every uid registered before these weights were set: only the diagonal
+                    // can be dropped. The row is copied in (at most) two runs around it.
+                    let diagonal_at = row.iter().position(|&(j, _)| usize::from(j) == diagonal);
+                    let (head, tail) = match diagonal_at {
+                        Some(k) => (
+                            row.get(..k).unwrap_or(&[]),
+                            row.get(k.saturating_add(1)..).unwrap_or(&[]),
+                        ),
+                        None => (row, &[][..]),
+                    };
+                    for run in [head, tail] {
+                        let end = at.saturating_add(run.len());
+                        let dst = cols.get_mut(at..end).zip(vals.get_mut(at..end));
+                        if let Some((dst_cols, dst_vals)) = dst {
+                            for ((&(j, r), c), v) in run.iter().zip(dst_cols).zip(dst_vals) {
+                                *c = j;
+                                *v = i64::from(r);
+                                row_sum = row_sum.wrapping_add(u64::from(r));
+                            }
+                            at = end;
+                        }
+                    }
+                } else {
+                    for &(j, r) in row {
+                        let ju = usize::from(j);
+                        let registered = bar.get(ju).copied().unwrap_or(u64::MAX);
+                        if registered < limit && ju != diagonal {
+                            if let (Some(c), Some(v)) = (cols.get_mut(at), vals.get_mut(at)) {
+                                *c = j;
+                                *v = i64::from(r);
+                            }
+                            row_sum = row_sum.wrapping_add(u64::from(r));
+                            at = at.wrapping_add(1);
+                        }
                     }
                 }
                 // Normalised in place: W_ij = safe_div(w_ij, sum_j w_ij).
                 let norm = fx::IntNormaliser::new(row_sum);
-                for v in out.val.get_mut(row_start..).unwrap_or(&mut []) {
-                    *v = norm.apply(*v as u16);
+                let row_cols = cols.get(row_start..at).unwrap_or(&[]);
+                let row_vals = vals.get_mut(row_start..at).unwrap_or(&mut []);
+                let votes = voter_stake.get(i).is_some_and(|&s| s > 0);
+                if votes && !count_votes {
+                    ascending &= self::ascending(row_cols);
+                }
+                if votes && count_votes {
+                    if counts.is_empty() {
+                        counts = vec![0; n.saturating_add(1)];
+                    }
+                    let mut prev = -1i32;
+                    for (&j, v) in row_cols.iter().zip(row_vals) {
+                        *v = norm.apply(*v as u16);
+                        ascending &= i32::from(j) > prev;
+                        prev = i32::from(j);
+                        if let Some(c) = counts.get_mut(usize::from(j).wrapping_add(1)) {
+                            // At most one per entry: no overflow.
+                            *c = c.wrapping_add(usize::from(*v > 0));
+                        }
+                    }
+                } else {
+                    for v in row_vals {
+                        *v = norm.apply(*v as u16);
+                    }
                 }
             }
-            out.end_row();
+            starts.push(base.saturating_add(row_start));
+            ends.push(base.saturating_add(at));
         }
-        out
+        (starts, ends, counts, ascending)
     });
-    if parts.len() == 1 {
-        if let Some(w) = parts.pop() {
-            return w;
+    let mut ptr = crate::pool::USIZES.take(n.saturating_add(1));
+    let mut end = crate::pool::USIZES.take(n);
+    let mut votes = VoteCounts {
+        counts: count_votes.then(|| vec![0; n.saturating_add(1)]),
+        ascending: true,
+    };
+    for (starts, ends, counts, ascending) in parts {
+        ptr.extend(starts);
+        end.extend(ends);
+        if let Some(total) = votes.counts.as_mut() {
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t = t.wrapping_add(c);
+            }
         }
+        votes.ascending &= ascending;
     }
-    let mut w = Weights::with_capacity(n, nnz);
-    for part in parts {
-        let base = w.col.len();
-        w.ptr
-            .extend(part.ptr.iter().skip(1).map(|&end| base.saturating_add(end)));
-        w.col.extend_from_slice(&part.col);
-        w.val.extend_from_slice(&part.val);
-        part.recycle();
-    }
-    w
+    ptr.push(nnz);
+    (Weights { ptr, end, col, val }, votes)
 }
 
 /// `C`: the kappa-clipped stake-weighted median per column, over rows with `A_i > 0`.
 #[inline(never)] // a stage of its own in profiles
-fn consensus(weights: &Weights, active_stake: &[Fx], kappa: Fx, n: usize, par: Par) -> Vec<Fx> {
-    // Voting rows' stake, renormalised: s = normalize(A_i for A_i > 0).
-    let mut voter_stake: Vec<Fx> = active_stake.iter().map(|&a| a.max(0)).collect();
-    fx::inplace_normalize(&mut voter_stake);
+fn consensus(
+    weights: &Weights,
+    active_stake: &[Fx],
+    voter_stake: &[Fx],
+    votes: VoteCounts,
+    kappa: Fx,
+    n: usize,
+    par: Par,
+) -> Vec<Fx> {
     let voters = active_stake.iter().filter(|&&a| a > 0).count();
     // minority = sum(s) - kappa; a score qualifies when sum(s | score >= w) >= sum(s) - minority.
-    let stake_sum = fx::sum(&voter_stake);
+    let stake_sum = fx::sum(voter_stake);
     let minority = stake_sum.saturating_sub(kappa);
     let target = stake_sum.saturating_sub(minority);
-    weighted_median_columns(weights, &voter_stake, voters, target, n, par)
+    weighted_median_columns(weights, voter_stake, votes, voters, target, n, par)
 }
 
 /// `min(w, c)`, or `None` where clipping drops the entry (`c < w` and `c <= 0`).
@@ -528,6 +643,17 @@ fn clipped(w: Fx, c: Fx) -> Option<Fx> {
         Some(w.min(c))
     } else {
         None
+    }
+}
+
+/// [`clipped`] with a dropped entry read as 0: `w` when `w <= c`, else `max(c, 0)` (without
+/// branches).
+#[inline]
+fn clipped_or_zero(w: Fx, c: Fx) -> Fx {
+    if w <= c {
+        w
+    } else {
+        c.max(0)
     }
 }
 
@@ -562,24 +688,37 @@ fn clip(
                 // Every product with A_i is 0: only the trust.
                 for (&j, &w) in cols.iter().zip(vals) {
                     let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                    trust = trust.wrapping_add(clipped(w, c).unwrap_or(0));
+                    trust = trust.wrapping_add(clipped_or_zero(w, c));
+                }
+            } else if let Some(gap) = one_gap(cols, n) {
+                // Every column but at most one: walked by position, in two runs around the gap.
+                let (head, tail) = vals.split_at(gap.min(vals.len()));
+                let after = gap.saturating_add(1);
+                for (run, start, end) in [(head, 0, gap), (tail, after, n)] {
+                    let c_run = consensus.get(start..end).unwrap_or(&[]);
+                    let r_run = ranks.get_mut(start..end).unwrap_or(&mut []);
+                    for ((&w, &c), rank) in run.iter().zip(c_run).zip(r_run) {
+                        let v = clipped_or_zero(w, c);
+                        trust = trust.wrapping_add(v);
+                        *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
+                    }
                 }
             } else {
                 for (&j, &w) in cols.iter().zip(vals) {
                     let ju = usize::from(j);
                     let c = consensus.get(ju).copied().unwrap_or(0);
                     // A dropped entry adds 0 (branch-free).
-                    let v = clipped(w, c).unwrap_or(0);
+                    let v = clipped_or_zero(w, c);
                     trust = trust.wrapping_add(v);
                     if let Some(rank) = ranks.get_mut(ju) {
                         *rank = rank.wrapping_add(fx::mul_unit(a_i, v));
                     }
                 }
-                if plain_delta {
-                    for (&j, &w) in cols.iter().zip(vals) {
-                        if let Some(d) = delta.get_mut(usize::from(j)) {
-                            *d = d.wrapping_add(fx::mul_unit(w, a_i));
-                        }
+            }
+            if a_i != 0 && plain_delta {
+                for (&j, &w) in cols.iter().zip(vals) {
+                    if let Some(d) = delta.get_mut(usize::from(j)) {
+                        *d = d.wrapping_add(fx::mul_unit(w, a_i));
                     }
                 }
             }
@@ -654,7 +793,7 @@ impl BondWeights<'_> {
         out.extend(cols.iter().zip(vals).map(|(&j, &v)| match clip_by {
             Some(consensus) => {
                 let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                f(j, clipped(v, c).unwrap_or(0))
+                f(j, clipped_or_zero(v, c))
             }
             None => f(j, v),
         }));
@@ -788,14 +927,65 @@ fn ema_alpha(params: &YumaParams) -> Fx {
     ONE.saturating_sub(I32F32::saturating_from_num(bma).to_bits())
 }
 
-/// The EMA of one range of rows: its rows (row `i` of the range is row `i` of `ema`) and the
-/// column sums of its entries.
+/// The EMA of one range of rows, with the column sums and maxima of its entries.
+///
+/// A row is kept either sparse (in `ema`: entries above 0, ascending) or, when its two addends
+/// have at least `n / 2` entries together, dense (`n` values in `dense`, 0 where there is no
+/// entry). A dense row is walked by position, side by side with the per-column data: no merge,
+/// no column lookups, no pushes. Both forms cost at most a constant times the row's entries.
 struct EmaChunk {
     rows: Range<usize>,
+    /// Sparse rows (row `k` of the range is row `k` here; a dense row is empty here).
     ema: Csr,
+    /// Dense rows, `n` values each, in row order.
+    dense: Vec<Fx>,
+    /// Per row of the range: where its dense values start in `dense`, if it is dense.
+    dense_at: Vec<Option<usize>>,
+    /// Per row of the range: its number of entries.
+    len: Vec<usize>,
     sum: Vec<Fx>,
     /// Column maxima of its entries.
     max: Vec<Fx>,
+}
+
+/// One EMA row: sparse (columns, values) or dense (one value per column, 0 for none).
+enum EmaRow<'a> {
+    Sparse(&'a [u16], &'a [Fx]),
+    Dense(&'a [Fx]),
+}
+
+impl EmaChunk {
+    /// A chunk of sparse rows only.
+    fn sparse(rows: Range<usize>, ema: Csr, sum: Vec<Fx>, max: Vec<Fx>) -> Self {
+        let len = (0..ema.rows()).map(|k| ema.range(k).len()).collect();
+        Self {
+            rows,
+            ema,
+            dense: Vec::new(),
+            dense_at: Vec::new(),
+            len,
+            sum,
+            max,
+        }
+    }
+
+    /// Row `local` of the range.
+    #[inline]
+    fn row(&self, local: usize, n: usize) -> EmaRow<'_> {
+        match self.dense_at.get(local).copied().flatten() {
+            Some(at) => EmaRow::Dense(self.dense.get(at..at.saturating_add(n)).unwrap_or(&[])),
+            None => {
+                let (c, v) = self.ema.row(local);
+                EmaRow::Sparse(c, v)
+            }
+        }
+    }
+
+    /// Returns the buffers to this thread's shelves.
+    fn recycle(self) {
+        self.ema.recycle();
+        crate::pool::I64S.give(self.dense);
+    }
 }
 
 /// Splits the rows for the bond stages: about equal numbers of weight and bond entries each.
@@ -842,35 +1032,61 @@ fn max_columns(parts: impl IntoIterator<Item = Vec<Fx>>, n: usize) -> Vec<Fx> {
     total
 }
 
+/// Whether a row is walked densely: its entries (weights and bonds together) are at least half
+/// the number of columns, so a walk over every column costs at most twice its entries.
+#[inline]
+fn is_dense(entries: usize, n: usize) -> bool {
+    #[cfg(test)]
+    if FORCE_SPARSE.with(core::cell::Cell::get) {
+        return false;
+    }
+    entries.saturating_mul(2) >= n
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: walk every row sparsely (never by position), count the votes per column and look
+    /// up every weight's registration block.
+    static FORCE_SPARSE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
 /// `EMA = new(W_b) + old(B)` per row range, as `mat_ema_sparse` builds it: the sum per column,
-/// entries above 0, ascending (ascending rows are merged in one walk, others summed per column
-/// through a dense scratch row). `new_value(j, W_b_ij, A_i)`
-/// and `old_value(j, stored B_ij)` give the two addends, both 0 for a 0 input; masked bond
-/// columns are skipped.
+/// entries above 0, ascending. `new_value(column, W_b_ij, A_i)` and `old_value(column, stored
+/// B_ij)` give the two addends from the column's data `columns[j]`; both are 0 for a 0 input,
+/// and `old_value` is 0 for a masked bond column (so that an entry and its absence agree).
 #[allow(clippy::too_many_arguments)]
-fn ema_chunks(
+fn ema_chunks<C: Sync>(
     inputs: &EpochInputs,
     wb: &BondWeights<'_>,
-    masked: &[bool],
     active_stake: &[Fx],
     chunks: Vec<Range<usize>>,
     n: usize,
     par: Par,
-    new_value: impl Fn(u16, Fx, Fx) -> Fx + Sync,
-    old_value: impl Fn(u16, u16) -> Fx + Sync,
+    columns: &[C],
+    new_value: impl Fn(&C, Fx, Fx) -> Fx + Sync,
+    old_value: impl Fn(&C, u16) -> Fx + Sync,
 ) -> Vec<EmaChunk> {
-    // The output buffers are allocated here, on the calling thread, whose allocator reuses
-    // memory from one epoch to the next (a fresh thread's arena would fault it in again).
-    // A row has at most as many EMA entries as its two addends together.
-    let items: Vec<(Range<usize>, Csr)> = chunks
+    // The output buffers are taken here, on the epoch's thread, from its shelves (reused from
+    // one epoch to the next, so their pages are not faulted in again).
+    // A sparse row has at most as many EMA entries as its two addends together.
+    let row_entries = |i: usize| {
+        let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
+        wb.row_len(i).saturating_add(bonds)
+    };
+    let items: Vec<(Range<usize>, Csr, Vec<Fx>)> = chunks
         .into_iter()
         .map(|rows| {
-            let nnz: usize = rows.clone().fold(0usize, |acc, i| {
-                let bonds = inputs.bonds.get(i).map_or(0, Vec::len);
-                acc.saturating_add(wb.row_len(i).saturating_add(bonds))
-            });
-            let ema = Csr::with_capacity(rows.len(), nnz);
-            (rows, ema)
+            let (mut sparse, mut dense) = (0usize, 0usize);
+            for i in rows.clone() {
+                let e = row_entries(i);
+                if is_dense(e, n) {
+                    dense = dense.saturating_add(n);
+                } else {
+                    sparse = sparse.saturating_add(e);
+                }
+            }
+            let ema = Csr::with_capacity(rows.len(), sparse);
+            (rows, ema, crate::pool::I64S.take(dense))
         })
         .collect();
     let ascending_bonds = |row: &[(u16, u16)]| {
@@ -882,17 +1098,115 @@ fn ema_chunks(
         }
         ok
     };
-    par.map(items, |(rows, mut ema): (Range<usize>, Csr)| {
+    type Item = (Range<usize>, Csr, Vec<Fx>);
+    let (new_value, old_value) = (&new_value, &old_value);
+    par.map(items, |(rows, mut ema, mut dense): Item| {
         // Per column: the sum and the maximum of its entries.
         let mut totals: Vec<(Fx, Fx)> = vec![(0, 0); n];
         let mut scratch: Option<Scratch> = None;
         let mut new_vals: Vec<Fx> = Vec::new();
         let mut new_buf: Vec<(u16, Fx)> = Vec::new();
         let mut old_buf: Vec<(u16, Fx)> = Vec::new();
+        // Dense rows: both addends' inputs scattered by column (0 where there is no entry).
+        let mut dense_w: Vec<Fx> = Vec::new();
+        let mut dense_b: Vec<u16> = Vec::new();
+        let mut dense_at: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+        let mut len: Vec<usize> = Vec::with_capacity(rows.len());
         for i in rows.clone() {
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             let (cols, vals, clip_by) = wb.row_parts(i);
             let bond_row: &[(u16, u16)] = inputs.bonds.get(i).map_or(&[], Vec::as_slice);
+            let start = ema.col.len();
+            if is_dense(cols.len().saturating_add(bond_row.len()), n) {
+                dense_w.clear();
+                if let Some(gap) = one_gap(cols, n) {
+                    // Every column but at most one (a validator's own): the row is copied in
+                    // two runs around the gap instead of scattered.
+                    let (head, tail) = vals.split_at(gap.min(vals.len()));
+                    let after = gap.saturating_add(1);
+                    match clip_by {
+                        Some(consensus) => {
+                            let (c_head, c_tail) = (
+                                consensus.get(..gap).unwrap_or(&[]),
+                                consensus.get(after..).unwrap_or(&[]),
+                            );
+                            let clip = |(&w, &c): (&Fx, &Fx)| clipped_or_zero(w, c);
+                            dense_w.extend(head.iter().zip(c_head).map(clip));
+                            if gap < n {
+                                dense_w.push(0);
+                            }
+                            dense_w.extend(tail.iter().zip(c_tail).map(clip));
+                        }
+                        None => {
+                            dense_w.extend_from_slice(head);
+                            if gap < n {
+                                dense_w.push(0);
+                            }
+                            dense_w.extend_from_slice(tail);
+                        }
+                    }
+                    dense_w.resize(n, 0);
+                } else {
+                    dense_w.resize(n, 0);
+                    match clip_by {
+                        Some(consensus) => {
+                            for (&j, &w) in cols.iter().zip(vals) {
+                                let ju = usize::from(j);
+                                if let (Some(x), Some(&c)) =
+                                    (dense_w.get_mut(ju), consensus.get(ju))
+                                {
+                                    *x = clipped_or_zero(w, c);
+                                }
+                            }
+                        }
+                        None => {
+                            for (&j, &w) in cols.iter().zip(vals) {
+                                if let Some(x) = dense_w.get_mut(usize::from(j)) {
+                                    *x = w;
+                                }
+                            }
+                        }
+                    }
+                }
+                let at = dense.len();
+                let count = if positional(bond_row, n) {
+                    // Entry k is uid k: read in place.
+                    let bonds = bond_row.iter().map(|&(_, b)| b);
+                    fill_dense_row(
+                        &mut dense,
+                        &dense_w,
+                        bonds,
+                        columns,
+                        &mut totals,
+                        a_i,
+                        new_value,
+                        old_value,
+                    )
+                } else {
+                    dense_b.clear();
+                    dense_b.resize(n, 0);
+                    for &(j, b) in bond_row {
+                        if let Some(x) = dense_b.get_mut(usize::from(j)) {
+                            *x = b;
+                        }
+                    }
+                    fill_dense_row(
+                        &mut dense,
+                        &dense_w,
+                        dense_b.iter().copied(),
+                        columns,
+                        &mut totals,
+                        a_i,
+                        new_value,
+                        old_value,
+                    )
+                };
+                dense_at.push(Some(at));
+                len.push(count);
+                ema.end_row();
+                continue;
+            }
+            dense_at.push(None);
             if ascending(cols) && ascending_bonds(bond_row) {
                 // One walk over both rows.
                 let room = cols.len().saturating_add(bond_row.len());
@@ -907,13 +1221,7 @@ fn ema_chunks(
                         }
                     }
                 };
-                let old_of = |j: u16, b: u16| {
-                    if masked.get(usize::from(j)).copied().unwrap_or(false) {
-                        None
-                    } else {
-                        Some(old_value(j, b))
-                    }
-                };
+                let old_of = |j: u16, b: u16| columns.get(usize::from(j)).map(|c| old_value(c, b));
                 let mut rest = bond_row;
                 for (&j, &w) in cols.iter().zip(vals) {
                     while let Some((&(jb, b), tail)) = rest.split_first() {
@@ -925,14 +1233,17 @@ fn ema_chunks(
                             emit(jb, old);
                         }
                     }
+                    let Some(column) = columns.get(usize::from(j)) else {
+                        continue;
+                    };
                     let w = match clip_by {
                         Some(consensus) => {
                             let c = consensus.get(usize::from(j)).copied().unwrap_or(0);
-                            clipped(w, c).unwrap_or(0)
+                            clipped_or_zero(w, c)
                         }
                         None => w,
                     };
-                    let mut v = new_value(j, w, a_i);
+                    let mut v = new_value(column, w, a_i);
                     if let Some((&(jb, b), tail)) = rest.split_first() {
                         if jb == j {
                             rest = tail;
@@ -950,22 +1261,22 @@ fn ema_chunks(
                 }
                 ema.end_row();
             } else {
-                wb.map_row(i, &mut new_vals, |j, w| new_value(j, w, a_i));
+                wb.map_row(i, &mut new_vals, |j, w| {
+                    columns
+                        .get(usize::from(j))
+                        .map_or(0, |c| new_value(c, w, a_i))
+                });
                 new_buf.clear();
                 new_buf.extend(cols.iter().copied().zip(new_vals.iter().copied()));
                 old_buf.clear();
-                old_buf.extend(
-                    bond_row
-                        .iter()
-                        .filter(|&&(j, _)| !masked.get(usize::from(j)).copied().unwrap_or(false))
-                        .map(|&(j, b)| (j, old_value(j, b))),
-                );
+                old_buf.extend(bond_row.iter().filter_map(|&(j, b)| {
+                    columns.get(usize::from(j)).map(|c| (j, old_value(c, b)))
+                }));
                 // A row out of order: summed per column through the dense scratch row.
                 let scratch = scratch.get_or_insert_with(|| Scratch::new(n));
                 for &(j, v) in new_buf.iter().chain(&old_buf) {
                     scratch.add(j, v);
                 }
-                let start = ema.col.len();
                 scratch.drain_positive_into(&mut ema);
                 let (c, v) = (
                     ema.col.get(start..).unwrap_or(&[]),
@@ -978,15 +1289,89 @@ fn ema_chunks(
                     }
                 }
             }
+            len.push(ema.col.len().saturating_sub(start));
         }
         let (sum, max) = totals.into_iter().unzip();
         EmaChunk {
             rows,
             ema,
+            dense,
+            dense_at,
+            len,
             sum,
             max,
         }
     })
+}
+
+/// Appends one dense EMA row (`n` values, 0 where there is no entry) to `dense` and adds its
+/// entries to the column totals; returns its number of entries. `bonds` gives the stored bond
+/// of every column in order (0 for none).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn fill_dense_row<C>(
+    dense: &mut Vec<Fx>,
+    weights: &[Fx],
+    bonds: impl Iterator<Item = u16>,
+    columns: &[C],
+    totals: &mut [(Fx, Fx)],
+    a_i: Fx,
+    new_value: &impl Fn(&C, Fx, Fx) -> Fx,
+    old_value: &impl Fn(&C, u16) -> Fx,
+) -> usize {
+    let mut count = 0usize;
+    dense.extend(
+        weights
+            .iter()
+            .zip(bonds)
+            .zip(columns.iter().zip(totals.iter_mut()))
+            .map(|((&w, b), (column, t))| {
+                let v = new_value(column, w, a_i)
+                    .saturating_add(old_value(column, b))
+                    .max(0);
+                t.0 = t.0.saturating_add(v);
+                t.1 = t.1.max(v);
+                count = count.wrapping_add(usize::from(v > 0));
+                v
+            }),
+    );
+    count
+}
+
+/// For a row holding every column `0..n` in order except at most one: the missing column (`n`
+/// when none is missing). `None` for any other row.
+#[inline]
+fn one_gap(cols: &[u16], n: usize) -> Option<usize> {
+    #[cfg(test)]
+    if FORCE_SPARSE.with(core::cell::Cell::get) {
+        return None;
+    }
+    if !(cols.len() == n || cols.len().saturating_add(1) == n)
+        || !ascending(cols)
+        || cols.last().is_some_and(|&j| usize::from(j) >= n)
+    {
+        return None;
+    }
+    // Ascending uids below n, at most one missing: entry k is uid k before the gap.
+    Some(
+        cols.iter()
+            .enumerate()
+            .position(|(k, &j)| usize::from(j) != k)
+            .unwrap_or(cols.len()),
+    )
+}
+
+/// Whether a stored row holds every uid `0..n` in order (entry `k` is uid `k`).
+#[inline]
+fn positional(row: &[(u16, u16)], n: usize) -> bool {
+    // n strictly ascending uids below n are exactly 0..n (a fold that vectorises).
+    let mut prev = -1i32;
+    let mut ok = true;
+    for &(j, _) in row {
+        ok &= i32::from(j) > prev;
+        prev = i32::from(j);
+    }
+    ok && row.len() == n && row.last().is_none_or(|&(j, _)| usize::from(j) < n)
 }
 
 /// Whether a row's columns are strictly ascending.
@@ -1001,9 +1386,9 @@ fn ascending(cols: &[u16]) -> bool {
     ok
 }
 
-/// Empty stored rows for one chunk, allocated on the calling thread (whose allocator reuses
-/// the memory the caller frees): room for the EMA row of uids with a new permit, none for the
-/// others.
+/// Empty stored rows for one chunk: room for the EMA row of uids with a new permit, none for
+/// the others. Allocated by the thread that fills them, so that the fresh pages of the returned
+/// rows are faulted in by both threads at once.
 fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>> {
     chunk
         .rows
@@ -1011,12 +1396,23 @@ fn stored_buffers(chunk: &EmaChunk, new_permits: &[bool]) -> Vec<Vec<(u16, u16)>
         .enumerate()
         .map(|(local, i)| {
             if new_permits.get(i).copied().unwrap_or(false) {
-                Vec::with_capacity(chunk.ema.range(local).len())
+                Vec::with_capacity(chunk.len.get(local).copied().unwrap_or(0))
             } else {
                 Vec::new()
             }
         })
         .collect()
+}
+
+/// What the classic EMA reads per column, side by side.
+#[derive(Clone, Copy, Debug)]
+struct EmaColumn {
+    /// The `ΔB` column normalisation.
+    delta: ColumnDivisor,
+    /// The `B` column normalisation.
+    bonds: fx::IntNormaliser,
+    /// Bonds to this column are dropped.
+    masked: bool,
 }
 
 /// What the classic dividend pass reads per column, side by side.
@@ -1093,13 +1489,17 @@ fn classic_bonds(
         }
     }
     let delta_sum = delta_sum.unwrap_or_else(|| sum_columns(delta_parts, n));
-    // Per column, side by side: the ΔB normalisation and the B normalisation.
-    let column_norms: Vec<(ColumnDivisor, fx::IntNormaliser)> = delta_sum
+    // Per column, side by side: the ΔB normalisation, the B normalisation and the mask.
+    let column_norms: Vec<EmaColumn> = delta_sum
         .iter()
         .zip(&bonds_sum)
-        .map(|(&d, &b)| (ColumnDivisor::new(d), fx::IntNormaliser::new(b)))
+        .zip(&masked)
+        .map(|((&d, &b), &masked)| EmaColumn {
+            delta: ColumnDivisor::new(d),
+            bonds: fx::IntNormaliser::new(b),
+            masked,
+        })
         .collect();
-    let column_norms: &[(ColumnDivisor, fx::IntNormaliser)] = &column_norms;
 
     // EMA = alpha ΔB + (1 - alpha) B, each product floored; entries > 0, ascending.
     let alpha = ema_alpha(params);
@@ -1107,23 +1507,20 @@ fn classic_bonds(
     let mut ema = ema_chunks(
         inputs,
         wb,
-        &masked,
         active_stake,
         chunks,
         n,
         par,
-        move |j, w, a_i| {
-            let delta = fx::mul_unit(w, a_i);
-            let normalised = column_norms
-                .get(usize::from(j))
-                .map_or(delta, |(d, _)| d.apply(delta));
-            fx::mul_unit(alpha, normalised)
+        &column_norms,
+        move |column: &EmaColumn, w, a_i| {
+            fx::mul_unit(alpha, column.delta.apply(fx::mul_unit(w, a_i)))
         },
-        move |j, b| {
-            let bond = column_norms
-                .get(usize::from(j))
-                .map_or(fx::from_u16(b), |(_, norm)| norm.apply(b));
-            fx::mul_unit(one_minus_alpha, bond)
+        move |column: &EmaColumn, b| {
+            if column.masked {
+                0
+            } else {
+                fx::mul_unit(one_minus_alpha, column.bonds.apply(b))
+            }
         },
     );
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
@@ -1149,38 +1546,59 @@ fn classic_bonds(
             incentive,
         })
         .collect();
-    let items: Vec<_> = ema
-        .iter()
-        .map(|c| (c, stored_buffers(c, new_permits)))
-        .collect();
-    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
-        let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
-        for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-            let store = new_permits.get(i).copied().unwrap_or(false);
-            let (cols, vals) = chunk.ema.row(local);
-            let mut acc: Fx = 0;
-            for (&j, &v) in cols.iter().zip(vals) {
-                let Some(column) = columns.get(usize::from(j)) else {
-                    continue;
+    let items: Vec<&EmaChunk> = ema.iter().collect();
+    let parts =
+        par.map(items, |chunk: &EmaChunk| {
+            let mut out = stored_buffers(chunk, new_permits);
+            let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
+            for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
+                let store = new_permits.get(i).copied().unwrap_or(false);
+                let mut acc: Fx = 0;
+                let mut entry = |j: u16, v: Fx, column: &DividendColumn| {
+                    let b = column.ema.apply(v);
+                    acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
+                    if store {
+                        row.push((j, fx::to_u16(column.max.apply(b))));
+                    }
                 };
-                let b = column.ema.apply(v);
-                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
-                if store {
-                    row.push((j, fx::to_u16(column.max.apply(b))));
+                match chunk.row(local, n) {
+                    EmaRow::Sparse(cols, vals) => {
+                        for (&j, &v) in cols.iter().zip(vals) {
+                            if let Some(column) = columns.get(usize::from(j)) {
+                                entry(j, v, column);
+                            }
+                        }
+                    }
+                    EmaRow::Dense(vals) if store && chunk.len.get(local) == Some(&n) => {
+                        // Every column has an entry: the stored row is one per column, written
+                        // without a capacity check per entry.
+                        row.extend(vals.iter().zip(&columns).zip(0u16..).map(
+                            |((&v, column), j)| {
+                                let b = column.ema.apply(v);
+                                acc = acc.saturating_add(fx::mul_unit(column.incentive, b));
+                                (j, fx::to_u16(column.max.apply(b)))
+                            },
+                        ));
+                    }
+                    EmaRow::Dense(vals) => {
+                        for ((&v, column), j) in vals.iter().zip(&columns).zip(0u16..) {
+                            if v > 0 {
+                                entry(j, v, column);
+                            }
+                        }
+                    }
                 }
+                dividends.push(acc);
             }
-            dividends.push(acc);
-        }
-        (dividends, out)
-    });
+            (dividends, out)
+        });
     let mut dividends: Vec<Fx> = Vec::with_capacity(n);
     let mut stored: Vec<Vec<(u16, u16)>> = Vec::with_capacity(n);
     for (d, s) in parts {
         dividends.extend(d);
         stored.extend(s);
     }
-    ema.into_iter().for_each(|c| c.ema.recycle());
+    ema.into_iter().for_each(EmaChunk::recycle);
     (dividends, stored)
 }
 
@@ -1217,12 +1635,7 @@ fn yuma3_bonds(
                 *s = s.saturating_add(v);
             }
         }
-        vec![EmaChunk {
-            rows: 0..n,
-            ema,
-            sum,
-            max: Vec::new(),
-        }]
+        vec![EmaChunk::sparse(0..n, ema, sum, Vec::new())]
     } else {
         // EMA = alpha W_b + (1 - alpha) B with alpha = 1 - bonds_moving_average / 1e6.
         let bma = I64F64::saturating_from_num(params.bonds_moving_average)
@@ -1233,37 +1646,63 @@ fn yuma3_bonds(
         ema_chunks(
             inputs,
             weights_for_bonds,
-            &masked,
             active_stake,
             chunks,
             n,
             par,
+            &masked,
             |_, w, _| fx::mul_unit(alpha, w),
-            |_, b| fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b)),
+            |&masked: &bool, b| {
+                if masked {
+                    0
+                } else {
+                    fx::mul_unit(one_minus_alpha, fx::from_u16_proportion(b))
+                }
+            },
         )
     };
 
     // D_i = A_i * sum_j colnorm(EMA)_ij I_j
     let ema_sum = sum_columns(ema.iter_mut().map(|c| core::mem::take(&mut c.sum)), n);
     let ema_div = column_divisors(&ema_sum);
-    let items: Vec<_> = ema
-        .iter()
-        .map(|c| (c, stored_buffers(c, new_permits)))
-        .collect();
-    type Item<'a> = (&'a EmaChunk, Vec<Vec<(u16, u16)>>);
-    let parts = par.map(items, |(chunk, mut out): Item<'_>| {
+    let items: Vec<&EmaChunk> = ema.iter().collect();
+    let parts = par.map(items, |chunk: &EmaChunk| {
+        let mut out = stored_buffers(chunk, new_permits);
         let mut dividends: Vec<Fx> = Vec::with_capacity(chunk.rows.len());
         for (local, (i, row)) in chunk.rows.clone().zip(out.iter_mut()).enumerate() {
-            let (cols, vals) = chunk.ema.row(local);
-            let total = cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
-                let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
-                acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
-            });
+            let store = new_permits.get(i).copied().unwrap_or(false);
+            let total = match chunk.row(local, n) {
+                EmaRow::Sparse(cols, vals) => {
+                    if store {
+                        row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
+                    }
+                    cols.iter().zip(vals).fold(0i64, |acc, (&j, &b)| {
+                        let inc = incentive.get(usize::from(j)).copied().unwrap_or(0);
+                        acc.saturating_add(fx::mul_unit(divide_by(&ema_div, j, b), inc))
+                    })
+                }
+                EmaRow::Dense(vals) => {
+                    if store && chunk.len.get(local) == Some(&n) {
+                        // Every column has an entry.
+                        row.extend(vals.iter().zip(0u16..).map(|(&v, j)| (j, fx::to_u16(v))));
+                    } else if store {
+                        row.extend(
+                            vals.iter()
+                                .zip(0u16..)
+                                .filter(|&(&v, _)| v > 0)
+                                .map(|(&v, j)| (j, fx::to_u16(v))),
+                        );
+                    }
+                    // A 0 (no entry) adds 0.
+                    vals.iter()
+                        .zip(ema_div.iter().zip(incentive))
+                        .fold(0i64, |acc, (&b, (d, &inc))| {
+                            acc.saturating_add(fx::mul_unit(d.apply(b), inc))
+                        })
+                }
+            };
             let a_i = active_stake.get(i).copied().unwrap_or(0);
             dividends.push(fx::checked_mul(total, a_i).unwrap_or(0));
-            if new_permits.get(i).copied().unwrap_or(false) {
-                row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, fx::to_u16(v))));
-            }
         }
         (dividends, out)
     });
@@ -1273,7 +1712,7 @@ fn yuma3_bonds(
         dividends.extend(d);
         stored.extend(s);
     }
-    ema.into_iter().for_each(|c| c.ema.recycle());
+    ema.into_iter().for_each(EmaChunk::recycle);
     (dividends, stored)
 }
 
@@ -1455,7 +1894,12 @@ mod parallel_tests {
             },
             stake: vec![I64F64::from_num(0); nu],
             last_update: (0..nu).map(|_| block - rng.below(300)).collect(),
-            block_at_registration: (0..nu).map(|_| block - rng.below(400)).collect(),
+            // Sometimes every uid registered before any weights were set.
+            block_at_registration: if rng.below(3) == 0 {
+                (0..nu).map(|_| block - 300 - rng.below(400)).collect()
+            } else {
+                (0..nu).map(|_| block - rng.below(400)).collect()
+            },
             validator_permit: vec![false; nu],
             weights: vec![Vec::new(); nu],
             bonds: vec![Vec::new(); nu],
@@ -1515,6 +1959,39 @@ mod parallel_tests {
                 }
             }
             FORCE_PARTS.with(|f| f.set(None));
+        }
+    }
+
+    #[test]
+    fn clipped_or_zero_reads_a_dropped_entry_as_zero() {
+        let values = [
+            i64::MIN,
+            -ONE,
+            -1,
+            0,
+            1,
+            ONE / 2,
+            ONE - 1,
+            ONE,
+            ONE + 1,
+            i64::MAX,
+        ];
+        for &w in &values {
+            for &c in &values {
+                assert_eq!(clipped_or_zero(w, c), clipped(w, c).unwrap_or(0), "{w} {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn dense_rows_match_sparse_rows() {
+        for seed in 100..160u64 {
+            let (inputs, params) = case(seed);
+            let dense = run_epoch(&inputs, &params).unwrap();
+            FORCE_SPARSE.with(|f| f.set(true));
+            let sparse = run_epoch(&inputs, &params);
+            FORCE_SPARSE.with(|f| f.set(false));
+            assert_eq!(dense, sparse.unwrap(), "seed {seed}");
         }
     }
 

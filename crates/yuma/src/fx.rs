@@ -54,44 +54,31 @@ pub(crate) fn narrow(x: i128) -> i64 {
 /// Exact `floor(x / d)` for any u64 `x` and a fixed `d >= 1`, by one multiplication with a
 /// truncated reciprocal and one correction step.
 ///
-/// With `s = floor(log2 d)` and `r = min(floor(2^(64+s) / d), 2^64 - 1)`, the estimate
-/// `floor(x r / 2^(64+s))` is below `x / d` by less than 1, so it is the quotient or one less;
-/// the remainder decides.
+/// With `r = min(floor(2^64 / d), 2^64 - 1)`, `r > 2^64 / d - 1`, so the estimate
+/// `floor(x r / 2^64)` is below `x / d` by less than `x / 2^64 < 1`: it is the quotient or one
+/// less, and the remainder decides.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Recip {
     d: u64,
     r: u64,
-    s: u32,
 }
 
 impl Recip {
     /// Division by 1.
-    pub(crate) const ONE: Self = Self {
-        d: 1,
-        r: u64::MAX,
-        s: 0,
-    };
+    pub(crate) const ONE: Self = Self { d: 1, r: u64::MAX };
 
     /// `None` when `d == 0`.
     pub(crate) fn new(d: u64) -> Option<Self> {
-        if d == 0 {
-            return None;
-        }
-        let s = 63u32.saturating_sub(d.leading_zeros());
-        let r = (1u128 << 64u32.saturating_add(s))
-            .checked_div(u128::from(d))
-            .unwrap_or(0);
+        let r = (1u128 << 64).checked_div(u128::from(d))?;
         Some(Self {
             d,
             r: u64::try_from(r).unwrap_or(u64::MAX),
-            s,
         })
     }
 
     #[inline]
     pub(crate) fn div(&self, x: u64) -> u64 {
-        let high = (u128::from(x).wrapping_mul(u128::from(self.r)) >> 64) as u64;
-        let q = high >> self.s;
+        let q = (u128::from(x).wrapping_mul(u128::from(self.r)) >> 64) as u64;
         let rem = x.wrapping_sub(q.wrapping_mul(self.d));
         q.wrapping_add(u64::from(rem >= self.d))
     }
@@ -138,7 +125,7 @@ impl Div {
 }
 
 /// Divides u16 integers (as I32F32) by the saturating I32F32 sum of such integers: the row and
-/// column normalisations of stored weights and classic bonds. Compact (24 bytes), as one is
+/// column normalisations of stored weights and classic bonds. Compact (16 bytes), as one is
 /// read per entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IntNormaliser {
@@ -153,7 +140,7 @@ impl IntNormaliser {
         match Recip::new(sum) {
             Some(exact) if sum < (1 << 31) => Self { exact },
             Some(_) => Self {
-                exact: Recip { d: 0, r: 0, s: 0 },
+                exact: Recip { d: 0, r: 0 },
             },
             None => Self { exact: Recip::ONE },
         }

@@ -18,59 +18,87 @@
 //!   negative stake) are rejected with a [`YumaError`].
 //! - Cost is linear in the number of weight and bond entries: rows are walked in flat arrays,
 //!   each column's consensus is found by a radix selection over its entries, and divisions by
-//!   a per-row or per-column divisor take one multiplication.
+//!   a per-row or per-column divisor take one multiplication. A bond row whose weights and
+//!   bonds together have at least `n / 2` entries is walked densely, by position, side by side
+//!   with the per-column data (no merge, no column lookups); the walk over all `n` columns
+//!   then costs at most twice its entries. Likewise consensus gives every column room for
+//!   every voter only when the voting rows are that dense, and counts the entries otherwise.
 //! - [`run_epoch`] runs on the calling thread. [`run_epoch_with`] takes a [`Parallelism`]: with
-//!   more than one thread, large stages (from 2^19 entries) split validation, weight masking,
-//!   consensus (by column ranges), clipping and the bond stages (by row ranges) over scoped std
-//!   threads. The caller picks the thread count; this crate never asks the system. Ranges are
-//!   fixed by the input alone and their partial results are combined in range order; the only
-//!   cross-range reductions are saturating sums of non-negative values and maxima, which are
-//!   order-independent, so the output never depends on the number of threads (a unit test
-//!   compares 1, 2, 3 and 7 ranges on 1 to 3 threads).
-//! - The large per-entry buffers (masked weights, EMA rows, selection keys) are kept on
+//!   more than one thread the epoch runs on a persistent rayon pool of that many threads (one
+//!   per thread count, started on first use), and large stages (from 2^16 entries) split
+//!   validation, weight masking, consensus (by column ranges), clipping and the bond stages (by
+//!   row ranges) among its threads, a few ranges per thread. The caller picks the thread
+//!   count; this crate never asks the system. Ranges are fixed by the input alone and their
+//!   partial results are combined in range order; the only cross-range reductions are
+//!   saturating sums of non-negative values and maxima, which are order-independent, so the
+//!   output never depends on the number of threads (a unit test compares 1, 2, 3 and 7 ranges
+//!   on 1 to 3 threads, another the dense and the sparse walks).
+//! - The large per-entry buffers (masked weights, dense EMA rows, selection keys) are kept on
 //!   per-thread shelves and reused by the next call on the same thread, so that a steady stream
-//!   of epochs does not fault fresh pages in every time (only the returned bond rows are new).
+//!   of epochs does not fault fresh pages in every time; ranges masked in parallel write into
+//!   their own slots of one buffer, so nothing is copied between stages. Only the returned
+//!   bond rows are new (about a thousand page faults per epoch at 4096x256, taken by the
+//!   threads that fill them).
 //!
 //! Where the time goes (4096 uids x 256 validators, dense rows: 1M weights and 1M bonds;
-//! callgrind instructions of one epoch on one thread, input generation excluded,
-//! `valgrind --tool=callgrind target/release/examples/profile_epoch classic 4096 256 1`):
-//! classic ~482M (715M before this round), Yuma3 ~390M (519M). Classic: the bond stages ~273M
-//! (the EMA walk over each weight row and bond row ~175M: per entry two products, the `ΔB` and
-//! `B` column divisions and the merge; dividends with the stored rows ~90M: two column
-//! divisions, two products and a push per entry; bond column sums ~7M), consensus ~120M
-//! (counting ~19M, gathering the keys ~43M, per-column radix selection ~58M), masking with the
-//! row normalisation ~49M, clipping ~31M, validation ~5M. Yuma3 spends ~180M in its bond
-//! stages (EMA ~119M). This round: weights normalised once instead of on each of four reads;
-//! the clipping pass yields the classic `ΔB` column sums (the ranks when beta = 1, or
-//! `sum W A` when beta = 0); EMA rows built in one merge walk with both addends computed in
-//! place; operands in `[0, 1)` multiplied in 64 bits; a column division is one comparison and
-//! one reciprocal multiplication; consensus keys carry the voter's stake.
+//! callgrind instructions of the first epoch on one thread, input generation excluded,
+//! `valgrind --tool=callgrind --toggle-collect='agora_yuma::epoch::epoch'
+//! target/release/examples/profile_epoch classic 4096 256 1 1`, before this round with
+//! `--toggle-collect='agora_yuma::epoch::run_epoch_with*'`): classic ~320M (482M before this
+//! round), Yuma3 ~258M (389M); later epochs, whose buffers come off the shelves, ~309M and
+//! ~247M (before: no difference). Per stage, classic (from a `--profile bench` build): the
+//! bond stages ~188M (the dense EMA walk ~92M, about 90 instructions per column: the `W̄ A`
+//! product, its column division, the `alpha` product, the `B` column division and the
+//! `1 - alpha` product, each floored as subtensor does; dividends with the stored rows ~66M:
+//! two column divisions, two products and a store per entry; copying the `W̄` rows, the bond
+//! column sums and the buffers ~30M), consensus ~67M (gathering the keys ~26M, per-column radix
+//! selection ~41M), masking with the row normalisation ~32M, clipping ~24M, validation ~5M.
+//! Yuma3 spends ~126M in its bond stages (EMA walk ~53M). What is left per entry is mostly the
+//! fixed-point arithmetic itself: 64x64-bit products and reciprocal divisions, which baseline
+//! x86-64 SIMD cannot do, so these loops stay scalar.
 //!
-//! Timings, all on the shared 2-core Xeon while other builds kept the load average at 9 to 12
-//! (so a process gets about a third of a core; only comparisons within one run mean much).
-//! Interleaved runs of the example before (commit `caeb9a1`, which threaded large stages on
-//! both cores) and after (`profile_epoch <mode> <n> <v> <repeats> <threads>`), wall / CPU time
-//! per epoch (`/usr/bin/time`, user + system), two rounds:
+//! This round: the dense bond walk (a validator's weight row, all columns but its own, is
+//! copied in two runs, and clipped by position likewise; a bond row holding every uid in order
+//! is read in place); weights masked into per-range slots of one buffer, rows set after the
+//! latest registration copied whole; the voting rows' entries counted while masking, and no
+//! counts at all for dense votes;
+//! consensus key segments padded by a cache line (segments of 2^k keys all fell into two L1
+//! sets, which made the gather memory-bound); the selection's score range from bitwise folds
+//! (64-bit minima did not vectorise); branch-free clipping; a reciprocal division without the
+//! variable shift; stored rows written without capacity checks by the threads that fill them;
+//! column indices from open ranges (inclusive ranges cost a flag per step); the rayon pool
+//! instead of scoped threads per stage, whose helpers, started per stage, bought nothing here.
 //!
-//! | case              | before, 2 threads         | after, 1 thread          | after, 2 threads         |
-//! |-------------------|---------------------------|--------------------------|--------------------------|
-//! | classic/256x64    | 3.1-3.3 ms / 1.0 ms       | 2.0-2.4 ms / 0.70 ms     | 2.0-2.3 ms / 0.70 ms     |
-//! | classic/1024x128  | 27-29 ms / 8.3 ms         | 18-20 ms / 6.0-6.5 ms    | 19 ms / 6.0-6.3 ms       |
-//! | classic/4096x256  | 239-248 ms / 74-75 ms     | 160-169 ms / 54 ms       | 189-194 ms / 59 ms       |
-//! | yuma3/256x64      | 2.2-2.4 ms / 0.70 ms      | 1.8-2.0 ms / 0.60 ms     | 1.5-1.8 ms / 0.60 ms     |
-//! | yuma3/1024x128    | 15-18 ms / 5.8 ms         | 13-16 ms / 5.3 ms        | 14-17 ms / 5.3 ms        |
-//! | yuma3/4096x256    | 152-184 ms / 54-55 ms     | 117-141 ms / 47.5 ms     | 149-177 ms / 50-51 ms    |
+//! Timings, all on the shared 2-core Xeon while other builds kept the load average at 8 to 10
+//! (a process got about half a core; only comparisons within one run mean much). Interleaved
+//! runs, three rounds, of the example before (commit `7564922`) and after
+//! (`profile_epoch <mode> 4096 256 30 <threads>`), wall / CPU time per epoch (`/usr/bin/time`,
+//! user + system, over 30 epochs):
 //!
-//! Criterion medians after (`cargo bench -p agora-yuma`, same load): classic 2.06 / 17.9 /
-//! 156 ms, Yuma3 1.79 / 15.5 / 119 ms, Yuma3 with liquid alpha 9.6 / 78 / 567 ms (256x64 /
-//! 1024x128 / 4096x256); with two threads 4096x256 takes 180 ms classic and 146 ms Yuma3 (under
-//! this load a helper thread waits to be scheduled). The 18 ms target for 4096x256 on two cores
-//! is not met: one classic epoch costs ~54 ms of CPU time here (Yuma3 ~47 ms), ~27 ms even if
-//! split perfectly over two cores, so the per-entry work has to shrink by about another third
-//! (and the machine be less loaded). What remains to try: keeping `W_b * A` from the clipping pass instead of
-//! recomputing it in the EMA walk, one side-by-side column record for every per-entry lookup,
-//! a narrower EMA (`u32` with an offset) to halve its memory traffic, and loops over dense
-//! rows that the compiler can vectorise (32 x 32-bit products).
+//! | case              | threads | before                 | after                 |
+//! |-------------------|---------|------------------------|-----------------------|
+//! | classic/4096x256  | 1       | 104-105 ms / 51-53 ms  | 52-58 ms / 26-29 ms   |
+//! | classic/4096x256  | 2       | 116-122 ms / 55-57 ms  | 70-75 ms / 34-36 ms   |
+//! | yuma3/4096x256    | 1       | 85-88 ms / 43-45 ms    | 47-50 ms / 24-25 ms   |
+//! | yuma3/4096x256    | 2       | 105-108 ms / 47-49 ms  | 55-67 ms / 29 ms      |
+//!
+//! In a lighter moment (load average about 2.5, an earlier build of this round at ~33 ms of CPU
+//! per classic epoch) two threads took 22.9 ms against 32.9 ms on one; the build before this
+//! round took 53-54 ms either way. Criterion medians, same conditions as the table
+//! (`cargo bench -p agora-yuma`, before / after, run interleaved): classic 99.7 / 56.0 ms,
+//! Yuma3 90.1 / 48.9 ms; with two threads classic 121.6 / 63.2 ms, Yuma3 81.0 / 70.8 ms (the
+//! last pair straddled a load spike: 57-79 ms after, 78-84 ms before; an earlier run of the
+//! same pair gave 100.8 / 52.2 ms).
+//!
+//! The 18 ms target for 4096x256 on two cores is not met here: one classic epoch costs about
+//! 26-29 ms of CPU time (Yuma3 about 24-25 ms), so even with two free cores and perfect
+//! scaling it would take 13-15 ms, and sharing costs (page faults for the returned rows, memory
+//! traffic of both threads) ate about a third in the lighter moment; under the usual load
+//! here it gets far less than two cores, and two threads are slower than one (each stage
+//! waits for a range whose thread the scheduler has set aside). What remains to try: a dense form of `W` itself
+//! (clipping and consensus could then walk rows by position too), a narrower EMA (`u32`, its
+//! entries being positive) to halve its memory traffic, and fewer column divisions per entry
+//! in the dividends.
 //!
 //! Tests: `cargo test -p agora-yuma` (the shared vectors when present, cases transcribed from
 //! subtensor's tests, degenerate subnets, errors, properties). Benchmarks:

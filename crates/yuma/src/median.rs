@@ -5,8 +5,9 @@
 //! the largest `w` with `sum(s | score >= w) >= kappa'` (`kappa' = sum(s) - minority`), or the
 //! column minimum when no score qualifies. Rows without an entry in the column score 0.
 //!
-//! Here each column's positive entries are gathered once (a counting sort by column) and a
-//! weighted quickselect finds the answer in expected linear time; zero scores are handled by
+//! Here each column's positive entries are gathered once into its own segment of a key buffer
+//! (segments sized by counts taken while masking, or one slot per voter when the votes are
+//! dense) and a radix selection finds the answer in linear time; zero scores are handled by
 //! counting them, never stored.
 
 use crate::fx::Fx;
@@ -15,6 +16,9 @@ use crate::sparse::Weights;
 /// Columns per tile of the two-level scatter: a tile's column segments stay within a few
 /// hundred pages, so the second-level scatter does not thrash the TLB.
 const TILE_SHIFT: u32 = 8;
+
+/// Unused key slots after each column's segment in a tile (one cache line).
+const PAD: usize = 8;
 
 /// Packs a positive score and its voter's stake into one sortable key: the score minus one in
 /// the high 32 bits, the stake minus one in the low 32 bits (both are in `[1, 2^32]` bits: a
@@ -33,9 +37,19 @@ fn key_score(key: u64) -> Fx {
 
 #[inline]
 fn key_stake(key: u64) -> Fx {
-    i64::try_from(key & 0xFFFF_FFFF)
-        .unwrap_or(0)
-        .saturating_add(1)
+    // At most 2^32: a sum of at most 65535 of them stays below 2^48, so the masses below are
+    // added without overflow checks.
+    ((key & 0xFFFF_FFFF) as i64).wrapping_add(1)
+}
+
+/// What masking the weights counts for consensus, over the voting rows (`s_i > 0`).
+#[derive(Clone, Debug)]
+pub(crate) struct VoteCounts {
+    /// At `j + 1`: the number of positive weights in column `j` (length `n + 1`). Not counted
+    /// when the voting rows are dense.
+    pub(crate) counts: Option<Vec<usize>>,
+    /// Whether every voting row's columns ascend.
+    pub(crate) ascending: bool,
 }
 
 /// Consensus per column from the weights `w`, the renormalised stake `s` of each row (0 for rows
@@ -43,6 +57,7 @@ fn key_stake(key: u64) -> Fx {
 pub(crate) fn weighted_median_columns(
     w: &Weights,
     s: &[Fx],
+    votes: VoteCounts,
     voters: usize,
     target: Fx,
     n: usize,
@@ -63,22 +78,30 @@ pub(crate) fn weighted_median_columns(
         }
     }
 
-    // Pass 1: count the positive entries of voting rows per column; note whether every voting row is in ascending column order.
-    let mut start: Vec<usize> = vec![0; n.saturating_add(1)];
-    let mut all_ascending = true;
-    for &i in &voter_rows {
-        let (cols, vals) = w.row(i);
-        let mut prev: Option<u16> = None;
-        for (&j, &r) in cols.iter().zip(vals) {
-            all_ascending &= prev.is_none_or(|p| p < j);
-            prev = Some(j);
-            if r > 0 {
-                if let Some(c) = start.get_mut(usize::from(j).saturating_add(1)) {
-                    // At most one per entry: no overflow.
-                    *c = c.wrapping_add(1);
+    let all_ascending = votes.ascending;
+    // Room for each column's keys: column j's segment is `start[j]..start[j + 1]`. Without
+    // counts (dense votes), every column has room for every voter: at most twice the entries.
+    let mut start: Vec<usize> = match votes.counts {
+        Some(counts) => counts,
+        None if all_ascending => (0..=n).map(|_| voters).collect(),
+        None => {
+            // Rows out of order need exact segments: counted here.
+            let mut counts: Vec<usize> = vec![0; n.saturating_add(1)];
+            for &i in &voter_rows {
+                let (cols, vals) = w.row(i);
+                for (&j, &r) in cols.iter().zip(vals) {
+                    if let Some(c) = counts.get_mut(usize::from(j).wrapping_add(1)) {
+                        // At most one per entry: no overflow.
+                        *c = c.wrapping_add(usize::from(r > 0));
+                    }
                 }
             }
+            counts
         }
+    };
+    start.resize(n.saturating_add(1), 0);
+    if let Some(first) = start.first_mut() {
+        *first = 0;
     }
     let mut acc = 0usize;
     for c in start.iter_mut() {
@@ -123,15 +146,15 @@ pub(crate) fn weighted_median_columns(
     };
 
     if all_ascending {
-        // Pass 2, tile by tile: gather the tile's keys through a cursor per voting row into one
+        // Tile by tile: gather the tile's keys through a cursor per voting row into one
         // reused buffer, then select each of its columns. Ranges of tiles run in parallel,
         // each writing its own columns of `consensus`.
         let tile_ranges = crate::par::split(tiles, par.parts_for(total), |t| {
             let (first, last) = tile_bounds(t);
             at(last).saturating_sub(at(first)).saturating_add(1)
         });
-        // Per range: its tiles, its columns of `consensus` and its key buffer (allocated on
-        // the calling thread, whose allocator reuses memory across epochs).
+        // Per range: its tiles, its columns of `consensus` and its key buffer (taken from the
+        // epoch thread's shelf, reused across epochs).
         let mut items: Vec<(core::ops::Range<usize>, &mut [Fx], Vec<u64>)> = Vec::new();
         let mut rest: &mut [Fx] = &mut consensus;
         let mut done = 0usize;
@@ -144,22 +167,22 @@ pub(crate) fn weighted_median_columns(
                 .clone()
                 .map(|t| {
                     let (first, last) = tile_bounds(t);
-                    at(last).saturating_sub(at(first))
+                    let padding = last.saturating_sub(first).saturating_mul(PAD);
+                    at(last).saturating_sub(at(first)).saturating_add(padding)
                 })
                 .max()
                 .unwrap_or(0);
-            let mut keys = crate::pool::U64S.take(largest_tile);
-            keys.resize(largest_tile, 0);
+            // Only the slots a column fills are read: reused keys need no zeroing.
+            let keys = crate::pool::U64S.take_len(largest_tile);
             items.push((r, head, keys));
             rest = tail;
         }
-        let (select_tile, put, at, tile_bounds) = (&select_tile, &put, &at, &tile_bounds);
-        let (voter_rows, start) = (&voter_rows, &start);
+        let (at, tile_bounds) = (&at, &tile_bounds);
+        let voter_rows = &voter_rows;
         par.map(
             items,
             |(range, out, mut keys): (core::ops::Range<usize>, &mut [Fx], Vec<u64>)| {
                 let (col0, _) = tile_bounds(range.start);
-                let mut fill: Vec<usize> = start.clone();
                 // Each voting row's first entry at or after this range's first column.
                 let mut cursor: Vec<usize> = voter_rows
                     .iter()
@@ -170,29 +193,50 @@ pub(crate) fn weighted_median_columns(
                         r.start.saturating_add(below)
                     })
                     .collect();
+                // Per column of a tile: where its keys start, and the next free slot. Each
+                // column's segment is followed by `PAD` unused slots, so that segments of
+                // 2^k keys do not all fall into the same few cache sets.
+                let mut seg_start: Vec<usize> = Vec::new();
+                let mut fill: Vec<usize> = Vec::new();
                 for t in range {
                     let (first, last) = tile_bounds(t);
-                    let base = at(first);
+                    seg_start.clear();
+                    let mut offset = 0usize;
+                    for j in first..last {
+                        seg_start.push(offset);
+                        let count = at(j.saturating_add(1)).saturating_sub(at(j));
+                        offset = offset.saturating_add(count).saturating_add(PAD);
+                    }
+                    fill.clear();
+                    fill.extend_from_slice(&seg_start);
                     for ((&i, &stake), cur) in voter_rows
                         .iter()
                         .zip(voter_stake.iter())
                         .zip(cursor.iter_mut())
                     {
                         let end = w.range(i).end;
-                        while *cur < end {
-                            let (Some(&j), Some(&r)) = (w.col.get(*cur), w.val.get(*cur)) else {
-                                break;
-                            };
-                            if usize::from(j) >= last {
-                                break;
-                            }
-                            *cur = cur.saturating_add(1);
+                        let cols = w.col.get(*cur..end).unwrap_or(&[]);
+                        let vals = w.val.get(*cur..end).unwrap_or(&[]);
+                        let mut taken = 0usize;
+                        for (&j, &r) in cols.iter().zip(vals) {
+                            let local = usize::from(j).wrapping_sub(first);
+                            let Some(f) = fill.get_mut(local) else { break };
+                            taken = taken.wrapping_add(1);
                             if r > 0 {
-                                put(&mut fill, &mut keys, base, j, pack(r, stake));
+                                if let Some(slot) = keys.get_mut(*f) {
+                                    *slot = pack(r, stake);
+                                }
+                                *f = f.wrapping_add(1);
                             }
                         }
+                        *cur = cur.saturating_add(taken);
                     }
-                    select_tile(&mut keys, base, first, last, col0, out);
+                    let out = out.get_mut(first.saturating_sub(col0)..).unwrap_or(&mut []);
+                    for ((&lo, &hi), c) in seg_start.iter().zip(&fill).zip(out) {
+                        if let Some(col) = keys.get_mut(lo..hi) {
+                            *c = column_median(col, target, col.len() < voters);
+                        }
+                    }
                 }
                 keys
             },
@@ -238,15 +282,21 @@ fn column_median(col: &mut [u64], target: Fx, has_zero: bool) -> Fx {
         // Every score qualifies: the largest.
         return col.iter().copied().max().map_or(0, key_score);
     }
-    // One pass for the mass of the positive scores and their range.
-    let (positive_mass, lo, hi) = col.iter().fold((0i64, u64::MAX, 0u64), |(m, lo, hi), &k| {
-        (m.saturating_add(key_stake(k)), lo.min(k), hi.max(k))
-    });
+    // One pass for the mass of the positive scores and the score bits that vary among them.
+    let (positive_mass, any, all) = col
+        .iter()
+        .fold((0i64, 0u64, u64::MAX), |(m, any, all), &k| {
+            (m.wrapping_add(key_stake(k)), any | k, all & k)
+        });
     if positive_mass < target {
         // No positive score qualifies: 0 if some row scores 0, else the column minimum.
-        return if has_zero { 0 } else { key_score(lo) };
+        return if has_zero {
+            0
+        } else {
+            col.iter().copied().min().map_or(0, key_score)
+        };
     }
-    select_largest_reaching(col, target, Some((lo >> 32, hi >> 32)))
+    select_largest_reaching(col, target, Some((any ^ all) >> 32))
 }
 
 /// The largest score `w` with `sum(stake | score >= w) >= need`, given that the whole slice
@@ -256,7 +306,7 @@ fn column_median(col: &mut [u64], target: Fx, has_zero: bool) -> Fx {
 /// highest bit in which the candidates differ: a stake histogram of the candidates' digit gives
 /// the highest digit whose mass (with the mass above it) reaches `need`; only the candidates
 /// with that digit go on. A few candidates are sorted instead.
-fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64, u64)>) -> Fx {
+fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut varying: Option<u64>) -> Fx {
     let score_bits = |key: u64| key >> 32;
     let mut len = buf.len();
     let mut hist = [0i64; 256];
@@ -267,7 +317,7 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let mut cum: Fx = 0;
             for &key in candidates.iter() {
-                cum = cum.saturating_add(key_stake(key));
+                cum = cum.wrapping_add(key_stake(key));
                 if cum >= need {
                     return key_score(key);
                 }
@@ -275,30 +325,34 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
             // Unreachable when the precondition holds; the smallest score is the safe answer.
             return candidates.last().map_or(0, |&k| key_score(k));
         }
-        // The candidates' score range (given for the first round).
-        let (lo, hi) = range.take().unwrap_or_else(|| {
-            candidates.iter().fold((u64::MAX, 0u64), |(lo, hi), &k| {
-                (lo.min(score_bits(k)), hi.max(score_bits(k)))
-            })
+        // The score bits that are not the same in every candidate (given for the first
+        // round): bits set in some but not all. The highest of them is the highest bit where
+        // the smallest and the largest score differ (above it all scores share one prefix).
+        // Bitwise folds, unlike 64-bit minima, vectorise with baseline SIMD.
+        let varying = varying.take().unwrap_or_else(|| {
+            let (any, all) = candidates
+                .iter()
+                .fold((0u64, u64::MAX), |(any, all), &k| (any | k, all & k));
+            (any ^ all) >> 32
         });
-        if lo == hi {
+        if varying == 0 {
             return candidates.first().map_or(0, |&k| key_score(k));
         }
         // The digit: 8 bits ending at the highest bit where the scores differ.
-        let top = 63u32.saturating_sub((lo ^ hi).leading_zeros());
+        let top = 63u32.saturating_sub(varying.leading_zeros());
         let shift = top.saturating_sub(7);
         let digit = |key: u64| usize::from((score_bits(key) >> shift) as u8);
         hist.iter_mut().for_each(|h| *h = 0);
         for &key in candidates.iter() {
             if let Some(h) = hist.get_mut(digit(key)) {
-                *h = h.saturating_add(key_stake(key));
+                *h = h.wrapping_add(key_stake(key));
             }
         }
         // Highest digit whose cumulative mass from the top reaches `need`.
         let mut above: Fx = 0;
         let mut chosen: Option<usize> = None;
         for d in (0..256usize).rev() {
-            let with = above.saturating_add(hist.get(d).copied().unwrap_or(0));
+            let with = above.wrapping_add(hist.get(d).copied().unwrap_or(0));
             if with >= need {
                 chosen = Some(d);
                 break;
@@ -316,7 +370,7 @@ fn select_largest_reaching(buf: &mut [u64], mut need: Fx, mut range: Option<(u64
             if let Some(slot) = buf.get_mut(kept) {
                 *slot = key;
             }
-            kept = kept.saturating_add(usize::from(digit(key) == d));
+            kept = kept.wrapping_add(usize::from(digit(key) == d));
         }
         len = kept;
     }

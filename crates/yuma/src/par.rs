@@ -1,4 +1,9 @@
-//! Data parallelism over contiguous row (or column) ranges with scoped std threads.
+//! Data parallelism over contiguous row (or column) ranges on a persistent thread pool.
+//!
+//! An epoch with more than one thread runs on a rayon pool of that many threads, kept for the
+//! life of the process (one pool per thread count), so a stage costs no thread start: the
+//! idle workers are still spinning when the next stage begins, and a worker that the
+//! scheduler leaves waiting is simply not there (the others take its ranges).
 //!
 //! Results never depend on the number of threads: every stage that is split returns per-range
 //! partial results that are combined in range order, and the only cross-range reductions are
@@ -6,15 +11,15 @@
 //! maxima.
 
 use core::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
+
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 use crate::Parallelism;
 
-/// Below this much work (entries) a stage runs on the calling thread only. A helper thread can
-/// wait milliseconds to be scheduled on a busy machine, and the stage waits for it to finish
-/// (even with nothing left to claim), so only stages of several milliseconds are split.
-const MIN_PARALLEL_WORK: usize = 1 << 19;
+/// Below this much work (entries) a stage runs on one thread only: waking another costs
+/// microseconds, and on a busy machine it may wait much longer to be scheduled.
+const MIN_PARALLEL_WORK: usize = 1 << 16;
 
 /// The most threads a stage uses.
 const MAX_THREADS: usize = 8;
@@ -26,11 +31,30 @@ thread_local! {
         const { core::cell::Cell::new(None) };
 }
 
-/// The threads a stage may use, from the caller's [`Parallelism`]: the calling thread and
-/// `threads - 1` scoped helpers.
+/// The pools, by thread count, started on first use; `None` when one could not be started.
+static POOLS: [OnceLock<Option<rayon::ThreadPool>>; MAX_THREADS + 1] =
+    [const { OnceLock::new() }; MAX_THREADS + 1];
+
+fn pool(threads: usize) -> Option<&'static rayon::ThreadPool> {
+    POOLS
+        .get(threads)?
+        .get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|k| format!("agora-yuma-{k}"))
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The threads a stage may use, from the caller's [`Parallelism`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Par {
     threads: usize,
+    /// Tests: the calling thread's [`FORCE_PARTS`], carried onto the pool's threads.
+    #[cfg(test)]
+    force_parts: Option<usize>,
 }
 
 impl Par {
@@ -39,14 +63,32 @@ impl Par {
             Parallelism::Serial => 1,
             Parallelism::Threads(t) => t.clamp(1, MAX_THREADS),
         };
-        Self { threads }
+        Self {
+            threads,
+            #[cfg(test)]
+            force_parts: FORCE_PARTS.with(core::cell::Cell::get),
+        }
+    }
+
+    /// Runs `f` (a whole epoch) on the pool for this many threads, so that its stages can
+    /// share their ranges among the pool's threads; on the calling thread when serial or when
+    /// no pool could be started (then every stage runs serially too).
+    pub(crate) fn run<T: Send>(self, f: impl FnOnce(Par) -> T + Send) -> T {
+        if self.threads > 1 {
+            if let Some(pool) = pool(self.threads) {
+                return pool.install(|| f(self));
+            }
+        }
+        let mut serial = self;
+        serial.threads = 1;
+        f(serial)
     }
 
     /// How many ranges to split `work` entries into: a few per thread, so that a thread the
     /// scheduler leaves waiting holds up at most one small range (the others take the rest).
     pub(crate) fn parts_for(self, work: usize) -> usize {
         #[cfg(test)]
-        if let Some(parts) = FORCE_PARTS.with(core::cell::Cell::get) {
+        if let Some(parts) = self.force_parts {
             return parts;
         }
         if work < MIN_PARALLEL_WORK || self.threads <= 1 {
@@ -56,16 +98,19 @@ impl Par {
         }
     }
 
-    /// Runs `f` on every item and returns the results in item order. The calling thread and
-    /// up to `threads - 1` scoped helpers claim items one at a time, so which thread runs an
-    /// item never matters; a helper that cannot be started is simply not there.
+    /// Runs `f` on every item and returns the results in item order. On a pool's thread the
+    /// items are shared among the pool's threads (each item one task, so which thread runs it
+    /// never matters); elsewhere they run here, one after another.
     pub(crate) fn map<I, T, F>(self, items: Vec<I>, f: F) -> Vec<T>
     where
         I: Send,
         T: Send,
-        F: Fn(I) -> T + Sync,
+        F: Fn(I) -> T + Sync + Send,
     {
-        map(items, self.threads, f)
+        if self.threads <= 1 || items.len() <= 1 || rayon::current_thread_index().is_none() {
+            return items.into_iter().map(f).collect();
+        }
+        items.into_par_iter().with_max_len(1).map(f).collect()
     }
 }
 
@@ -105,62 +150,4 @@ pub(crate) fn split(
         out.extend(core::iter::once(0..len));
     }
     out
-}
-
-fn map<I, T, F>(items: Vec<I>, threads: usize, f: F) -> Vec<T>
-where
-    I: Send,
-    T: Send,
-    F: Fn(I) -> T + Sync,
-{
-    if items.len() <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let helpers = threads.saturating_sub(1).min(items.len().saturating_sub(1));
-    if helpers == 0 {
-        return items.into_iter().map(f).collect();
-    }
-    let slots: Vec<Mutex<(Option<I>, Option<T>)>> = items
-        .into_iter()
-        .map(|item| Mutex::new((Some(item), None)))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = slots.get(k) else { break };
-        let item = slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
-            .take();
-        if let Some(item) = item {
-            let result = f(item);
-            slot.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .1 = Some(result);
-        }
-    };
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = (0..helpers)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
-            .collect();
-        work();
-        for handle in handles {
-            if let Err(payload) = handle.join() {
-                // Re-raise a panic from a helper (the stages never panic).
-                std::panic::resume_unwind(payload);
-            }
-        }
-    });
-    slots
-        .into_iter()
-        .filter_map(|slot| {
-            let (item, result) = slot
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Every item was claimed and run; an unclaimed one would run here.
-            result.or_else(|| item.map(&f))
-        })
-        .collect()
 }

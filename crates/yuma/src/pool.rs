@@ -1,6 +1,7 @@
 //! Per-thread shelves of scratch vectors, reused from one epoch to the next so that the large
-//! per-entry buffers are not faulted in afresh on every call. Only capacity is reused: a vector
-//! handed out is always empty. Nothing is shared between threads.
+//! per-entry buffers are not faulted in afresh on every call. A vector handed out is empty
+//! ([`Shelf::take`]) or of a given length with unspecified values ([`Shelf::take_len`]).
+//! Nothing is shared between threads.
 
 use core::cell::RefCell;
 
@@ -37,9 +38,34 @@ impl<T: 'static> Shelf<T> {
         v
     }
 
-    /// Keeps `v`'s allocation for a later [`Shelf::take`] on this thread.
-    pub(crate) fn give(&self, mut v: Vec<T>) {
-        v.clear();
+    /// A vector of exactly `len` elements whose values are unspecified (left over from an
+    /// earlier use, or `T::default()`): reusing a kept vector writes nothing but what it lacks.
+    pub(crate) fn take_len(&self, len: usize) -> Vec<T>
+    where
+        T: Clone + Default,
+    {
+        let reused = self
+            .kept
+            .try_with(|k| {
+                let mut k = k.try_borrow_mut().ok()?;
+                // The kept vector with the longest initialised length.
+                let pick = k
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, v)| v.len())
+                    .map(|(i, _)| i)?;
+                Some(k.swap_remove(pick))
+            })
+            .ok()
+            .flatten();
+        let mut v = reused.unwrap_or_default();
+        v.resize(len, T::default());
+        v
+    }
+
+    /// Keeps `v`'s allocation (and its initialised values, for [`Shelf::take_len`]) for later
+    /// use on this thread.
+    pub(crate) fn give(&self, v: Vec<T>) {
         // Dropped (freed) when the shelf is full or the thread is shutting down.
         let _ = self.kept.try_with(|k| {
             if let Ok(mut k) = k.try_borrow_mut() {

@@ -4,10 +4,13 @@
 use crate::fx::Fx;
 use crate::pool;
 
-/// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`.
+/// A sparse `rows x n` matrix: row `i` holds `col[ptr[i]..ptr[i + 1]]` and the matching `val`,
+/// or `col[ptr[i]..end[i]]` when `end` is not empty (rows filled in parallel into fixed
+/// slots, with unused slots between them).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Csr {
     pub(crate) ptr: Vec<usize>,
+    pub(crate) end: Vec<usize>,
     pub(crate) col: Vec<u16>,
     pub(crate) val: Vec<Fx>,
 }
@@ -19,6 +22,7 @@ impl Csr {
         ptr.push(0);
         Self {
             ptr,
+            end: Vec::new(),
             col: pool::U16S.take(nnz),
             val: pool::I64S.take(nnz),
         }
@@ -27,6 +31,7 @@ impl Csr {
     /// Returns the buffers to this thread's shelves.
     pub(crate) fn recycle(self) {
         pool::USIZES.give(self.ptr);
+        pool::USIZES.give(self.end);
         pool::U16S.give(self.col);
         pool::I64S.give(self.val);
     }
@@ -53,8 +58,12 @@ impl Csr {
     #[inline]
     pub(crate) fn range(&self, i: usize) -> core::ops::Range<usize> {
         let start = self.ptr.get(i).copied().unwrap_or(0);
-        let end = self.ptr.get(i.saturating_add(1)).copied().unwrap_or(start);
-        start..end
+        let end = if self.end.is_empty() {
+            self.ptr.get(i.saturating_add(1)).copied()
+        } else {
+            self.end.get(i).copied()
+        };
+        start..end.unwrap_or(start).max(start)
     }
 
     /// Row `i` as (columns, values).

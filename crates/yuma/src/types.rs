@@ -45,8 +45,9 @@ pub enum Parallelism {
     /// Everything on the calling thread (what [`crate::run_epoch`] does).
     #[default]
     Serial,
-    /// Large stages (from 2^19 entries) split over the calling thread and scoped helper
-    /// threads, this many threads in all (at most 8; 0 and 1 mean serial). The caller decides,
+    /// The epoch runs on a persistent pool of this many threads (at most 8; 0 and 1 mean
+    /// serial), started on first use and kept for the life of the process; large stages (from
+    /// 2^16 entries) split their rows or columns among the pool's threads. The caller decides,
     /// e.g. from `std::thread::available_parallelism`.
     Threads(usize),
 }
