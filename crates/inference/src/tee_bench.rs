@@ -1,0 +1,378 @@
+//! `agora bench tee`: attestation verification, the HPKE channel, and what the private path
+//! adds to a real request.
+//!
+//! Prints `name: value unit` lines:
+//! - `verify_ms`: one verification of TEE evidence with its collateral — the TDX quote of
+//!   `../shared/tee-fixtures` (or `--fixtures`) when present, else (in builds with
+//!   `insecure-mock-tee`) a test-PKI SEV-SNP bundle; skipped with a note otherwise.
+//! - `hpke_seal_open_4k_us`: sealing a 4 KiB request to an enclave key and opening it,
+//!   replay check included (mean over many).
+//! - `private_overhead_pct`: one miner axon on loopback serves the same greedy chat request
+//!   in the clear (`/v1/chat/completions`) and sealed (`/v1/private/chat/completions`,
+//!   sealed by the client, opened by the enclave, answer sealed in frames and opened by the
+//!   client), alternating, same model, prompt and process. The overhead is
+//!   `(median private - median clear) / median clear`, where the clear request's time is
+//!   the inference time plus one local HTTP exchange. Both answers must be equal.
+
+use crate::engine::testmodel::{write_test_model, GgufQuant, ModelFormat, TestModelSpec};
+use crate::engine::{Arch, Engine, LoadOptions};
+use crate::miner::{Behaviour, InferenceMiner};
+use crate::private::Enclave;
+use agora_subnet::metrics::NeuronMetrics;
+use agora_tee::channel::{
+    open_events, open_request, seal_request, EnclaveKeypair, ReplayGuard, RequestMetadata,
+};
+use agora_tee::{AttestationBundle, Platform, Policy, TrustAnchors};
+use rand_chacha09::rand_core::SeedableRng;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Inside the TDX fixture's collateral window.
+const TDX_FIXTURE_NOW: u64 = 1_750_377_600;
+
+/// Arguments of `agora bench tee`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchTeeArgs {
+    /// The model served (default: a ~30M-parameter test model written to a temporary
+    /// directory).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Requests of each kind (clear, private).
+    #[arg(long, default_value_t = 12)]
+    pub rounds: usize,
+    /// Completion tokens per request (greedy; the model may stop earlier).
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: u32,
+    /// Seal/open iterations for `hpke_seal_open_4k_us`.
+    #[arg(long, default_value_t = 20_000)]
+    pub hpke_iterations: u32,
+    /// The TEE fixtures directory (default: `$AGORA_TEE_FIXTURES` or `../shared/tee-fixtures`).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+}
+
+type BenchResult<T> = Result<T, String>;
+
+/// Runs the benchmark and prints its lines to `out`.
+pub fn run_bench_tee(args: &BenchTeeArgs, out: &mut dyn Write) -> BenchResult<()> {
+    let io = |e: std::io::Error| e.to_string();
+    match verify_ms(args)? {
+        Some((ms, what)) => {
+            eprintln!("verify: {what}");
+            writeln!(out, "verify_ms: {ms:.3} ms").map_err(io)?;
+        }
+        None => eprintln!(
+            "SKIP verify_ms: no TEE fixtures found (give --fixtures DIR or set AGORA_TEE_FIXTURES)"
+        ),
+    }
+    let us = hpke_seal_open_4k_us(args.hpke_iterations.max(1))?;
+    writeln!(out, "hpke_seal_open_4k_us: {us:.2} us").map_err(io)?;
+    let (pct, clear_ms, private_ms) = private_overhead(args)?;
+    eprintln!("private path: clear median {clear_ms:.3} ms, private median {private_ms:.3} ms");
+    writeln!(out, "private_overhead_pct: {pct:.3} %").map_err(io)?;
+    Ok(())
+}
+
+fn fixtures_dir(args: &BenchTeeArgs) -> Option<PathBuf> {
+    let dir = args
+        .fixtures
+        .clone()
+        .or_else(|| std::env::var_os("AGORA_TEE_FIXTURES").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/tee-fixtures"));
+    dir.is_dir().then_some(dir)
+}
+
+fn median_ms(samples: &mut [Duration]) -> f64 {
+    samples.sort();
+    samples
+        .get(samples.len() / 2)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+fn verify_ms(args: &BenchTeeArgs) -> BenchResult<Option<(f64, String)>> {
+    let policy = Policy::default();
+    let (evidence, collateral, now, anchors, what) = match fixtures_dir(args) {
+        Some(dir) => {
+            let read = |n: &str| {
+                std::fs::read(dir.join(n)).map_err(|e| format!("{}: {e}", dir.join(n).display()))
+            };
+            (
+                read("tdx_quote")?,
+                read("tdx_quote_collateral.json")?,
+                TDX_FIXTURE_NOW,
+                TrustAnchors::production(),
+                format!("TDX quote fixture in {}", dir.display()),
+            )
+        }
+        None => match mock_bundle()? {
+            Some((bundle, anchors, now)) => (
+                bundle.evidence,
+                bundle.collateral,
+                now,
+                anchors,
+                "insecure-mock-tee SEV-SNP bundle".to_owned(),
+            ),
+            None => return Ok(None),
+        },
+    };
+    let check = || {
+        agora_tee::verify_evidence(None, &evidence, &collateral, now, &policy, &anchors)
+            .map_err(|e| format!("verification failed: {e}"))
+    };
+    check()?;
+    let mut samples = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let t = Instant::now();
+        check()?;
+        samples.push(t.elapsed());
+    }
+    Ok(Some((median_ms(&mut samples), what)))
+}
+
+#[cfg(feature = "insecure-mock-tee")]
+fn mock_bundle() -> BenchResult<Option<(AttestationBundle, TrustAnchors, u64)>> {
+    use agora_tee::mock::{MockPki, DEV_MEASUREMENT};
+    let pki = MockPki::dev().map_err(|e| e.to_string())?;
+    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key");
+    let bundle = pki
+        .snp_bundle(&kp.public_key(), DEV_MEASUREMENT)
+        .map_err(|e| e.to_string())?;
+    let anchors =
+        TrustAnchors::production().with_mock_root(pki.roots().map_err(|e| e.to_string())?);
+    Ok(Some((bundle, anchors, unix_now())))
+}
+
+#[cfg(not(feature = "insecure-mock-tee"))]
+fn mock_bundle() -> BenchResult<Option<(AttestationBundle, TrustAnchors, u64)>> {
+    Ok(None)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hpke_seal_open_4k_us(iterations: u32) -> BenchResult<f64> {
+    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key");
+    let pk = kp.public_key();
+    let body = vec![0x42u8; 4096];
+    let mut rng = rand_chacha09::ChaCha20Rng::seed_from_u64(7);
+    let mut guard = ReplayGuard::new(3600, usize::try_from(iterations).unwrap_or(usize::MAX));
+    let mut run = |i: u32| -> BenchResult<()> {
+        let meta = RequestMetadata {
+            model: "bench-model".into(),
+            request_id: u128::from(i).to_le_bytes(),
+            netuid: 1,
+            uid: 0,
+            issued_at: 1_000,
+        };
+        let (req, _) = seal_request(&pk, meta, &body, &mut rng).map_err(|e| e.to_string())?;
+        let (opened, _) = open_request(&kp, &req, 1_000, &mut guard).map_err(|e| e.to_string())?;
+        if opened.len() != body.len() {
+            return Err("opened body differs".into());
+        }
+        Ok(())
+    };
+    let warmup = iterations.min(200);
+    for i in 0..warmup {
+        run(u32::MAX - i)?;
+    }
+    let t = Instant::now();
+    for i in 0..iterations.saturating_sub(warmup) {
+        run(i)?;
+    }
+    let n = iterations.saturating_sub(warmup).max(1);
+    Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+}
+
+fn private_overhead(args: &BenchTeeArgs) -> BenchResult<(f64, f64, f64)> {
+    let scratch;
+    let model_dir = match &args.model {
+        Some(d) => d.clone(),
+        None => {
+            scratch = ScratchDir::new()?;
+            let dir = scratch.0.join("small-llama");
+            let spec = TestModelSpec::small(
+                Arch::Llama,
+                ModelFormat::Gguf {
+                    quant: GgufQuant::Q8_0,
+                },
+                1,
+            );
+            write_test_model(&dir, &spec).map_err(|e| format!("writing the test model: {e}"))?;
+            dir
+        }
+    };
+    let engine = Engine::load(
+        &model_dir,
+        &LoadOptions {
+            max_concurrent: 1,
+            ..LoadOptions::default()
+        },
+    )
+    .map_err(|e| format!("--model {}: {e}", model_dir.display()))?;
+    let engine = Arc::new(engine);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(overhead_on(engine, args.rounds.max(3), args.max_tokens))
+}
+
+async fn overhead_on(
+    engine: Arc<Engine>,
+    rounds: usize,
+    max_tokens: u32,
+) -> BenchResult<(f64, f64, f64)> {
+    let model = engine.model_id().to_owned();
+    let miner = Arc::new(InferenceMiner::new(
+        engine,
+        None,
+        Behaviour::Honest,
+        Arc::new(NeuronMetrics::default()),
+    ));
+    // The enclave's bundle is not verified here (that is `verify_ms`): only the channel and
+    // the framing are measured.
+    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+    let bundle = AttestationBundle {
+        platform: Platform::AmdSevSnp,
+        evidence: Vec::new(),
+        collateral: Vec::new(),
+        hpke_public_key: keypair.public_key().to_vec(),
+    };
+    let enclave_pk = keypair.public_key();
+    let enclave = Arc::new(Enclave::with_bundle(keypair, bundle, 1));
+    enclave.attach(miner.clone());
+    enclave.set_uid(0);
+    let routes = miner.routes();
+    let (private_signed, _) = enclave.routes();
+    let app = routes.signed.merge(private_signed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let request = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Tell me about the rivers of Europe and the towns along them."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    });
+    let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let mut rng = rand_chacha09::ChaCha20Rng::from_seed(rand::random::<[u8; 32]>());
+
+    let clear = |body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("clear request: {status}"));
+            }
+            answer_text(&bytes)
+        }
+    };
+    let mut clear_t = Vec::with_capacity(rounds);
+    let mut private_t = Vec::with_capacity(rounds);
+    // One of each to warm up caches and connections.
+    let expected = clear(body.clone()).await?;
+    for round in 0..=rounds {
+        let t = Instant::now();
+        let a = clear(body.clone()).await?;
+        let clear_elapsed = t.elapsed();
+
+        let t = Instant::now();
+        let meta = RequestMetadata {
+            model: model.clone(),
+            request_id: rand::random::<[u8; 16]>(),
+            netuid: 1,
+            uid: 0,
+            issued_at: unix_now(),
+        };
+        let (sealed, opener) =
+            seal_request(&enclave_pk, meta, &body, &mut rng).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
+        let r = http
+            .post(format!("http://{addr}/v1/private/chat/completions"))
+            .header("content-type", "application/json")
+            .body(json)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status().as_u16() != 200 {
+            return Err(format!("private request: {}", r.status()));
+        }
+        let raw = r.bytes().await.map_err(|e| e.to_string())?;
+        let (head, plain) = open_events(opener, &raw, 16 << 20).map_err(|e| e.to_string())?;
+        let private_elapsed = t.elapsed();
+        if head.status != 200 {
+            return Err(format!("private request: inner status {}", head.status));
+        }
+        let b = answer_text(&plain)?;
+        if a != expected || b != expected {
+            return Err("the clear and private answers differ".into());
+        }
+        if round > 0 {
+            clear_t.push(clear_elapsed);
+            private_t.push(private_elapsed);
+        }
+    }
+    server.abort();
+    let clear_ms = median_ms(&mut clear_t);
+    let private_ms = median_ms(&mut private_t);
+    let pct = if clear_ms > 0.0 {
+        (private_ms - clear_ms) / clear_ms * 100.0
+    } else {
+        0.0
+    };
+    Ok((pct, clear_ms, private_ms))
+}
+
+fn answer_text(body: &[u8]) -> BenchResult<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}"))?;
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no message in the answer: {v}"))
+}
+
+/// A temporary directory removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> BenchResult<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "agora-bench-tee-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
