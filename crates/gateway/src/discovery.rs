@@ -227,4 +227,23 @@ mod tests {
         assert_eq!(axon_url("0.0.0.0", 80), None);
         assert_eq!(chain_weight(u16::MAX, u16::MAX), 1.0);
     }
+
+    #[test]
+    fn attestation_must_match_the_chain_and_verify() {
+        let bundle = AttestationBundle {
+            platform: agora_tee::Platform::AmdSevSnp,
+            evidence: vec![1; 1184],
+            collateral: Vec::new(),
+            hpke_public_key: vec![2; 32],
+        };
+        let private = PrivateConfig {
+            netuid: 1,
+            policy: agora_tee::Policy::default(),
+            anchors: agora_tee::TrustAnchors::production(),
+        };
+        let err = verify_attestation(&bundle, &[0; 32], &private, 0).unwrap_err();
+        assert!(err.contains("digest"), "{err}");
+        // The right digest, but evidence that does not verify: still refused.
+        assert!(verify_attestation(&bundle, &bundle.digest().0, &private, 0).is_err());
+    }
 }
