@@ -6,13 +6,16 @@
 //!   `../shared/tee-fixtures` (or `--fixtures`) when present, else (in builds with
 //!   `insecure-mock-tee`) a test-PKI SEV-SNP bundle; skipped with a note otherwise.
 //! - `hpke_seal_open_4k_us`: sealing a 4 KiB request to an enclave key and opening it,
-//!   replay check included (mean over many).
+//!   replay check included: mean on-CPU time of the thread (Linux `schedstat`), so that a
+//!   busy machine does not inflate it; the wall-clock mean goes to stderr.
 //! - `private_overhead_pct`: one miner axon on loopback serves the same greedy chat request
 //!   in the clear (`/v1/chat/completions`) and sealed (`/v1/private/chat/completions`,
 //!   sealed by the client, opened by the enclave, answer sealed in frames and opened by the
-//!   client), alternating, same model, prompt and process. The overhead is
-//!   `(median private - median clear) / median clear`, where the clear request's time is
-//!   the inference time plus one local HTTP exchange. Both answers must be equal.
+//!   client), alternating, same model, prompt and process. The overhead is the median of
+//!   the paired differences (private - clear, wall-clock) over the median clear time, which
+//!   is the inference time plus one local HTTP exchange. Both answers must be equal.
+//!   `private_overhead_cpu_pct` is the same comparison of the process's on-CPU time per
+//!   request (all threads), robust to other load on the machine.
 
 use crate::engine::testmodel::{write_test_model, GgufQuant, ModelFormat, TestModelSpec};
 use crate::engine::{Arch, Engine, LoadOptions};
@@ -69,9 +72,16 @@ pub fn run_bench_tee(args: &BenchTeeArgs, out: &mut dyn Write) -> BenchResult<()
     }
     let us = hpke_seal_open_4k_us(args.hpke_iterations.max(1))?;
     writeln!(out, "hpke_seal_open_4k_us: {us:.2} us").map_err(io)?;
-    let (pct, clear_ms, private_ms) = private_overhead(args)?;
-    eprintln!("private path: clear median {clear_ms:.3} ms, private median {private_ms:.3} ms");
-    writeln!(out, "private_overhead_pct: {pct:.3} %").map_err(io)?;
+    let o = private_overhead(args)?;
+    eprintln!(
+        "private path: clear median {:.3} ms, private median {:.3} ms, median paired difference \
+         {:.3} ms; on-CPU per request: clear {:.3} ms, private {:.3} ms",
+        o.clear_ms, o.private_ms, o.paired_diff_ms, o.clear_cpu_ms, o.private_cpu_ms
+    );
+    writeln!(out, "private_overhead_pct: {:.3} %", o.wall_pct).map_err(io)?;
+    if let Some(pct) = o.cpu_pct {
+        writeln!(out, "private_overhead_cpu_pct: {pct:.3} %").map_err(io)?;
+    }
     Ok(())
 }
 
@@ -182,15 +192,60 @@ fn hpke_seal_open_4k_us(iterations: u32) -> BenchResult<f64> {
     for i in 0..warmup {
         run(u32::MAX - i)?;
     }
-    let t = Instant::now();
-    for i in 0..iterations.saturating_sub(warmup) {
+    let n = iterations.saturating_sub(warmup).max(1);
+    let (t, cpu) = (Instant::now(), thread_cpu_ns());
+    for i in 0..n {
         run(i)?;
     }
-    let n = iterations.saturating_sub(warmup).max(1);
-    Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    let wall_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    match (cpu, thread_cpu_ns()) {
+        (Some(a), Some(b)) => {
+            eprintln!("hpke seal+open 4 KiB: {wall_us:.2} us wall-clock per operation");
+            Ok(b.saturating_sub(a) as f64 / 1e3 / f64::from(n))
+        }
+        _ => Ok(wall_us),
+    }
 }
 
-fn private_overhead(args: &BenchTeeArgs) -> BenchResult<(f64, f64, f64)> {
+/// Nanoseconds the calling thread has run on a CPU (Linux `schedstat`): unlike wall-clock
+/// time, it does not count time other processes held the core, so numbers taken on a
+/// shared machine stay comparable.
+fn thread_cpu_ns() -> Option<u64> {
+    schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"))
+}
+
+/// Nanoseconds all threads of this process have run on a CPU.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        total = total.saturating_add(schedstat_ns(&task.ok()?.path().join("schedstat"))?);
+    }
+    Some(total)
+}
+
+fn schedstat_ns(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What `private_overhead_pct` found.
+struct Overhead {
+    /// Median paired (private - clear) wall-clock difference over the clear median, percent.
+    wall_pct: f64,
+    /// The same over on-CPU time of the whole process (client, axon, enclave, engine).
+    cpu_pct: Option<f64>,
+    clear_ms: f64,
+    private_ms: f64,
+    paired_diff_ms: f64,
+    clear_cpu_ms: f64,
+    private_cpu_ms: f64,
+}
+
+fn private_overhead(args: &BenchTeeArgs) -> BenchResult<Overhead> {
     let scratch;
     let model_dir = match &args.model {
         Some(d) => d.clone(),
@@ -225,11 +280,7 @@ fn private_overhead(args: &BenchTeeArgs) -> BenchResult<(f64, f64, f64)> {
     rt.block_on(overhead_on(engine, args.rounds.max(3), args.max_tokens))
 }
 
-async fn overhead_on(
-    engine: Arc<Engine>,
-    rounds: usize,
-    max_tokens: u32,
-) -> BenchResult<(f64, f64, f64)> {
+async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> BenchResult<Overhead> {
     let model = engine.model_id().to_owned();
     let miner = Arc::new(InferenceMiner::new(
         engine,
@@ -291,16 +342,8 @@ async fn overhead_on(
             answer_text(&bytes)
         }
     };
-    let mut clear_t = Vec::with_capacity(rounds);
-    let mut private_t = Vec::with_capacity(rounds);
-    // One of each to warm up caches and connections.
-    let expected = clear(body.clone()).await?;
-    for round in 0..=rounds {
-        let t = Instant::now();
-        let a = clear(body.clone()).await?;
-        let clear_elapsed = t.elapsed();
-
-        let t = Instant::now();
+    let private = |body: Vec<u8>, rng: &mut rand_chacha09::ChaCha20Rng| {
+        let http = http.clone();
         let meta = RequestMetadata {
             model: model.clone(),
             request_id: rand::random::<[u8; 16]>(),
@@ -308,43 +351,97 @@ async fn overhead_on(
             uid: 0,
             issued_at: unix_now(),
         };
-        let (sealed, opener) =
-            seal_request(&enclave_pk, meta, &body, &mut rng).map_err(|e| e.to_string())?;
-        let json = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
-        let r = http
-            .post(format!("http://{addr}/v1/private/chat/completions"))
-            .header("content-type", "application/json")
-            .body(json)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.status().as_u16() != 200 {
-            return Err(format!("private request: {}", r.status()));
+        let sealed = seal_request(&enclave_pk, meta, &body, rng);
+        async move {
+            let (sealed, opener) = sealed.map_err(|e| e.to_string())?;
+            let json = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
+            let r = http
+                .post(format!("http://{addr}/v1/private/chat/completions"))
+                .header("content-type", "application/json")
+                .body(json)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status().as_u16() != 200 {
+                return Err(format!("private request: {}", r.status()));
+            }
+            let raw = r.bytes().await.map_err(|e| e.to_string())?;
+            let (head, plain) = open_events(opener, &raw, 16 << 20).map_err(|e| e.to_string())?;
+            if head.status != 200 {
+                return Err(format!("private request: inner status {}", head.status));
+            }
+            answer_text(&plain)
         }
-        let raw = r.bytes().await.map_err(|e| e.to_string())?;
-        let (head, plain) = open_events(opener, &raw, 16 << 20).map_err(|e| e.to_string())?;
-        let private_elapsed = t.elapsed();
-        if head.status != 200 {
-            return Err(format!("private request: inner status {}", head.status));
-        }
-        let b = answer_text(&plain)?;
-        if a != expected || b != expected {
+    };
+    let mut clear_t = Vec::with_capacity(rounds);
+    let mut private_t = Vec::with_capacity(rounds);
+    let mut diffs_ms = Vec::with_capacity(rounds);
+    let (mut clear_cpu, mut private_cpu) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    // One of each to warm up caches and connections.
+    let expected = clear(body.clone()).await?;
+    if private(body.clone(), &mut rng).await? != expected {
+        return Err("the clear and private answers differ".into());
+    }
+    for round in 0..rounds {
+        // Alternate which goes first, so that whatever one request leaves behind (caches,
+        // threads still spinning down) weighs on both kinds equally.
+        let mut one = |is_private: bool| {
+            let body = body.clone();
+            let fut = if is_private {
+                futures::future::Either::Left(private(body, &mut rng))
+            } else {
+                futures::future::Either::Right(clear(body))
+            };
+            async move {
+                let (t, c0) = (Instant::now(), process_cpu_ns());
+                let text = fut.await?;
+                let cpu = match (c0, process_cpu_ns()) {
+                    (Some(a), Some(b)) => Some(Duration::from_nanos(b.saturating_sub(a))),
+                    _ => None,
+                };
+                Ok::<_, String>((text, t.elapsed(), cpu))
+            }
+        };
+        let private_first = round % 2 == 1;
+        let (first, second) = if private_first {
+            let p = one(true).await?;
+            (p, one(false).await?)
+        } else {
+            let c = one(false).await?;
+            (c, one(true).await?)
+        };
+        let (p, c) = if private_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        if p.0 != expected || c.0 != expected {
             return Err("the clear and private answers differ".into());
         }
-        if round > 0 {
-            clear_t.push(clear_elapsed);
-            private_t.push(private_elapsed);
+        clear_t.push(c.1);
+        private_t.push(p.1);
+        diffs_ms.push((p.1.as_secs_f64() - c.1.as_secs_f64()) * 1e3);
+        if let (Some(pc), Some(cc)) = (p.2, c.2) {
+            private_cpu.push(pc);
+            clear_cpu.push(cc);
         }
     }
     server.abort();
     let clear_ms = median_ms(&mut clear_t);
     let private_ms = median_ms(&mut private_t);
-    let pct = if clear_ms > 0.0 {
-        (private_ms - clear_ms) / clear_ms * 100.0
-    } else {
-        0.0
-    };
-    Ok((pct, clear_ms, private_ms))
+    diffs_ms.sort_by(f64::total_cmp);
+    let paired_diff_ms = diffs_ms.get(diffs_ms.len() / 2).copied().unwrap_or(0.0);
+    let pct = |diff: f64, base: f64| if base > 0.0 { diff / base * 100.0 } else { 0.0 };
+    let (clear_cpu_ms, private_cpu_ms) = (median_ms(&mut clear_cpu), median_ms(&mut private_cpu));
+    Ok(Overhead {
+        wall_pct: pct(paired_diff_ms, clear_ms),
+        cpu_pct: (!clear_cpu.is_empty()).then(|| pct(private_cpu_ms - clear_cpu_ms, clear_cpu_ms)),
+        clear_ms,
+        private_ms,
+        paired_diff_ms,
+        clear_cpu_ms,
+        private_cpu_ms,
+    })
 }
 
 fn answer_text(body: &[u8]) -> BenchResult<String> {
