@@ -15,7 +15,11 @@
 //!   the paired differences (private - clear, wall-clock) over the median clear time, which
 //!   is the inference time plus one local HTTP exchange. Both answers must be equal.
 //!   `private_overhead_cpu_pct` is the same comparison of the process's on-CPU time per
-//!   request (all threads), robust to other load on the machine.
+//!   request (all threads). Both differences of two large numbers are at the mercy of other
+//!   load on the machine, so the bench also measures the added work on its own:
+//!   `private_added_us` (on-CPU: seal and serialize the real request, parse and open it,
+//!   frame the real answer, open the frames) and `private_added_pct`, that over the median
+//!   clear request time.
 
 use crate::engine::testmodel::{write_test_model, GgufQuant, ModelFormat, TestModelSpec};
 use crate::engine::{Arch, Engine, LoadOptions};
@@ -82,6 +86,8 @@ pub fn run_bench_tee(args: &BenchTeeArgs, out: &mut dyn Write) -> BenchResult<()
     if let Some(pct) = o.cpu_pct {
         writeln!(out, "private_overhead_cpu_pct: {pct:.3} %").map_err(io)?;
     }
+    writeln!(out, "private_added_us: {:.1} us", o.added_us).map_err(io)?;
+    writeln!(out, "private_added_pct: {:.4} %", o.added_pct).map_err(io)?;
     Ok(())
 }
 
@@ -234,6 +240,10 @@ fn schedstat_ns(path: &std::path::Path) -> Option<u64> {
 
 /// What `private_overhead_pct` found.
 struct Overhead {
+    /// On-CPU microseconds the private path adds to one request, measured on its own.
+    added_us: f64,
+    /// `added_us` over the median clear request time, percent.
+    added_pct: f64,
     /// Median paired (private - clear) wall-clock difference over the clear median, percent.
     wall_pct: f64,
     /// The same over on-CPU time of the whole process (client, axon, enclave, engine).
@@ -426,7 +436,20 @@ async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> Ben
             clear_cpu.push(cc);
         }
     }
+    // The private path's added work alone, on this request and its real answer: seal and
+    // serialize, parse and open, frame the answer, open the frames.
+    let answer = http
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
     server.abort();
+    let added_us = added_work_us(&model, &body, &answer, &mut rng)?;
     let clear_ms = median_ms(&mut clear_t);
     let private_ms = median_ms(&mut private_t);
     diffs_ms.sort_by(f64::total_cmp);
@@ -434,6 +457,8 @@ async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> Ben
     let pct = |diff: f64, base: f64| if base > 0.0 { diff / base * 100.0 } else { 0.0 };
     let (clear_cpu_ms, private_cpu_ms) = (median_ms(&mut clear_cpu), median_ms(&mut private_cpu));
     Ok(Overhead {
+        added_us,
+        added_pct: pct(added_us / 1e3, clear_ms),
         wall_pct: pct(paired_diff_ms, clear_ms),
         cpu_pct: (!clear_cpu.is_empty()).then(|| pct(private_cpu_ms - clear_cpu_ms, clear_cpu_ms)),
         clear_ms,
@@ -441,6 +466,57 @@ async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> Ben
         paired_diff_ms,
         clear_cpu_ms,
         private_cpu_ms,
+    })
+}
+
+fn added_work_us(
+    model: &str,
+    body: &[u8],
+    answer: &[u8],
+    rng: &mut rand_chacha09::ChaCha20Rng,
+) -> BenchResult<f64> {
+    use agora_tee::channel::{ResponseHead, ResponseWriter, SealedRequest};
+    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+    let pk = keypair.public_key();
+    let mut guard = ReplayGuard::new(3600, 100_000);
+    let head = ResponseHead {
+        status: 200,
+        content_type: "application/json".into(),
+    };
+    let iterations = 300u32;
+    let mut once = |i: u32| -> BenchResult<()> {
+        let err = |e: agora_tee::TeeError| e.to_string();
+        let meta = RequestMetadata {
+            model: model.to_owned(),
+            request_id: u128::from(i).to_le_bytes(),
+            netuid: 1,
+            uid: 0,
+            issued_at: 1_000,
+        };
+        let (sealed, opener) = seal_request(&pk, meta, body, rng).map_err(err)?;
+        let wire = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
+        let parsed: SealedRequest = serde_json::from_slice(&wire).map_err(|e| e.to_string())?;
+        let (_, sealer) = open_request(&keypair, &parsed, 1_000, &mut guard).map_err(err)?;
+        let (mut writer, mut events) = ResponseWriter::start(sealer, &head).map_err(err)?;
+        events.extend(writer.chunk(answer).map_err(err)?);
+        events.extend(writer.finish().map_err(err)?);
+        let (_, plain) = open_events(opener, &events, 16 << 20).map_err(err)?;
+        if plain != answer {
+            return Err("the framed answer differs".into());
+        }
+        Ok(())
+    };
+    for i in 0..20 {
+        once(u32::MAX - i)?;
+    }
+    let (t, cpu) = (Instant::now(), thread_cpu_ns());
+    for i in 0..iterations {
+        once(i)?;
+    }
+    let wall_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(iterations);
+    Ok(match (cpu, thread_cpu_ns()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e3 / f64::from(iterations),
+        _ => wall_us,
     })
 }
 
