@@ -195,10 +195,11 @@ impl Enclave {
         };
         let (mut writer, first) = ResponseWriter::start(sealer, &head)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let streamed = head.content_type.starts_with(sse::CONTENT_TYPE);
         tokio::spawn(async move {
-            if tx.send(Bytes::from(first)).await.is_err() {
-                return;
-            }
+            // A whole answer leaves in one write (head, body and final frame together); a
+            // stream leaves event by event.
+            let mut pending = first;
             let mut chunks = inner.into_data_stream();
             while let Some(chunk) = chunks.next().await {
                 let Ok(chunk) = chunk else {
@@ -206,20 +207,26 @@ impl Enclave {
                     // the client reports as a truncated response.
                     return;
                 };
-                let event = match writer.chunk(&chunk) {
-                    Ok(e) => e,
+                match writer.chunk(&chunk) {
+                    Ok(e) => pending.extend_from_slice(&e),
                     Err(e) => {
                         tracing::warn!(error = %e, "sealing a response frame failed");
                         return;
                     }
-                };
-                if tx.send(Bytes::from(event)).await.is_err() {
+                }
+                if streamed
+                    && tx
+                        .send(Bytes::from(std::mem::take(&mut pending)))
+                        .await
+                        .is_err()
+                {
                     return;
                 }
             }
             match writer.finish() {
                 Ok(last) => {
-                    let _ = tx.send(Bytes::from(last)).await;
+                    pending.extend_from_slice(&last);
+                    let _ = tx.send(Bytes::from(pending)).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "sealing the final frame failed"),
             }

@@ -318,6 +318,10 @@ async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> Ben
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // As the miner's axon does (`agora_subnet::run_axon`).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -192,6 +192,11 @@ pub async fn run_axon(
     .await?;
     tracing::info!(uid, %bound, hotkey = %config.hotkey.account(), "miner serving");
     ready(uid, bound);
+    // Streamed answers are many small writes: without TCP_NODELAY each can wait for the
+    // peer's delayed ACK (tens of milliseconds).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
