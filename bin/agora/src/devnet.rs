@@ -63,6 +63,20 @@ pub(crate) struct DevnetArgs {
     /// The gateway's port (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     pub gateway_port: u16,
+    /// INSECURE, development only: the inference miners attest with the test PKI and the
+    /// gateway serves private requests (`agora private chat --insecure-mock-tee ...`).
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(long = "insecure-mock-tee")]
+    pub insecure_mock_tee: bool,
+}
+
+impl DevnetArgs {
+    fn mock_tee(&self) -> bool {
+        #[cfg(feature = "insecure-mock-tee")]
+        return self.insecure_mock_tee;
+        #[cfg(not(feature = "insecure-mock-tee"))]
+        false
+    }
 }
 
 /// The model id the devnet's inference neurons serve and ask for.
@@ -334,23 +348,27 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| "honest".into());
+            let mut extra = strings(&[
+                "--axon.port",
+                "0",
+                "--axon.trusted_hotkey",
+                &gateway,
+                "--model",
+                &model,
+                "--served-model-name",
+                &args.served_model_name,
+                "--behaviour",
+                &behaviour,
+            ]);
+            if args.mock_tee() {
+                extra.push("--insecure-mock-tee".into());
+            }
             neurons.push(Planned {
                 name: format!("inference-miner{i}"),
                 role: "miner",
                 subnet: "inference",
                 netuid: inetuid.0,
-                extra: strings(&[
-                    "--axon.port",
-                    "0",
-                    "--axon.trusted_hotkey",
-                    &gateway,
-                    "--model",
-                    &model,
-                    "--served-model-name",
-                    &args.served_model_name,
-                    "--behaviour",
-                    &behaviour,
-                ]),
+                extra,
             });
         }
         neurons.push(Planned {
@@ -468,7 +486,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         } else {
             args.gateway_port
         };
-        let a = strings(&[
+        let mut a = strings(&[
             "gateway",
             "--keys",
             &keys.display().to_string(),
@@ -483,6 +501,9 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             "--key",
             GATEWAY_KEY_URI,
         ]);
+        if args.mock_tee() {
+            a.extend(strings(&["--private", "--insecure-mock-tee"]));
+        }
         let log = logs.join("gateway.log");
         let (child, rx) = spawn(&exe, &a, &log)?;
         children.0.push(("gateway".into(), child));
@@ -516,6 +537,13 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             "  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}],\"max_tokens\":16}}'",
             args.served_model_name
         );
+        if args.mock_tee() {
+            println!("Ask privately (end-to-end encrypted; INSECURE test PKI):");
+            println!(
+                "  agora private chat --gateway {url} --api-key {key} --model {} --insecure-mock-tee Hello",
+                args.served_model_name
+            );
+        }
     }
     println!("  wallets       {}", wallets.display());
     println!("  logs          {}", logs.display());

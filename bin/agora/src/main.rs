@@ -58,6 +58,8 @@ enum Command {
     Tee(tee::TeeCommand),
     /// Runs the OpenAI-compatible inference gateway, or manages its API keys.
     Gateway(agora_gateway::cli::GatewayCli),
+    /// End-to-end encrypted requests to attested miners, through a gateway.
+    Private(agora_gateway::private_client::PrivateCli),
     /// Starts a local BFT cluster of validators on loopback.
     #[cfg(feature = "bft")]
     Testnet(testnet::TestnetArgs),
@@ -74,6 +76,8 @@ enum BenchTarget {
     Decode(agora_inference::cli::BenchDecodeArgs),
     /// Centralized versus a two-miner network on the same tokens: loss, bytes, tokens/s.
     Training(agora_training::cli::BenchArgs),
+    /// TEE attestation verification, the HPKE channel, and the private path's overhead.
+    Tee(agora_inference::tee_bench::BenchTeeArgs),
 }
 
 /// The subnets a miner can serve.
@@ -136,6 +140,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agora_inference::cli::run_bench_decode(&a, &mut std::io::stdout().lock())?;
             return Ok(());
         }
+        Command::Bench(BenchTarget::Tee(a)) => {
+            agora_inference::tee_bench::run_bench_tee(&a, &mut std::io::stdout().lock())
+                .map_err(|e| anyhow::anyhow!("bench tee: {e}"))?;
+            return Ok(());
+        }
         // Training is CPU-bound and single-threaded (bit-exact replay needs a fixed thread
         // count), so it runs without the async runtime.
         Command::Train(a) => {
@@ -176,6 +185,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Bench(BenchTarget::Gateway(a)) => Ok(agora_gateway::bench::run(a).await?),
             Command::Gateway(a) => Ok(agora_gateway::cli::run(a).await?),
+            Command::Private(a) => {
+                Ok(agora_gateway::private_client::run(a, &mut std::io::stdout().lock()).await?)
+            }
             Command::Miner(MinerSubnet::Compute(a)) => {
                 Ok(agora_compute::cli::run_compute_miner(a).await?)
             }
@@ -196,7 +208,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Model(_)
             | Command::Train(_)
             | Command::Bench(BenchTarget::Training(_))
-            | Command::Bench(BenchTarget::Decode(_)) => {
+            | Command::Bench(BenchTarget::Decode(_))
+            | Command::Bench(BenchTarget::Tee(_)) => {
                 unreachable!("handled before the runtime starts")
             }
         }

@@ -49,6 +49,8 @@ pub async fn run_compute_miner(args: MinerArgs) -> Result<(), SubnetError> {
         external_ip: args.axon.external_ip(),
         require_validator_permit: args.axon.require_permit,
         trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
+        external_port: args.axon.external_port,
+        attestation_digest: None,
     };
     let handler = ComputeMiner {
         behaviour: args.behaviour,

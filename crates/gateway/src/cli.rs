@@ -10,7 +10,7 @@
 use crate::{
     discovery::{MinerSource, StaticMiner},
     keys::{self, KeyStore},
-    GatewayConfig, GatewayError,
+    GatewayConfig, GatewayError, PrivateConfig,
 };
 use agora_client::{Client, MetagraphCache};
 use agora_primitives::{crypto::Pair, NetUid};
@@ -89,6 +89,20 @@ pub struct ServeArgs {
     /// Seconds between probes of the miners' `/health` and `/v1/models`.
     #[arg(long, default_value_t = 10.0)]
     pub probe_interval_s: f64,
+    /// Serve private requests (`/v1/private/...`): relay sealed requests to miners whose TEE
+    /// evidence verifies under `--tee-policy` and matches the digest they put on chain.
+    /// Needs `--rpc-url` and `--netuid`.
+    #[arg(long)]
+    pub private: bool,
+    /// The subnet's TEE policy JSON for `--private` (default: UpToDate TCB only, no debug,
+    /// any image).
+    #[arg(long, requires = "private")]
+    pub tee_policy: Option<PathBuf>,
+    /// INSECURE, development only: with `--private`, also accept evidence signed by the
+    /// public test PKI (`agora miner inference --insecure-mock-tee`).
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(long = "insecure-mock-tee", requires = "private")]
+    pub insecure_mock_tee: bool,
     /// A development secret URI (e.g. `//Alice`) for the gateway's hotkey instead of the wallet.
     #[arg(long = "key", value_name = "SECRET_URI")]
     pub key_uri: Option<String>,
@@ -119,6 +133,48 @@ impl ServeArgs {
         }
     }
 
+    /// The private path's settings, when `--private` is given.
+    pub fn private_config(&self) -> Result<Option<PrivateConfig>, GatewayError> {
+        if !self.private {
+            return Ok(None);
+        }
+        let netuid =
+            match (self.netuid, self.miners.is_empty()) {
+                (Some(n), true) => n,
+                _ => return Err(GatewayError::Usage(
+                    "--private needs --rpc-url and --netuid: miners' attestation digests are read \
+                     from the chain"
+                        .into(),
+                )),
+            };
+        let policy = match &self.tee_policy {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|source| GatewayError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                agora_tee::Policy::from_json(&bytes)
+                    .map_err(|e| GatewayError::Usage(format!("--tee-policy: {e}")))?
+            }
+            None => agora_tee::Policy::default(),
+        };
+        #[allow(unused_mut)]
+        let mut anchors = agora_tee::TrustAnchors::production();
+        #[cfg(feature = "insecure-mock-tee")]
+        if self.insecure_mock_tee {
+            tracing::warn!("INSECURE: trusting the test PKI's TEE evidence (--insecure-mock-tee)");
+            let roots = agora_tee::mock::MockPki::dev()
+                .and_then(|p| p.roots())
+                .map_err(|e| GatewayError::Usage(format!("--insecure-mock-tee: {e}")))?;
+            anchors = anchors.with_mock_root(roots);
+        }
+        Ok(Some(PrivateConfig {
+            netuid,
+            policy,
+            anchors,
+        }))
+    }
+
     /// The configuration these flags describe.
     pub fn config(&self, keys: &std::path::Path) -> Result<GatewayConfig, GatewayError> {
         if self.max_attempts == 0 {
@@ -132,6 +188,7 @@ impl ServeArgs {
             PathBuf::from(p)
         });
         Ok(GatewayConfig {
+            private: self.private_config()?,
             max_body_bytes: self.max_body_bytes,
             request_timeout: seconds("timeout-s", self.timeout_s)?,
             max_attempts: self.max_attempts,

@@ -1,10 +1,15 @@
 //! Where miners come from (a static list or the subnet's metagraph) and the probes that learn
 //! what each serves.
 
-use crate::{miners::Miner, server::Gateway, GatewayError};
+use crate::{
+    miners::{Attested, Miner},
+    server::Gateway,
+    GatewayError, PrivateConfig,
+};
 use agora_client::MetagraphCache;
 use agora_openai::{MinerHealth, ModelList};
 use agora_primitives::AccountId;
+use agora_tee::AttestationBundle;
 use agora_wire::WireClient;
 use std::{net::IpAddr, str::FromStr, sync::Arc, time::Duration};
 
@@ -89,6 +94,7 @@ pub fn sync_pool(gw: &Gateway, source: &MinerSource) {
                     let m = keep(&url, &n.hotkey)
                         .unwrap_or_else(|| Arc::new(Miner::new(url, n.hotkey, Some(n.uid), w)));
                     m.set_chain_weight(w);
+                    m.set_attestation_digest(axon.attestation_digest);
                     Some(m)
                 })
                 .collect()
@@ -126,12 +132,83 @@ pub async fn probe(client: &WireClient, miner: &Miner, timeout: Duration) {
     }
 }
 
-/// One round: sync the list, probe every miner at once, refresh the model table.
+/// Fetches a miner's attestation bundle and checks it: the digest it published on chain,
+/// then the evidence under the gateway's policy and anchors at `now`, binding included.
+/// Miners without an on-chain digest, or whose bundle fails, get no private requests.
+pub async fn check_attestation(
+    client: &WireClient,
+    private: &PrivateConfig,
+    miner: &Miner,
+    timeout: Duration,
+    now: u64,
+) {
+    let Some(digest) = miner.stats().attestation_digest else {
+        miner.set_attested(None);
+        return;
+    };
+    let fetched = tokio::time::timeout(
+        timeout,
+        client
+            .get_json::<AttestationBundle>(&format!("{}/v1/attestation", miner.url), &miner.hotkey),
+    )
+    .await;
+    let bundle = match fetched {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            tracing::warn!(miner = %miner.url, error = %e, "attestation bundle unavailable");
+            miner.set_attested(None);
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(miner = %miner.url, "attestation bundle request timed out");
+            miner.set_attested(None);
+            return;
+        }
+    };
+    let verdict = verify_attestation(&bundle, &digest, private, now);
+    match verdict {
+        Ok(evidence) => miner.set_attested(Some(Arc::new(Attested {
+            bundle,
+            digest,
+            evidence,
+            verified_at: now,
+        }))),
+        Err(e) => {
+            tracing::warn!(miner = %miner.url, error = %e, "attestation rejected: no private requests");
+            miner.set_attested(None);
+        }
+    }
+}
+
+/// The pure check behind [`check_attestation`].
+pub fn verify_attestation(
+    bundle: &AttestationBundle,
+    onchain_digest: &[u8; 32],
+    private: &PrivateConfig,
+    now: u64,
+) -> Result<agora_tee::VerifiedEvidence, String> {
+    if bundle.digest().0 != *onchain_digest {
+        return Err("the served bundle is not the one whose digest is on chain".into());
+    }
+    bundle
+        .verify(now, &private.policy, &private.anchors)
+        .map_err(|e| e.to_string())
+}
+
+/// One round: sync the list, probe every miner at once (and check the attestation of those
+/// that publish one, when the private path is on), refresh the model table.
 pub async fn refresh(gw: &Gateway, source: &MinerSource, probe_client: &WireClient) {
     sync_pool(gw, source);
     let miners = gw.pool.snapshot();
     let timeout = gw.config.probe_timeout;
-    futures::future::join_all(miners.iter().map(|m| probe(probe_client, m, timeout))).await;
+    let now = gw.clock.now_ns() / 1_000_000_000;
+    futures::future::join_all(miners.iter().map(|m| async move {
+        probe(probe_client, m, timeout).await;
+        if let Some(private) = &gw.config.private {
+            check_attestation(probe_client, private, m, timeout, now).await;
+        }
+    }))
+    .await;
     gw.refresh_models();
 }
 
@@ -149,5 +226,24 @@ mod tests {
         assert_eq!(axon_url("::1", 80).as_deref(), Some("http://[::1]:80"));
         assert_eq!(axon_url("0.0.0.0", 80), None);
         assert_eq!(chain_weight(u16::MAX, u16::MAX), 1.0);
+    }
+
+    #[test]
+    fn attestation_must_match_the_chain_and_verify() {
+        let bundle = AttestationBundle {
+            platform: agora_tee::Platform::AmdSevSnp,
+            evidence: vec![1; 1184],
+            collateral: Vec::new(),
+            hpke_public_key: vec![2; 32],
+        };
+        let private = PrivateConfig {
+            netuid: 1,
+            policy: agora_tee::Policy::default(),
+            anchors: agora_tee::TrustAnchors::production(),
+        };
+        let err = verify_attestation(&bundle, &[0; 32], &private, 0).unwrap_err();
+        assert!(err.contains("digest"), "{err}");
+        // The right digest, but evidence that does not verify: still refused.
+        assert!(verify_attestation(&bundle, &bundle.digest().0, &private, 0).is_err());
     }
 }

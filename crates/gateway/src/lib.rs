@@ -17,6 +17,12 @@
 //! - [`proxy`]: forwarding, with retries on another miner only before the first byte reached
 //!   the user; [`server`]: routes, limits and OpenAI-shaped errors; [`metrics`]: Prometheus
 //!   text on `/metrics`.
+//! - [`private`]: the private path — `GET /v1/private/attestations` lists the miners whose
+//!   TEE evidence verified under the subnet's policy and matches the digest on chain, and
+//!   `POST /v1/private/chat/completions` relays an HPKE-sealed request to one of them and
+//!   its sealed answer back, bytes in and bytes out: the gateway never holds a key.
+//!   [`private_client`]: the client side, which verifies the evidence itself before it
+//!   encrypts anything.
 //! - [`echo`]: a deterministic loopback miner for the benchmark and tests (not an engine).
 //! - [`cli`]: `agora gateway ...`; [`bench`]: `agora bench gateway`.
 //!
@@ -34,6 +40,8 @@ pub mod keys;
 pub mod limit;
 pub mod metrics;
 pub mod miners;
+pub mod private;
+pub mod private_client;
 pub mod proxy;
 pub mod server;
 pub mod usage;
@@ -124,6 +132,19 @@ pub struct GatewayConfig {
     pub usage_path: Option<PathBuf>,
     /// Request limits beyond OpenAI's ranges (the model's context length comes from miners).
     pub limits: Limits,
+    /// The private path, when enabled: which TEE evidence the gateway accepts.
+    pub private: Option<PrivateConfig>,
+}
+
+/// What a miner's TEE evidence must satisfy before the gateway relays private requests to it.
+#[derive(Debug, Clone)]
+pub struct PrivateConfig {
+    /// The subnet whose miners serve private requests.
+    pub netuid: u16,
+    /// The subnet's policy (TCB statuses, debug, measurement allow-list, freshness).
+    pub policy: agora_tee::Policy,
+    /// The roots evidence must chain to (the vendors' in production).
+    pub anchors: agora_tee::TrustAnchors,
 }
 
 impl Default for GatewayConfig {
@@ -138,6 +159,7 @@ impl Default for GatewayConfig {
             usage_flush_interval: Duration::from_secs(10),
             usage_path: None,
             limits: Limits::default(),
+            private: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use agora_openai::{MinerHealth, ModelList};
 use agora_primitives::AccountId;
+use agora_tee::{AttestationBundle, VerifiedEvidence};
 use std::{
     collections::BTreeMap,
     sync::{
@@ -29,6 +30,20 @@ pub struct ServedModel {
     pub max_model_len: Option<u32>,
 }
 
+/// A miner's attestation bundle that verified under the gateway's policy and matches the
+/// digest it published on chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attested {
+    /// The bundle, as the miner serves it.
+    pub bundle: AttestationBundle,
+    /// Its digest (equal to the on-chain one).
+    pub digest: [u8; 32],
+    /// What verification established.
+    pub evidence: VerifiedEvidence,
+    /// Unix seconds of the verification.
+    pub verified_at: u64,
+}
+
 /// What the gateway has learned about a miner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinerStats {
@@ -48,6 +63,10 @@ pub struct MinerStats {
     pub consecutive_failures: u32,
     /// Not chosen before this time (ns since the Unix epoch) unless nothing else is left.
     pub backoff_until_ns: u64,
+    /// The attestation digest the miner published on chain with its axon.
+    pub attestation_digest: Option<[u8; 32]>,
+    /// Its bundle, when it verified at the last probe: only then is it sent private requests.
+    pub attested: Option<Arc<Attested>>,
 }
 
 impl Default for MinerStats {
@@ -61,6 +80,8 @@ impl Default for MinerStats {
             error_rate: 0.0,
             consecutive_failures: 0,
             backoff_until_ns: 0,
+            attestation_digest: None,
+            attested: None,
         }
     }
 }
@@ -139,6 +160,26 @@ impl Miner {
     /// Records a failed probe.
     pub fn probe_failed(&self) {
         self.lock().healthy = false;
+    }
+
+    /// Records the attestation digest published on chain; a change forgets the verified
+    /// bundle until the next probe verifies the new one.
+    pub fn set_attestation_digest(&self, digest: Option<[u8; 32]>) {
+        let mut s = self.lock();
+        if s.attestation_digest != digest {
+            s.attestation_digest = digest;
+            s.attested = None;
+        }
+    }
+
+    /// Records the outcome of an attestation check (`None`: not verified).
+    pub fn set_attested(&self, attested: Option<Arc<Attested>>) {
+        self.lock().attested = attested;
+    }
+
+    /// The verified bundle, if any.
+    pub fn attested(&self) -> Option<Arc<Attested>> {
+        self.lock().attested.clone()
     }
 
     /// Updates the on-chain standing.

@@ -75,6 +75,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(one_model))
         .route("/v1/usage", get(usage))
+        .route(
+            "/v1/private/attestations",
+            get(crate::private::attestations),
+        )
+        .route("/v1/private/chat/completions", post(crate::private::chat))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .fallback(unknown_route)

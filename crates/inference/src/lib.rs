@@ -13,5 +13,7 @@ pub mod cli;
 pub mod engine;
 pub mod miner;
 pub mod neuron_cli;
+pub mod private;
+pub mod tee_bench;
 pub mod validator;
 pub mod verify;

@@ -255,7 +255,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, Extensions),
     Ok((request, ext))
 }
 
-async fn chat_completions(State(miner): State<Arc<InferenceMiner>>, body: Bytes) -> Response {
+pub(crate) async fn chat_completions(
+    State(miner): State<Arc<InferenceMiner>>,
+    body: Bytes,
+) -> Response {
     let job = (|| {
         let (req, ext): (ChatCompletionRequest, Extensions) = parse(&body)?;
         let v = req.validate(&miner.limits())?;

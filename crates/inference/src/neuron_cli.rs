@@ -2,6 +2,7 @@
 
 use crate::engine::{Engine, LoadOptions};
 use crate::miner::{Behaviour, InferenceMiner};
+use crate::private::Enclave;
 use crate::validator::InferenceValidator;
 use agora_subnet::cli::{ready_line, shutdown_signal, AxonArgs, NeuronArgs, ValidatorLoopArgs};
 use agora_subnet::{run_axon, run_validator, MinerConfig, SubnetError};
@@ -58,6 +59,93 @@ pub struct MinerArgs {
     /// `honest`, or a cheat for testing validators: `truncate`, `fabricate`.
     #[arg(long, default_value = "honest")]
     pub behaviour: Behaviour,
+    /// Private (end-to-end encrypted) serving from a TEE.
+    #[command(flatten)]
+    pub tee: TeeArgs,
+}
+
+/// How a miner attests its enclave for private requests.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TeeArgs {
+    /// Serve private requests (`POST /v1/private/chat/completions`) with an HPKE key bound
+    /// to this machine's TEE evidence, published at `GET /v1/attestation` and on chain.
+    #[arg(long)]
+    pub tee: bool,
+    /// INSECURE, development only: attest with the public test PKI instead of TEE hardware.
+    /// Only gateways and clients started with `--insecure-mock-tee` accept such evidence.
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(long = "insecure-mock-tee", conflicts_with = "tee")]
+    pub insecure_mock_tee: bool,
+    /// With `--insecure-mock-tee`: sign with the test PKI derived from this 32-byte hex seed
+    /// instead of the development one (evidence that development verifiers reject).
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(
+        long = "insecure-mock-tee-seed",
+        requires = "insecure_mock_tee",
+        value_name = "HEX"
+    )]
+    pub insecure_mock_tee_seed: Option<String>,
+    /// With `--insecure-mock-tee`: publish another key than the attested one, as a host
+    /// swapping in its own key would (evidence whose binding verifiers reject).
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(long = "insecure-mock-tee-swap-key", requires = "insecure_mock_tee")]
+    pub insecure_mock_tee_swap_key: bool,
+}
+
+impl TeeArgs {
+    /// The enclave these flags ask for, if any.
+    pub fn enclave(&self, netuid: u16) -> Result<Option<Arc<Enclave>>, SubnetError> {
+        #[cfg(feature = "insecure-mock-tee")]
+        if self.insecure_mock_tee {
+            return self.mock_enclave(netuid).map(Some);
+        }
+        if self.tee {
+            let source = hardware_evidence_source()?;
+            let enclave = Enclave::start(source.as_ref(), netuid)
+                .map_err(|e| SubnetError::Usage(format!("--tee: {e}")))?;
+            return Ok(Some(Arc::new(enclave)));
+        }
+        let _ = netuid;
+        Ok(None)
+    }
+
+    #[cfg(feature = "insecure-mock-tee")]
+    fn mock_enclave(&self, netuid: u16) -> Result<Arc<Enclave>, SubnetError> {
+        use agora_tee::mock::{MockEvidenceSource, MockPki, DEV_MEASUREMENT, DEV_SEED, DEV_TCB};
+        let usage = |e: String| SubnetError::Usage(format!("--insecure-mock-tee: {e}"));
+        let seed = match &self.insecure_mock_tee_seed {
+            None => DEV_SEED,
+            Some(h) => {
+                let mut seed = [0u8; 32];
+                hex::decode_to_slice(h, &mut seed)
+                    .map_err(|e| usage(format!("seed must be 64 hex digits: {e}")))?;
+                seed
+            }
+        };
+        let pki = MockPki::from_seed(seed, DEV_TCB).map_err(|e| usage(e.to_string()))?;
+        let source = MockEvidenceSource::new(pki, agora_tee::Platform::AmdSevSnp, DEV_MEASUREMENT)
+            .map_err(|e| usage(e.to_string()))?;
+        tracing::warn!(
+            "INSECURE: attesting with the test PKI (--insecure-mock-tee); development only"
+        );
+        let enclave = Enclave::start(&source, netuid).map_err(|e| usage(e.to_string()))?;
+        if !self.insecure_mock_tee_swap_key {
+            return Ok(Arc::new(enclave));
+        }
+        let host_key = agora_tee::channel::EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+        let mut bundle = enclave.bundle().clone();
+        bundle.hpke_public_key = host_key.public_key().to_vec();
+        Ok(Arc::new(Enclave::with_bundle(host_key, bundle, netuid)))
+    }
+}
+
+/// Evidence from this machine's TEE. No hardware source is built in yet: a TDX or SEV-SNP
+/// guest would implement [`agora_tee::EvidenceSource`] over the kernel's configfs-tsm
+/// report interface.
+fn hardware_evidence_source() -> Result<Box<dyn agora_tee::EvidenceSource>, SubnetError> {
+    Err(SubnetError::Usage(
+        "--tee: no TEE hardware evidence source is available in this build".into(),
+    ))
 }
 
 /// Arguments of an inference validator.
@@ -98,12 +186,40 @@ pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
         external_ip: args.axon.external_ip(),
         require_validator_permit: args.axon.require_permit,
         trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
+        external_port: args.axon.external_port,
+        attestation_digest: None,
     };
+    let enclave = args.tee.enclave(netuid.0)?;
+    let config = MinerConfig {
+        attestation_digest: enclave.as_ref().map(|e| e.bundle().digest().0),
+        ..config
+    };
+    if let Some(e) = &enclave {
+        tracing::info!(
+            platform = %e.bundle().platform,
+            digest = %hex::encode(e.bundle().digest().0),
+            "serving private requests"
+        );
+    }
     let behaviour = args.behaviour;
+    let ready_enclave = enclave.clone();
     run_axon(
         config,
-        move |metrics| Arc::new(InferenceMiner::new(engine, None, behaviour, metrics)).routes(),
+        move |metrics| {
+            let miner = Arc::new(InferenceMiner::new(engine, None, behaviour, metrics));
+            let mut routes = miner.clone().routes();
+            if let Some(enclave) = enclave {
+                enclave.attach(miner);
+                let (signed, public) = enclave.routes();
+                routes.signed = routes.signed.merge(signed);
+                routes.public = routes.public.merge(public);
+            }
+            routes
+        },
         move |uid, addr| {
+            if let Some(e) = &ready_enclave {
+                e.set_uid(uid);
+            }
             println!(
                 "{}",
                 ready_line(

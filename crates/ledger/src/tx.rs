@@ -61,7 +61,7 @@ pub enum Call {
         protocol: u8,
         /// Software version.
         version: u32,
-        /// SHA-256 of an attestation bundle.
+        /// Digest of an attestation bundle (`agora_tee::AttestationBundle::digest`).
         attestation_digest: Option<[u8; 32]>,
     },
     /// Stakes free balance of the signer onto `hotkey`.

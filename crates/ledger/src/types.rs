@@ -361,7 +361,8 @@ pub struct AxonInfo {
     pub protocol: u8,
     /// The serving software's version.
     pub version: u32,
-    /// SHA-256 digest of the neuron's attestation bundle, if it runs in a TEE.
+    /// Digest of the neuron's attestation bundle, if it runs in a TEE (BLAKE2b-256, see
+    /// `agora_tee::AttestationBundle::digest`).
     pub attestation_digest: Option<[u8; 32]>,
     /// Block at which it was published.
     pub block: BlockNumber,

@@ -53,6 +53,9 @@ pub struct AxonArgs {
     /// IP published on chain, when it differs from the listen IP (behind NAT).
     #[arg(long = "axon.external_ip")]
     pub external_ip: Option<String>,
+    /// Port published on chain, when it differs from the listen port (a port forward).
+    #[arg(long = "axon.external_port")]
+    pub external_port: Option<u16>,
     /// Serve only callers holding a validator permit.
     #[arg(long = "axon.require_permit")]
     pub require_permit: bool,

@@ -42,6 +42,12 @@ pub struct MinerConfig {
     pub require_validator_permit: bool,
     /// Hotkeys served whatever their standing and rate (gateways forwarding users' requests).
     pub trusted_hotkeys: Vec<AccountId>,
+    /// The port published on chain, when it differs from the bound one (a port forward or
+    /// relay in front of the axon).
+    pub external_port: Option<u16>,
+    /// Digest of the attestation bundle the axon serves, published with it (`serve_axon`)
+    /// so that anyone can check the bundle a miner serves is the one on chain.
+    pub attestation_digest: Option<[u8; 32]>,
 }
 
 /// [`MetagraphView`] over the client's live metagraph cache.
@@ -180,12 +186,17 @@ pub async fn run_axon(
         config.netuid,
         &config.hotkey,
         &config.external_ip,
-        bound.port(),
-        None,
+        config.external_port.unwrap_or(bound.port()),
+        config.attestation_digest,
     )
     .await?;
     tracing::info!(uid, %bound, hotkey = %config.hotkey.account(), "miner serving");
     ready(uid, bound);
+    // Streamed answers are many small writes: without TCP_NODELAY each can wait for the
+    // peer's delayed ACK (tens of milliseconds).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

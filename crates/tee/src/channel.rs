@@ -485,3 +485,154 @@ impl ReplayGuard {
         Ok(())
     }
 }
+
+/// The first plaintext frame of a private response: the inner answer's HTTP status and
+/// content type (encrypted like the body, so relays do not learn whether it failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    /// HTTP status of the inner answer.
+    pub status: u16,
+    /// Its content type (`application/json`, or `text/event-stream` for a stream).
+    pub content_type: String,
+}
+
+/// Longest content type accepted in a [`ResponseHead`].
+const MAX_CONTENT_TYPE_LEN: usize = 256;
+
+/// A sealed frame as one server-sent event, `data: <hex>\n\n`, so that private responses
+/// stream through the same relays (and the same signed-stream trailer) as public ones.
+pub fn frame_event(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len().saturating_mul(2).saturating_add(8));
+    out.extend_from_slice(b"data: ");
+    let start = out.len();
+    out.resize(start.saturating_add(frame.len().saturating_mul(2)), 0);
+    if let Some(dst) = out.get_mut(start..) {
+        // Cannot fail: `dst` is exactly twice the frame's length.
+        let _ = hex::encode_to_slice(frame, dst);
+    }
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// The sealed frame carried by an event's data (the inverse of [`frame_event`]).
+pub fn frame_from_event(data: &str) -> Result<Vec<u8>> {
+    if data.len() > MAX_MESSAGE_LEN.saturating_add(64).saturating_mul(2) {
+        return Err(TeeError::LimitExceeded("response frame too long".into()));
+    }
+    hex::decode(data.trim()).map_err(|_| TeeError::DecryptionFailed)
+}
+
+/// Client side: opens a private response frame by frame — the [`ResponseHead`] first, then
+/// body chunks, then the final frame — and refuses anything out of order, forged, truncated
+/// or larger than its limit.
+#[derive(Debug)]
+pub struct ResponseReader {
+    opener: ResponseOpener,
+    head: Option<ResponseHead>,
+    body: Vec<u8>,
+    max_body: usize,
+}
+
+impl ResponseReader {
+    /// Reads a response sealed under `opener`'s keys, keeping at most `max_body` bytes.
+    pub fn new(opener: ResponseOpener, max_body: usize) -> Self {
+        Self {
+            opener,
+            head: None,
+            body: Vec::new(),
+            max_body,
+        }
+    }
+
+    /// Open the next sealed frame; returns the body bytes it added (empty for the head and
+    /// the final frame).
+    pub fn push_frame(&mut self, frame: &[u8]) -> Result<&[u8]> {
+        let f = self.opener.open_frame(frame)?;
+        if self.head.is_none() {
+            if f.is_final {
+                return Err(TeeError::Truncated);
+            }
+            if f.data.len() > MAX_CONTENT_TYPE_LEN.saturating_add(64) {
+                return Err(TeeError::LimitExceeded("response head too long".into()));
+            }
+            let head: ResponseHead =
+                serde_json::from_slice(&f.data).map_err(|_| TeeError::DecryptionFailed)?;
+            self.head = Some(head);
+            return Ok(&[]);
+        }
+        if self.body.len().saturating_add(f.data.len()) > self.max_body {
+            return Err(TeeError::LimitExceeded(format!(
+                "response body beyond {} bytes",
+                self.max_body
+            )));
+        }
+        let start = self.body.len();
+        self.body.extend_from_slice(&f.data);
+        Ok(self.body.get(start..).unwrap_or_default())
+    }
+
+    /// The head, once its frame was opened.
+    pub fn head(&self) -> Option<&ResponseHead> {
+        self.head.as_ref()
+    }
+
+    /// The whole response: errors unless the final frame arrived.
+    pub fn finish(self) -> Result<(ResponseHead, Vec<u8>)> {
+        self.opener.finish()?;
+        let head = self.head.ok_or(TeeError::Truncated)?;
+        Ok((head, self.body))
+    }
+}
+
+/// Enclave side: seals a response as events — [`ResponseHead`], body chunks, final frame.
+#[derive(Debug)]
+pub struct ResponseWriter {
+    sealer: ResponseSealer,
+}
+
+impl ResponseWriter {
+    /// Writes a response under `sealer`'s keys; returns the head's event.
+    pub fn start(mut sealer: ResponseSealer, head: &ResponseHead) -> Result<(Self, Vec<u8>)> {
+        if head.content_type.len() > MAX_CONTENT_TYPE_LEN {
+            return Err(TeeError::LimitExceeded("content type too long".into()));
+        }
+        let json = serde_json::to_vec(head)
+            .map_err(|e| TeeError::EncryptionFailed(format!("response head: {e}")))?;
+        let frame = sealer.seal_frame(&json, false)?;
+        Ok((Self { sealer }, frame_event(&frame)))
+    }
+
+    /// The event carrying the next body chunk.
+    pub fn chunk(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        Ok(frame_event(&self.sealer.seal_frame(data, false)?))
+    }
+
+    /// The final, empty frame's event: nothing may follow it.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        Ok(frame_event(&self.sealer.seal_frame(&[], true)?))
+    }
+}
+
+/// Client side: opens a whole private answer as relayed — the events written by
+/// [`ResponseWriter`], `data: <hex>` each, blank-line separated — under `opener`'s keys,
+/// keeping at most `max_body` bytes. Anything else in the stream, a cut mid-event, or a
+/// missing final frame is an error.
+pub fn open_events(
+    opener: ResponseOpener,
+    events: &[u8],
+    max_body: usize,
+) -> Result<(ResponseHead, Vec<u8>)> {
+    let mut reader = ResponseReader::new(opener, max_body);
+    let text = core::str::from_utf8(events).map_err(|_| TeeError::DecryptionFailed)?;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (event, tail) = rest.split_once("\n\n").ok_or(TeeError::Truncated)?;
+        let data = event
+            .strip_prefix("data: ")
+            .filter(|d| !d.contains('\n'))
+            .ok_or(TeeError::DecryptionFailed)?;
+        reader.push_frame(&frame_from_event(data)?)?;
+        rest = tail;
+    }
+    reader.finish()
+}

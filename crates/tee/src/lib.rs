@@ -12,6 +12,8 @@
 //! - [`channel`]: RFC 9180 HPKE (base mode, X25519-HKDF-SHA256 / HKDF-SHA256 /
 //!   ChaCha20-Poly1305) requests with routing metadata as associated data, a bounded replay
 //!   guard, and numbered response frames under an exported key.
+//! - [`attest`]: the enclave side — an [`EvidenceSource`] (hardware, or the test PKI)
+//!   and [`attest_key`], the bundle binding the enclave's key.
 //! - [`report::verify_files_report`]: the JSON of `agora tee verify`.
 //!
 //! # Invariants
@@ -39,6 +41,7 @@
 )]
 
 mod anchors;
+pub mod attest;
 pub mod binding;
 mod bundle;
 pub mod channel;
@@ -53,6 +56,7 @@ pub mod snp;
 mod time;
 
 pub use anchors::TrustAnchors;
+pub use attest::{attest_key, Evidence, EvidenceSource};
 pub use binding::{check_binding, KeyDescriptor, KEY_BINDING_DOMAIN};
 pub use bundle::{detect_platform, verify_evidence, AttestationBundle, BUNDLE_DIGEST_DOMAIN};
 pub use error::{Result, TeeError};

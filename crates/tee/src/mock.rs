@@ -380,3 +380,85 @@ impl MockPki {
         })
     }
 }
+
+/// Seed of the development PKI that `--insecure-mock-tee` miners sign with and
+/// `--insecure-mock-tee` gateways and clients trust. Public on purpose: anyone can sign with
+/// it, which is why only builds with this feature, and only with the runtime flag, accept it.
+pub const DEV_SEED: [u8; 32] = *b"agora insecure mock tee dev seed";
+
+/// The TCB the development PKI's VCEK certifies.
+pub const DEV_TCB: SnpTcb = SnpTcb {
+    bootloader: 4,
+    tee: 0,
+    snp: 22,
+    microcode: 213,
+    fmc: 0,
+};
+
+/// The launch measurement development evidence reports (an image nobody built).
+pub const DEV_MEASUREMENT: [u8; 48] = *b"agora insecure-mock-tee development image v1 ###";
+
+impl MockPki {
+    /// The development PKI: [`DEV_SEED`], [`DEV_TCB`].
+    pub fn dev() -> Result<Self> {
+        Self::from_seed(DEV_SEED, DEV_TCB)
+    }
+}
+
+/// An [`EvidenceSource`](crate::attest::EvidenceSource) backed by a [`MockPki`]: SEV-SNP
+/// reports or TDX quotes in the real formats, signed by the test PKI. Test-only.
+#[derive(Debug, Clone)]
+pub struct MockEvidenceSource {
+    pki: MockPki,
+    platform: Platform,
+    measurement: [u8; 48],
+}
+
+impl MockEvidenceSource {
+    /// SEV-SNP reports with launch `measurement` (TDX quotes use it as MRTD, RTMRs zero).
+    pub fn new(pki: MockPki, platform: Platform, measurement: [u8; 48]) -> Result<Self> {
+        if platform == Platform::IntelSgx {
+            return Err(err(
+                "platform",
+                "the test PKI signs SEV-SNP reports and TDX quotes",
+            ));
+        }
+        Ok(Self {
+            pki,
+            platform,
+            measurement,
+        })
+    }
+
+    /// The test PKI behind it.
+    pub fn pki(&self) -> &MockPki {
+        &self.pki
+    }
+}
+
+impl crate::attest::EvidenceSource for MockEvidenceSource {
+    fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    fn evidence(&self, report_data: &[u8; 64], now: u64) -> Result<crate::attest::Evidence> {
+        match self.platform {
+            Platform::IntelTdx => Ok(crate::attest::Evidence {
+                evidence: self.pki.sign_tdx_quote(&TdxQuoteSpec {
+                    mrtd: self.measurement,
+                    rtmr: [[0; 48]; 4],
+                    report_data: *report_data,
+                    debug: false,
+                })?,
+                // Issued a minute ago so that small clock differences do not matter.
+                collateral: self.pki.tdx_collateral_json(now.saturating_sub(60))?,
+            }),
+            _ => Ok(crate::attest::Evidence {
+                evidence: self
+                    .pki
+                    .sign_snp_report(&self.pki.spec(self.measurement, *report_data))?,
+                collateral: self.pki.snp_collateral_pem()?,
+            }),
+        }
+    }
+}

@@ -6,3 +6,5 @@ mod bft;
 mod common;
 mod crash;
 mod e2e;
+#[cfg(feature = "insecure-mock-tee")]
+mod private;

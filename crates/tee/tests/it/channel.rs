@@ -221,3 +221,141 @@ fn tampered_frame_rejected_at_every_byte() {
         TeeError::DecryptionFailed
     );
 }
+
+fn framed_exchange() -> (agora_tee::channel::ResponseOpener, Vec<u8>) {
+    use agora_tee::channel::{ResponseHead, ResponseWriter};
+    let kp = EnclaveKeypair::derive(b"framed exchange test key material");
+    let mut rng = rand_chacha09::ChaCha20Rng::seed_from_u64(5);
+    let meta = RequestMetadata {
+        model: "m".into(),
+        request_id: [3; 16],
+        netuid: 1,
+        uid: 2,
+        issued_at: 100,
+    };
+    let (req, opener) = seal_request(&kp.public_key(), meta, b"{}", &mut rng).unwrap();
+    let (_, sealer) = open_request(&kp, &req, 100, &mut ReplayGuard::new(60, 8)).unwrap();
+    let head = ResponseHead {
+        status: 200,
+        content_type: "application/json".into(),
+    };
+    let (mut w, mut events) = ResponseWriter::start(sealer, &head).unwrap();
+    events.extend(w.chunk(b"{\"answer\":").unwrap());
+    events.extend(w.chunk(b"\"rivers\"}").unwrap());
+    events.extend(w.finish().unwrap());
+    (opener, events)
+}
+
+#[test]
+fn framed_answers_open_and_fail_closed() {
+    use agora_tee::channel::open_events;
+    let (opener, events) = framed_exchange();
+    let text = String::from_utf8(events.clone()).unwrap();
+    assert!(text.starts_with("data: "));
+    assert!(!text.contains("rivers"), "frames are ciphertext");
+    let (head, body) = open_events(opener, &events, 1024).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(body, b"{\"answer\":\"rivers\"}");
+
+    let parts: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(parts.len(), 4);
+    let join = |keep: &[usize]| -> Vec<u8> {
+        keep.iter()
+            .map(|i| format!("{}\n\n", parts[*i]))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dropped body frame", join(&[0, 2, 3])),
+        ("reordered", join(&[0, 2, 1, 3])),
+        ("duplicated", join(&[0, 1, 1, 2, 3])),
+        ("no final frame", join(&[0, 1, 2])),
+        ("appended after final", join(&[0, 1, 2, 3, 3])),
+        ("no head", join(&[1, 2, 3])),
+        ("cut mid-event", events[..events.len() - 5].to_vec()),
+        ("not an event", b"hello\n\n".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in cases {
+        let (opener, _) = framed_exchange();
+        assert!(
+            open_events(opener, &bytes, 1024).is_err(),
+            "{what} accepted"
+        );
+    }
+    // Every single flipped hex digit is caught.
+    for at in (6..parts[0].len()).step_by(7) {
+        let (opener, _) = framed_exchange();
+        let mut b = events.clone();
+        b[at] = if b[at] == b'0' { b'1' } else { b'0' };
+        assert!(
+            open_events(opener, &b, 1024).is_err(),
+            "flip at {at} accepted"
+        );
+    }
+    // The body limit holds.
+    let (opener, _) = framed_exchange();
+    assert!(open_events(opener, &events, 4).is_err());
+}
+
+/// Where the time of a seal + open goes (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn hpke_cost_breakdown() {
+    use hpke::Kem as _;
+    type Kem = hpke::kem::X25519HkdfSha256;
+    let (kp, mut rng) = setup();
+    let pk = kp.public_key();
+    let body = vec![0x42u8; 4096];
+    let n = 2000u32;
+    let time = |what: &str, f: &mut dyn FnMut(u32)| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for i in 0..n {
+                f(i);
+            }
+            best = best.min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+        }
+        println!("{what}: {best:.2} us");
+    };
+    let mut guard = ReplayGuard::new(3600, 100_000_000);
+    let mut id = 0u128;
+    time("seal+open 4KiB", &mut |_| {
+        id += 1;
+        let mut m = meta(0);
+        m.request_id = id.to_le_bytes();
+        let (req, _) = seal_request(&pk, m, &body, &mut rng).unwrap();
+        open_request(&kp, &req, NOW, &mut guard).unwrap();
+    });
+    time("seal 4KiB", &mut |_| {
+        seal_request(&pk, meta(0), &body, &mut rng).unwrap();
+    });
+    let mut r2 = ChaCha20Rng::seed_from_u64(1);
+    time("kem gen_keypair (base mult)", &mut |_| {
+        let _ = Kem::gen_keypair(&mut r2);
+    });
+    let (sk, hpk) = Kem::gen_keypair(&mut r2);
+    time("kem encap (base + dh)", &mut |_| {
+        let _ = Kem::encap(&hpk, None, &mut r2).unwrap();
+    });
+    let (_, enc) = Kem::encap(&hpk, None, &mut r2).unwrap();
+    time("kem decap (dh + base)", &mut |_| {
+        let _ = Kem::decap(&sk, None, &enc).unwrap();
+    });
+    use curve25519_dalek::{EdwardsPoint, MontgomeryPoint};
+    let u = MontgomeryPoint(kp.public_key());
+    let scalar = [0x37u8; 32];
+    time("montgomery ladder", &mut |_| {
+        let _ = u.mul_clamped(scalar);
+    });
+    let e = u.to_edwards(0).unwrap();
+    time("edwards variable-base (via to_edwards)", &mut |_| {
+        let p = u.to_edwards(0).unwrap();
+        let _ = p.mul_clamped(scalar).to_montgomery();
+    });
+    assert_eq!(e.mul_clamped(scalar).to_montgomery(), u.mul_clamped(scalar));
+    time("edwards base (tables)", &mut |_| {
+        let _ = EdwardsPoint::mul_base_clamped(scalar).to_montgomery();
+    });
+}

@@ -315,3 +315,38 @@ fn mock_tdx_bit_flips_rejected() {
         );
     }
 }
+
+#[test]
+fn mock_evidence_source_attests_a_key_under_the_dev_root() {
+    use agora_tee::mock::{MockEvidenceSource, DEV_MEASUREMENT, DEV_SEED, DEV_TCB};
+    use agora_tee::{attest_key, Platform};
+    let dev = MockPki::dev().unwrap();
+    let anchors = TrustAnchors::production().with_mock_root(dev.roots().unwrap());
+    let kp = enclave();
+    for platform in [Platform::AmdSevSnp, Platform::IntelTdx] {
+        let source = MockEvidenceSource::new(dev.clone(), platform, DEV_MEASUREMENT).unwrap();
+        let bundle = attest_key(&source, &kp, NOW).unwrap();
+        assert_eq!(bundle.platform, platform);
+        assert_eq!(bundle.hpke_public_key, kp.public_key().to_vec());
+        let ev = bundle.verify(NOW, &Policy::default(), &anchors).unwrap();
+        assert_eq!(ev.trust_anchor, TrustAnchor::MockTest);
+        // Another key in the bundle breaks the binding.
+        let mut swapped = bundle.clone();
+        swapped.hpke_public_key = EnclaveKeypair::derive(b"host key").public_key().to_vec();
+        assert!(matches!(
+            swapped.verify(NOW, &Policy::default(), &anchors),
+            Err(TeeError::BindingMismatch)
+        ));
+        assert_ne!(swapped.digest(), bundle.digest());
+    }
+    // Another seed's PKI is not trusted under the dev root.
+    let other = MockPki::from_seed([0x11; 32], DEV_TCB).unwrap();
+    assert_ne!(DEV_SEED, [0x11; 32]);
+    let source = MockEvidenceSource::new(other, Platform::AmdSevSnp, DEV_MEASUREMENT).unwrap();
+    let bundle = attest_key(&source, &kp, NOW).unwrap();
+    assert!(matches!(
+        bundle.verify(NOW, &Policy::default(), &anchors),
+        Err(TeeError::UntrustedChain(_))
+    ));
+    assert!(MockEvidenceSource::new(dev, Platform::IntelSgx, DEV_MEASUREMENT).is_err());
+}
