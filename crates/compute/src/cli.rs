@@ -1,8 +1,10 @@
 //! `agora miner compute` and `agora validator compute`.
 
 use crate::neuron::{Behaviour, ComputeMiner, ComputeValidator};
-use agora_subnet::cli::{ready_line, shutdown_signal, AxonArgs, NeuronArgs, ValidatorLoopArgs};
-use agora_subnet::{run_miner, run_validator, MinerConfig, SubnetError};
+use agora_subnet::cli::{
+    print_miner_ready, ready_line, shutdown_signal, AxonArgs, NeuronArgs, ValidatorLoopArgs,
+};
+use agora_subnet::{run_miner, run_validator, SubnetError};
 
 /// Arguments of a compute miner.
 #[derive(clap::Args, Debug, Clone)]
@@ -37,42 +39,12 @@ pub struct ValidatorArgs {
 
 /// Runs a compute miner until Ctrl-C or SIGTERM.
 pub async fn run_compute_miner(args: MinerArgs) -> Result<(), SubnetError> {
-    let (coldkey, hotkey) = args.neuron.keys()?;
-    let netuid = args.neuron.netuid();
-    let ready_hotkey = hotkey.clone();
-    let config = MinerConfig {
-        rpc_url: args.neuron.rpc_url.clone(),
-        netuid,
-        coldkey,
-        hotkey,
-        listen: args.axon.listen(),
-        external_ip: args.axon.external_ip(),
-        require_validator_permit: args.axon.require_permit,
-        trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
-        external_port: args.axon.external_port,
-        attestation_digest: None,
-    };
+    let config = args.axon.miner_config(&args.neuron)?;
+    let ready = print_miner_ready(&config);
     let handler = ComputeMiner {
         behaviour: args.behaviour,
     };
-    run_miner(
-        config,
-        handler,
-        move |uid, addr| {
-            println!(
-                "{}",
-                ready_line(
-                    "miner",
-                    netuid,
-                    uid,
-                    &ready_hotkey,
-                    Some(format!("http://{addr}"))
-                )
-            );
-        },
-        shutdown_signal(),
-    )
-    .await
+    run_miner(config, handler, ready, shutdown_signal()).await
 }
 
 /// Runs a compute validator until Ctrl-C or SIGTERM.

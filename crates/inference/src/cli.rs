@@ -225,7 +225,12 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         let t0 = Instant::now();
         let scored = engine.score(&all, prompt.len(), 0)?;
         let score_time = t0.elapsed();
-        max_rank = scored.iter().map(|s| s.rank).max().unwrap_or(0).max(max_rank);
+        max_rank = scored
+            .iter()
+            .map(|s| s.rank)
+            .max()
+            .unwrap_or(0)
+            .max(max_rank);
         pairs.push((generate_time, score_time));
     }
     pairs.sort_by(|a, b| {

@@ -4,8 +4,10 @@ use crate::engine::{Engine, LoadOptions};
 use crate::miner::{Behaviour, InferenceMiner};
 use crate::private::Enclave;
 use crate::validator::InferenceValidator;
-use agora_subnet::cli::{ready_line, shutdown_signal, AxonArgs, NeuronArgs, ValidatorLoopArgs};
-use agora_subnet::{run_axon, run_validator, MinerConfig, SubnetError};
+use agora_subnet::cli::{
+    print_miner_ready, ready_line, shutdown_signal, AxonArgs, NeuronArgs, ValidatorLoopArgs,
+};
+use agora_subnet::{run_axon, run_validator, SubnetError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -174,26 +176,9 @@ pub struct ValidatorArgs {
 /// Runs an inference miner until Ctrl-C or SIGTERM.
 pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
     let engine = args.model.load().await?;
-    let (coldkey, hotkey) = args.neuron.keys()?;
-    let netuid = args.neuron.netuid();
-    let ready_hotkey = hotkey.clone();
-    let config = MinerConfig {
-        rpc_url: args.neuron.rpc_url.clone(),
-        netuid,
-        coldkey,
-        hotkey,
-        listen: args.axon.listen(),
-        external_ip: args.axon.external_ip(),
-        require_validator_permit: args.axon.require_permit,
-        trusted_hotkeys: args.axon.trusted_hotkeys.clone(),
-        external_port: args.axon.external_port,
-        attestation_digest: None,
-    };
-    let enclave = args.tee.enclave(netuid.0)?;
-    let config = MinerConfig {
-        attestation_digest: enclave.as_ref().map(|e| e.bundle().digest().0),
-        ..config
-    };
+    let mut config = args.axon.miner_config(&args.neuron)?;
+    let enclave = args.tee.enclave(config.netuid.0)?;
+    config.attestation_digest = enclave.as_ref().map(|e| e.bundle().digest().0);
     if let Some(e) = &enclave {
         tracing::info!(
             platform = %e.bundle().platform,
@@ -203,6 +188,7 @@ pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
     }
     let behaviour = args.behaviour;
     let ready_enclave = enclave.clone();
+    let ready = print_miner_ready(&config);
     run_axon(
         config,
         move |metrics| {
@@ -220,16 +206,7 @@ pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
             if let Some(e) = &ready_enclave {
                 e.set_uid(uid);
             }
-            println!(
-                "{}",
-                ready_line(
-                    "miner",
-                    netuid,
-                    uid,
-                    &ready_hotkey,
-                    Some(format!("http://{addr}"))
-                )
-            );
+            ready(uid, addr);
         },
         shutdown_signal(),
     )

@@ -1,7 +1,7 @@
 //! Command-line arguments every subnet's miner and validator share, with Bittensor's flag
 //! names (`--netuid`, `--wallet.*`, `--axon.*`, `--subtensor.chain_endpoint`).
 
-use crate::{SubnetError, ValidatorConfig};
+use crate::{MinerConfig, SubnetError, ValidatorConfig};
 use agora_primitives::{crypto::Pair, AccountId, Balance, NetUid};
 use agora_wallet::cli::{PasswordArgs, WalletArgs};
 use std::{net::SocketAddr, time::Duration};
@@ -76,6 +76,24 @@ impl AxonArgs {
         self.external_ip
             .clone()
             .unwrap_or_else(|| self.ip.to_string())
+    }
+
+    /// A miner's configuration from the shared flags: keys from the wallet, the axon's
+    /// addresses and admission rules, no attestation.
+    pub fn miner_config(&self, neuron: &NeuronArgs) -> Result<MinerConfig, SubnetError> {
+        let (coldkey, hotkey) = neuron.keys()?;
+        Ok(MinerConfig {
+            rpc_url: neuron.rpc_url.clone(),
+            netuid: neuron.netuid(),
+            coldkey,
+            hotkey,
+            listen: self.listen(),
+            external_ip: self.external_ip(),
+            require_validator_permit: self.require_permit,
+            trusted_hotkeys: self.trusted_hotkeys.clone(),
+            external_port: self.external_port,
+            attestation_digest: None,
+        })
     }
 }
 
@@ -175,4 +193,21 @@ pub fn ready_line(
         "url": url,
     })
     .to_string()
+}
+
+/// What a miner calls once it serves: prints its [`ready_line`] with the axon's URL.
+pub fn print_miner_ready(config: &MinerConfig) -> impl FnOnce(u16, SocketAddr) + Send + 'static {
+    let (netuid, hotkey) = (config.netuid, config.hotkey.clone());
+    move |uid, addr| {
+        println!(
+            "{}",
+            ready_line(
+                "miner",
+                netuid,
+                uid,
+                &hotkey,
+                Some(format!("http://{addr}"))
+            )
+        );
+    }
 }
