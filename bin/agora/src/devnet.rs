@@ -7,6 +7,7 @@
 //! on loopback ports, writes `devnet.json` and waits. Ctrl-C or SIGTERM stops every child
 //! cleanly (SIGTERM, then SIGKILL after a grace period).
 
+use crate::children::{spawn, Children};
 use agora_client::{api::AgoraApiClient, Client};
 use agora_inference::engine::testmodel::{write_test_model, GgufQuant, ModelFormat, TestModelSpec};
 use agora_inference::engine::Arch;
@@ -15,9 +16,7 @@ use agora_primitives::{crypto::Pair, hashing::blake2_256, NetUid, RAO_PER_TOKEN}
 use agora_wallet::{Keypair, Wallet};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -128,69 +127,8 @@ struct Planned {
     extra: Vec<String>,
 }
 
-/// Children started so far; stopped on drop so that no process outlives the devnet.
-struct Children(Vec<(String, Child)>);
-
-impl Children {
-    fn stop_all(&mut self) {
-        for (_, child) in &self.0 {
-            // SIGTERM lets each process finish what it is committing.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (name, child) in &mut self.0 {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    _ => {
-                        eprintln!("{name} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
-        self.0.clear();
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        self.stop_all();
-    }
-}
-
 fn dev_pair(label: &str) -> Pair {
     Pair::from_seed(&blake2_256(format!("agora-devnet/{label}").as_bytes()))
-}
-
-fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<(Child, mpsc::Receiver<String>)> {
-    let log_file =
-        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    let stdout = child.stdout.take().context("child stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((child, rx))
 }
 
 /// Waits for the child's `{"event":"ready",...}` line.

@@ -1,5 +1,6 @@
 //! The `agora` command line: parses arguments and hands off to the library crates.
 
+mod children;
 mod devnet;
 mod tee;
 #[cfg(feature = "bft")]

@@ -5,12 +5,10 @@
 //! they serve RPC and waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
 //! after a grace period).
 
+use crate::children::{spawn, Children};
 use agora_node::bft::local_cluster;
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// `agora testnet` arguments.
@@ -33,43 +31,13 @@ pub(crate) struct TestnetArgs {
     pub block_time_ms: u64,
 }
 
-struct Cluster(Vec<(String, Child)>);
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, child) in &self.0 {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (name, child) in &mut self.0 {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    _ => {
-                        eprintln!("{name} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
 pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
     let files = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms)?;
     if a.dir.exists() {
         std::fs::remove_dir_all(&a.dir).with_context(|| format!("wiping {}", a.dir.display()))?;
     }
     let exe = std::env::current_exe().context("locating the agora binary")?;
-    let mut cluster = Cluster(Vec::new());
+    let mut cluster = Children(Vec::new());
     let mut ready = Vec::new();
     for f in &files {
         let dir = a.dir.join(&f.moniker);
@@ -77,27 +45,8 @@ pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
         let config = dir.join("node.toml");
         f.save(&config)?;
         let log = dir.join("node.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(&exe)
-            .arg("node")
-            .arg("--bft")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let args = ["node", "--bft", "--config", &config.display().to_string()].map(String::from);
+        let (child, rx) = spawn(&exe, &args, &log)?;
         cluster.0.push((f.moniker.clone(), child));
         ready.push((f.moniker.clone(), rx, log));
     }
