@@ -1,11 +1,13 @@
 //! `agora testnet`: a local BFT cluster on loopback.
 //!
-//! Writes one `node.toml` per validator (fresh ed25519 consensus keys, every validator in
-//! every file), starts each as a child process `agora node --bft --config …`, prints where
-//! they serve RPC and waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
+//! Writes the chain's `genesis.json` (the development chain with fresh ed25519 consensus
+//! keys as its validator set) and one `node.toml` per validator (its key, its addresses,
+//! the others as static peers), starts each as a child process `agora node --bft --config
+//! …`, prints where they serve RPC and waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
 //! after a grace period).
 
-use agora_node::bft::local_cluster;
+use agora_ledger::GenesisConfig;
+use agora_node::bft::{local_cluster, save_genesis};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -64,10 +66,15 @@ impl Drop for Cluster {
 }
 
 pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
-    let files = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms)?;
+    let mut genesis = GenesisConfig::dev();
+    genesis.chain_name = "agora-testnet".into();
+    let cluster = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms, genesis)?;
+    let files = cluster.files;
     if a.dir.exists() {
         std::fs::remove_dir_all(&a.dir).with_context(|| format!("wiping {}", a.dir.display()))?;
     }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    save_genesis(&cluster.genesis, &a.dir.join("genesis.json"))?;
     let exe = std::env::current_exe().context("locating the agora binary")?;
     let mut cluster = Cluster(Vec::new());
     let mut ready = Vec::new();

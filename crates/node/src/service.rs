@@ -576,7 +576,9 @@ pub fn load_or_store_genesis(
         if let Some(g) = given {
             if *g != stored {
                 return Err(NodeError::Genesis(format!(
-                    "{} holds chain '{}', not the one asked for ('{}'): use another --data-dir",
+                    "{} holds chain '{}' with another genesis than the one given (chain \
+                     '{}'): a chain's genesis, its validator set included, never changes; \
+                     use another data directory for another chain",
                     data_dir.display(),
                     stored.chain_name,
                     g.chain_name

@@ -10,7 +10,7 @@ use super::db::{ConsensusDb, StoredProposal};
 use super::{tcp_multiaddr, BftSettings};
 use crate::service::{lock, Shared};
 use crate::verify::verify_all;
-use agora_ledger::{build_block, execute_block, Block, ExecutedBlock, SignatureCheck};
+use agora_ledger::{build_block, execute_block, query, Block, ExecutedBlock, SignatureCheck};
 use agora_primitives::codec::{DecodeAll, Encode};
 use agora_primitives::Hash;
 use arc_malachitebft_app_channel::app::config::{
@@ -104,7 +104,8 @@ struct Inner {
     shared: Arc<Shared>,
     db: ConsensusDb,
     address: Address,
-    validators: ValidatorSet,
+    /// The validator set read from the committed head's state, with that head's hash.
+    validators: Mutex<Option<(Hash, ValidatorSet)>>,
     timeouts: LinearTimeouts,
     block_time: Duration,
     max_block_txs: usize,
@@ -120,8 +121,35 @@ pub(crate) struct App {
     key: arc_malachitebft_signing_ed25519::PrivateKey,
 }
 
-fn height_params(inner: &Inner) -> HeightParams<AgoraContext> {
-    HeightParams::new(inner.validators.clone(), inner.timeouts, None)
+/// The validator set that decides the block after the committed head: the one in the
+/// head's state. Heights are only ever started right after the head they follow (the
+/// store keeps no older state, and no later one exists yet).
+fn head_validators(inner: &Inner) -> Result<ValidatorSet, String> {
+    let store = &inner.shared.store;
+    let head = store.head().map_err(|e| e.to_string())?.hash();
+    if let Some((at, set)) = lock(&inner.validators).as_ref() {
+        if *at == head {
+            return Ok(set.clone());
+        }
+    }
+    let snap = store.snapshot().map_err(|e| e.to_string())?;
+    let list = query::consensus_validators(&snap).map_err(|e| e.to_string())?;
+    drop(snap);
+    if list.is_empty() {
+        return Err("the committed state holds no BFT validator set".into());
+    }
+    let set = super::validator_set(&list)?;
+    // Only this engine commits, and heads only move forward: if the head is the same
+    // after the read, the snapshot was taken at that head.
+    if store.head().map_err(|e| e.to_string())?.hash() == head {
+        *lock(&inner.validators) = Some((head, set.clone()));
+    }
+    Ok(set)
+}
+
+fn height_params(inner: &Inner) -> Result<HeightParams<AgoraContext>, AppError> {
+    let set = head_validators(inner).map_err(AppError::Fatal)?;
+    Ok(HeightParams::new(set, inner.timeouts, None))
 }
 
 /// Why the engine stopped.
@@ -147,7 +175,7 @@ impl App {
                 shared,
                 db,
                 address,
-                validators: settings.validators,
+                validators: Mutex::new(None),
                 timeouts: settings.timeouts,
                 block_time,
                 max_block_txs,
@@ -300,7 +328,12 @@ impl App {
             AppMsg::ConsensusReady { reply } => {
                 let next = Height(inner.shared.head().number.saturating_add(1));
                 tracing::info!(height = %next, "consensus ready");
-                let _ = reply.send((next, height_params(&inner)));
+                let params = height_params(&inner)?;
+                tracing::info!(
+                    validators = params.validator_set.validators().len(),
+                    "validator set read from the committed state"
+                );
+                let _ = reply.send((next, params));
             }
             AppMsg::StartedRound {
                 height,
@@ -404,10 +437,11 @@ impl App {
                 certificate, reply, ..
             } => {
                 let head = inner.shared.head().number;
+                let params = height_params(&inner)?;
                 let next = if head >= certificate.height.0 {
-                    Next::Start(Height(head.saturating_add(1)), height_params(&inner))
+                    Next::Start(Height(head.saturating_add(1)), params)
                 } else {
-                    Next::Restart(certificate.height, height_params(&inner))
+                    Next::Restart(certificate.height, params)
                 };
                 let _ = reply.send(next);
             }
@@ -669,11 +703,6 @@ async fn check_proposal(
     else {
         return None;
     };
-    // Only the round's proposer may stream a proposal for it.
-    if proposer_of(&inner.validators, height, round).address != proposer {
-        tracing::warn!(%height, %round, %proposer, "proposal parts from a validator that is not the proposer");
-        return None;
-    }
     // A proposal for the height after the one being committed arrives while this node
     // finishes that commit: wait for it briefly rather than miss the proposal.
     let deadline = Instant::now() + EARLY_PROPOSAL_WAIT;
@@ -683,6 +712,15 @@ async fn check_proposal(
     let head = inner.shared.head().number;
     if height.0 != head.saturating_add(1) {
         // Further behind: sync delivers the block with its certificate. Ahead: stale.
+        return None;
+    }
+    // Only the round's proposer, in the set of the committed head's state, may stream a
+    // proposal for it.
+    let set = head_validators(&inner)
+        .map_err(|e| tracing::error!(error = %e, "no validator set"))
+        .ok()?;
+    if proposer_of(&set, height, round).address != proposer {
+        tracing::warn!(%height, %round, %proposer, "proposal parts from a validator that is not the proposer");
         return None;
     }
     let run = inner.clone();
