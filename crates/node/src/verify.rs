@@ -54,6 +54,44 @@ pub fn verify_all(txs: &[SignedTx]) -> Vec<bool> {
     txs.par_chunks(CHUNK).flat_map_iter(verify_chunk).collect()
 }
 
+/// Hashes of transactions whose signatures this node verified, so that each is verified
+/// once per node whichever way it arrives first (submitted, forwarded by a peer, or in a
+/// peer's proposed block). A transaction's hash covers its signature: the same hash is
+/// the same signed bytes. Bounded: the oldest entries are forgotten first, which only
+/// costs a second verification.
+#[derive(Debug)]
+pub(crate) struct VerifiedTxs {
+    set: std::collections::HashSet<agora_primitives::Hash>,
+    order: std::collections::VecDeque<agora_primitives::Hash>,
+    cap: usize,
+}
+
+impl VerifiedTxs {
+    pub(crate) fn new(cap: usize) -> Self {
+        VerifiedTxs {
+            set: std::collections::HashSet::new(),
+            order: std::collections::VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub(crate) fn contains(&self, hash: &agora_primitives::Hash) -> bool {
+        self.set.contains(hash)
+    }
+
+    pub(crate) fn insert(&mut self, hash: agora_primitives::Hash) {
+        if !self.set.insert(hash) {
+            return;
+        }
+        self.order.push_back(hash);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +121,15 @@ mod tests {
         let ok = verify_all(&txs);
         assert_eq!(ok.iter().filter(|b| !**b).count(), 1);
         assert!(!ok[130]);
+    }
+
+    #[test]
+    fn the_verified_set_is_bounded() {
+        let mut v = VerifiedTxs::new(2);
+        for n in 1..=3u8 {
+            v.insert(Hash([n; 32]));
+        }
+        assert!(!v.contains(&Hash([1; 32])));
+        assert!(v.contains(&Hash([2; 32])) && v.contains(&Hash([3; 32])));
     }
 }

@@ -111,6 +111,11 @@ struct Inner {
     max_block_txs: usize,
     /// Executed blocks of proposals seen at the current height, by hash.
     executed: Mutex<HashMap<Hash, ExecutedBlock>>,
+    /// Threads that check the signatures of proposed blocks. Admission verifies on the
+    /// shared rayon pool, which a burst of submitted (and forwarded) transactions can fill
+    /// for seconds; a proposal checked behind that queue makes its validator miss the
+    /// round and, when it proposes next, costs everyone a propose timeout.
+    verifier: rayon::ThreadPool,
 }
 
 /// The application answering Malachite.
@@ -168,9 +173,15 @@ impl App {
         settings: BftSettings,
         block_time: Duration,
         max_block_txs: usize,
-    ) -> Self {
+    ) -> Result<Self, AppError> {
         let address = Address::of(&settings.key.public_key());
-        App {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let verifier = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("agora-bft-verify-{i}"))
+            .build()
+            .map_err(|e| AppError::Start(format!("verification threads: {e}")))?;
+        Ok(App {
             inner: Arc::new(Inner {
                 shared,
                 db,
@@ -180,10 +191,11 @@ impl App {
                 block_time,
                 max_block_txs,
                 executed: Mutex::new(HashMap::new()),
+                verifier,
             }),
             streams: HashMap::new(),
             key: settings.key,
-        }
+        })
     }
 
     /// Starts Malachite and serves it until the node shuts down.
@@ -667,20 +679,34 @@ fn execute_received(inner: &Inner, block_bytes: &[u8]) -> Result<ExecutedBlock, 
     if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_AHEAD_MS) {
         return Err("block timestamp is in the future".into());
     }
-    // Transactions in this node's pool passed the same check at admission (the pool is
-    // keyed by the hash, which covers the signature): verify only the others.
+    // Transactions this node verified already (at admission: the pool and the verified
+    // set are keyed by the hash, which covers the signature) are not verified again; every
+    // other one is, before the block is executed.
+    let hashes: Vec<Hash> = block.txs.iter().map(|t| t.hash()).collect();
     let unknown: Vec<usize> = {
         let pool = lock(&inner.shared.pool);
-        (0..block.txs.len())
-            .filter(|&i| !pool.contains(&block.txs[i].hash()))
+        let verified = lock(&inner.shared.verified);
+        (0..hashes.len())
+            .filter(|&i| !pool.contains(&hashes[i]) && !verified.contains(&hashes[i]))
             .collect()
     };
     let to_check: Vec<_> = unknown.iter().map(|&i| block.txs[i].clone()).collect();
-    if let Some(k) = verify_all(&to_check).iter().position(|ok| !ok) {
+    if let Some(k) = inner
+        .verifier
+        .install(|| verify_all(&to_check))
+        .iter()
+        .position(|ok| !ok)
+    {
         return Err(format!(
             "transaction {} has a bad signature",
             unknown.get(k).copied().unwrap_or(k)
         ));
+    }
+    {
+        let mut verified = lock(&inner.shared.verified);
+        for &i in &unknown {
+            verified.insert(hashes[i]);
+        }
     }
     let snap = inner.shared.store.snapshot().map_err(|e| e.to_string())?;
     execute_block(&snap, &parent, &block, SignatureCheck::AlreadyVerified)

@@ -1,12 +1,15 @@
-//! BFT replication (cargo feature `bft`): Tendermint rounds among a fixed set of
-//! validators, run by Malachite through its channel interface.
+//! BFT replication (cargo feature `bft`): Tendermint rounds among the validator set in
+//! the chain's state, run by Malachite through its channel interface.
 //!
 //! # Flow
 //! Malachite drives heights and rounds; this module answers it ([`app`]). The proposer
 //! of a round builds the next block with the same `agora_ledger::build_block` as the solo
 //! engine, stores it ([`db`]) and streams it to the other validators as proposal parts;
 //! they re-execute it with `agora_ledger::execute_block` (signatures checked, roots
-//! compared) before voting for its hash. A decided block is committed to the node's
+//! compared) before voting for its hash. Each node verifies each transaction's signature
+//! once, whichever way it arrives first: at admission (submitted or forwarded), or in a
+//! proposed block it had not admitted, on threads of its own so that a burst of
+//! admissions never delays a proposal's check. A decided block is committed to the node's
 //! `agora_store::Store` through the same path as a solo block, so receipts, waiters and
 //! subscriptions behave alike. Transactions submitted to any node are forwarded to the
 //! others ([`forward`]), so whoever proposes next has them.
@@ -413,7 +416,11 @@ pub(crate) fn spawn(
                     block_time,
                     max_block_txs,
                 );
-                if let Err(e) = app.run(settings, wal).await {
+                let ran = match app {
+                    Ok(app) => app.run(settings, wal).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = ran {
                     tracing::error!(error = %e, "consensus engine stopped");
                     shared
                         .shutdown
