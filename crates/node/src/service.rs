@@ -620,7 +620,7 @@ pub fn load_or_store_genesis(
                 return Err(NodeError::Genesis(format!(
                     "{} holds chain '{}' with another genesis than the one given (chain \
                      '{}'): a chain's genesis, its validator set included, never changes; \
-                     use another data directory for another chain",
+                     for another chain use another --data-dir",
                     data_dir.display(),
                     stored.chain_name,
                     g.chain_name
