@@ -71,6 +71,10 @@ enum Command {
 enum BenchTarget {
     /// Transfers and 256-weight `set_weights` through a real node.
     Ledger(agora_node::bench::LedgerBenchArgs),
+    /// A BFT cluster on loopback: finality and transfer throughput, with the solo
+    /// engine's transfer throughput measured in the same run.
+    #[cfg(feature = "bft")]
+    Bft(agora_node::bench::BftBenchArgs),
     /// The gateway's added latency over calling a miner directly, at a fixed request rate.
     Gateway(agora_gateway::bench::GatewayBenchArgs),
     /// LLM decode speed, compared with llama.cpp, and the cost of verifying by scoring.
@@ -181,6 +185,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bench(BenchTarget::Ledger(a)) => {
                 Ok(agora_node::bench::run(agora_node::bench::BenchArgs {
                     target: agora_node::bench::BenchTarget::Ledger(a),
+                })
+                .await?)
+            }
+            #[cfg(feature = "bft")]
+            Command::Bench(BenchTarget::Bft(a)) => {
+                Ok(agora_node::bench::run(agora_node::bench::BenchArgs {
+                    target: agora_node::bench::BenchTarget::Bft(a),
                 })
                 .await?)
             }

@@ -1,12 +1,14 @@
 //! `agora testnet`: a local BFT cluster on loopback.
 //!
-//! Writes one `node.toml` per validator (fresh ed25519 consensus keys, every validator in
-//! every file), starts each as a child process `agora node --bft --config …`, prints where
-//! they serve RPC and waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
-//! after a grace period).
+//! Writes the chain's `genesis.json` (the development chain with fresh ed25519 consensus
+//! keys as its validator set) and one `node.toml` per validator (its key, its addresses,
+//! the others as static peers), starts each as a child process `agora node --bft --config
+//! …`, prints where they serve RPC and waits. Ctrl-C or SIGTERM stops every child
+//! (SIGTERM, then SIGKILL after a grace period).
 
 use crate::children::{spawn, Children};
-use agora_node::bft::local_cluster;
+use agora_ledger::GenesisConfig;
+use agora_node::bft::{local_cluster, save_genesis};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,12 +34,17 @@ pub(crate) struct TestnetArgs {
 }
 
 pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
-    let files = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms)?;
+    let mut genesis = GenesisConfig::dev();
+    genesis.chain_name = "agora-testnet".into();
+    let cluster = local_cluster(a.nodes, a.rpc_port, a.p2p_port, a.block_time_ms, genesis)?;
+    let files = cluster.files;
     if a.dir.exists() {
         std::fs::remove_dir_all(&a.dir).with_context(|| format!("wiping {}", a.dir.display()))?;
     }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    save_genesis(&cluster.genesis, &a.dir.join("genesis.json"))?;
     let exe = std::env::current_exe().context("locating the agora binary")?;
-    let mut cluster = Children(Vec::new());
+    let mut children = Children(Vec::new());
     let mut ready = Vec::new();
     for f in &files {
         let dir = a.dir.join(&f.moniker);
@@ -47,7 +54,7 @@ pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
         let log = dir.join("node.log");
         let args = ["node", "--bft", "--config", &config.display().to_string()].map(String::from);
         let (child, rx) = spawn(&exe, &args, &log)?;
-        cluster.0.push((f.moniker.clone(), child));
+        children.0.push((f.moniker.clone(), child));
         ready.push((f.moniker.clone(), rx, log));
     }
     for (name, rx, log) in &ready {
@@ -69,6 +76,6 @@ pub(crate) async fn run(a: TestnetArgs) -> Result<()> {
         a.dir.display()
     );
     agora_subnet::cli::shutdown_signal().await;
-    drop(cluster);
+    drop(children);
     Ok(())
 }

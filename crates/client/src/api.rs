@@ -7,7 +7,7 @@ use crate::types::{
     SubnetEntry, TxReceipt,
 };
 use agora_ledger::query::MetagraphNeuron;
-use agora_ledger::types::{AccountInfo, ChainParams, SubnetInfo};
+use agora_ledger::types::{AccountInfo, ChainParams, ConsensusValidator, SubnetInfo};
 use agora_primitives::Hash;
 // The client-only expansion rewrites the return types, leaving this import to the server's.
 #[cfg_attr(not(feature = "server"), allow(unused_imports))]
@@ -94,6 +94,11 @@ pub trait AgoraApi {
     /// What creating a subnet in the next block would lock, rao.
     #[method(name = "lockCost")]
     async fn lock_cost(&self) -> RpcResult<u64>;
+
+    /// The BFT validator set in the head's state (ed25519 consensus keys and voting
+    /// power), which decides the next block; empty on a chain run by the solo engine.
+    #[method(name = "consensusValidators")]
+    async fn consensus_validators(&self) -> RpcResult<Vec<ConsensusValidator>>;
 
     /// Every new committed head.
     #[subscription(name = "subscribeNewHeads" => "newHead", unsubscribe = "unsubscribeNewHeads", item = HeadInfo)]

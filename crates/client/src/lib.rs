@@ -24,6 +24,7 @@
 //! | `agora_metagraph` | netuid | [`types::Metagraph`] or `null` |
 //! | `agora_stakes` | coldkey SS58 | `[{hotkey, stake_rao}]` |
 //! | `agora_lockCost` | – | rao |
+//! | `agora_consensusValidators` | – | `[{public_key, power}]` (the BFT set; empty on a solo chain) |
 //! | `agora_subscribeNewHeads` / `agora_unsubscribeNewHeads` | – | `newHead` notifications |
 //! | `agora_subscribeEvents` / `agora_unsubscribeEvents` | – | `blockEvents` notifications |
 //!

@@ -2,14 +2,16 @@
 //!
 //! The chain's identity (the `genesis_hash` every transaction signs) is the hash of block 0's
 //! header, which commits to the genesis state root; so two chains with different names,
-//! parameters or endowments never accept each other's transactions.
+//! parameters, endowments or BFT validators never accept each other's transactions.
 
 use crate::block::{tx_root, Block, ExecutedBlock, Header};
 use crate::events::BlockEvents;
 use crate::kv::StateDiff;
 use crate::root::LtHash;
 use crate::state::keys;
-use crate::types::{AccountInfo, ChainParams, Totals};
+use crate::types::{
+    check_consensus_validators, AccountInfo, ChainParams, ConsensusValidator, Totals,
+};
 use crate::BlockError;
 use agora_primitives::{codec::Encode, crypto::Pair, AccountId, Hash, RAO_PER_TOKEN};
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,11 @@ pub struct GenesisConfig {
     pub params: ChainParams,
     /// Accounts funded at genesis, with their free balance in rao.
     pub endowed: Vec<(AccountId, u64)>,
+    /// The BFT validators (consensus keys and voting power) that decide the blocks after
+    /// genesis. Empty for a chain run by the solo engine, and then not in the state at all,
+    /// so that such a chain's genesis is the same as before BFT existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consensus_validators: Vec<ConsensusValidator>,
 }
 
 /// The development accounts endowed by [`GenesisConfig::dev`]: Substrate's well-known
@@ -70,6 +77,7 @@ impl GenesisConfig {
             timestamp_ms: 0,
             params,
             endowed,
+            consensus_validators: Vec::new(),
         }
     }
 
@@ -101,6 +109,14 @@ impl GenesisConfig {
             );
         }
         diff.insert(keys::PARAMS.to_vec(), Some(self.params.encode()));
+        if !self.consensus_validators.is_empty() {
+            check_consensus_validators(&self.consensus_validators)
+                .map_err(BlockError::CorruptState)?;
+            diff.insert(
+                keys::CONSENSUS_VALIDATORS.to_vec(),
+                Some(self.consensus_validators.encode()),
+            );
+        }
         diff.insert(keys::CHAIN_NAME.to_vec(), Some(self.chain_name.encode()));
         diff.insert(
             keys::TOTALS.to_vec(),
@@ -131,5 +147,75 @@ impl GenesisConfig {
             diff,
             events: BlockEvents::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{KvStore, MemKv};
+    use crate::types::ConsensusKey;
+
+    fn validator(n: u8, power: u64) -> ConsensusValidator {
+        ConsensusValidator {
+            public_key: ConsensusKey([n; 32]),
+            power,
+        }
+    }
+
+    fn state_of(g: &GenesisConfig) -> MemKv {
+        let mut kv = MemKv::default();
+        kv.apply(&g.build().unwrap().diff);
+        kv
+    }
+
+    #[test]
+    fn consensus_validators_are_part_of_the_genesis_state() {
+        let dev = GenesisConfig::dev();
+        let dev_block = dev.build().unwrap();
+        assert!(
+            !dev_block.diff.contains_key(keys::CONSENSUS_VALIDATORS),
+            "a chain without BFT validators stores no set"
+        );
+        let mut bft = dev.clone();
+        bft.consensus_validators = vec![validator(2, 1), validator(1, 3)];
+        let bft_block = bft.build().unwrap();
+        assert_ne!(
+            bft_block.block.header.state_root, dev_block.block.header.state_root,
+            "the set is hashed into the state root"
+        );
+        let kv = state_of(&bft);
+        assert_eq!(
+            crate::query::consensus_validators(&kv).unwrap(),
+            bft.consensus_validators
+        );
+        assert!(crate::query::consensus_validators(&state_of(&dev))
+            .unwrap()
+            .is_empty());
+        // A different set is a different chain.
+        let mut other = bft.clone();
+        other.consensus_validators[0].power = 2;
+        assert_ne!(
+            other.build().unwrap().block.header.hash(),
+            bft_block.block.header.hash()
+        );
+        // JSON round trip, keys as hex.
+        let json = serde_json::to_string(&bft).unwrap();
+        assert!(json.contains("0x0202"));
+        assert_eq!(serde_json::from_str::<GenesisConfig>(&json).unwrap(), bft);
+        let _ = kv.get(keys::PARAMS).unwrap();
+    }
+
+    #[test]
+    fn invalid_consensus_validator_sets_are_refused() {
+        for set in [
+            vec![validator(1, 1), validator(1, 2)],
+            vec![validator(1, 0)],
+            vec![validator(1, u64::MAX), validator(2, 1)],
+        ] {
+            let mut g = GenesisConfig::dev();
+            g.consensus_validators = set;
+            assert!(g.build().is_err());
+        }
     }
 }

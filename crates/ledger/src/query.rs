@@ -122,3 +122,10 @@ pub fn lock_cost<S: KvStore + ?Sized>(kv: &S, block: BlockNumber) -> Result<u64,
     let st = State::new(kv);
     Ok(crate::exec::lock_cost(&st.params()?, &st.totals()?, block))
 }
+
+/// The BFT validator set in this state (empty on a chain without one).
+pub fn consensus_validators<S: KvStore + ?Sized>(
+    kv: &S,
+) -> Result<Vec<crate::types::ConsensusValidator>, BlockError> {
+    State::new(kv).consensus_validators()
+}

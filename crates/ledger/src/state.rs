@@ -55,6 +55,9 @@ pub mod keys {
     pub const CHAIN_NAME: &[u8] = b"\x01chain";
     /// [`crate::types::Totals`].
     pub const TOTALS: &[u8] = b"\x01totals";
+    /// The BFT validator set, a `Vec<`[`crate::types::ConsensusValidator`]`>`; absent on a
+    /// chain without one.
+    pub const CONSENSUS_VALIDATORS: &[u8] = b"\x01bftvals";
 
     /// Table tags.
     pub const ACCOUNT: &[u8; 4] = b"acct";
@@ -187,6 +190,11 @@ impl<'a, S: KvStore + ?Sized> State<'a, S> {
     pub fn genesis_hash(&self) -> Result<Hash, BlockError> {
         self.read(keys::GENESIS)?
             .ok_or_else(|| BlockError::CorruptState("no genesis hash".into()))
+    }
+
+    /// The BFT validator set (empty on a chain without one).
+    pub fn consensus_validators(&self) -> Result<Vec<ConsensusValidator>, BlockError> {
+        Ok(self.read(keys::CONSENSUS_VALIDATORS)?.unwrap_or_default())
     }
 
     /// Chain totals.

@@ -431,3 +431,50 @@ pub struct Totals {
     /// Block of the last subnet creation.
     pub last_lock_block: BlockNumber,
 }
+
+/// A BFT validator's consensus public key: 32 bytes of an ed25519 key, shown as `0x`-hex.
+/// The ledger stores it as given; the node checks that it is a valid curve point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct ConsensusKey(pub [u8; 32]);
+
+impl Serialize for ConsensusKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        agora_primitives::Hash(self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsensusKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ConsensusKey(agora_primitives::Hash::deserialize(d)?.0))
+    }
+}
+
+/// A member of the BFT validator set: who signs votes and with how much weight.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ConsensusValidator {
+    /// Its ed25519 consensus public key.
+    pub public_key: ConsensusKey,
+    /// Its voting power.
+    pub power: u64,
+}
+
+/// Checks a BFT validator set: no key twice, no zero power, a total that fits a `u64`.
+/// An empty set is valid (a chain without BFT validators, run by the solo engine).
+pub fn check_consensus_validators(set: &[ConsensusValidator]) -> Result<(), String> {
+    let mut keys: Vec<&ConsensusKey> = set.iter().map(|v| &v.public_key).collect();
+    keys.sort();
+    if let Some(w) = keys.windows(2).find(|w| w.first() == w.get(1)) {
+        let key = w.first().map(|k| Hash(k.0)).unwrap_or_default();
+        return Err(format!("consensus validator {key} is listed twice"));
+    }
+    if let Some(v) = set.iter().find(|v| v.power == 0) {
+        return Err(format!(
+            "consensus validator {} has no voting power",
+            Hash(v.public_key.0)
+        ));
+    }
+    set.iter()
+        .try_fold(0u64, |acc, v| acc.checked_add(v.power))
+        .map(|_| ())
+        .ok_or_else(|| "total voting power overflows".to_owned())
+}

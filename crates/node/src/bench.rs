@@ -297,7 +297,8 @@ fn free_ports(n: usize) -> Result<Vec<u16>, NodeError> {
         })
 }
 
-/// Starts `n` BFT validators in this process on loopback, on `genesis`.
+/// Starts `n` BFT validators in this process on loopback, on `genesis` with the
+/// validators' keys in its set.
 #[cfg(feature = "bft")]
 pub async fn start_bft_cluster(
     n: usize,
@@ -306,24 +307,28 @@ pub async fn start_bft_cluster(
     max_block_txs: usize,
     block_time_ms: u64,
 ) -> Result<Vec<NodeHandle>, NodeError> {
-    let mut files = crate::bft::local_cluster(n, 1, 1, block_time_ms)?;
+    let cluster = crate::bft::local_cluster(n, 1, 1, block_time_ms, genesis.clone())?;
+    let mut files = cluster.files;
     let ports = free_ports(2 * n)?;
+    let addrs: Vec<crate::bft::PeerEntry> = (0..n)
+        .map(|i| crate::bft::PeerEntry {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], ports[i])),
+            p2p_addr: SocketAddr::from(([127, 0, 0, 1], ports[n + i])),
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(n);
     for (i, f) in files.iter_mut().enumerate() {
-        f.rpc_addr = SocketAddr::from(([127, 0, 0, 1], ports[i]));
-        f.p2p_addr = SocketAddr::from(([127, 0, 0, 1], ports[n + i]));
+        f.rpc_addr = addrs[i].rpc_addr;
+        f.p2p_addr = addrs[i].p2p_addr;
         f.data_dir = root.join(&f.moniker);
         f.max_block_txs = max_block_txs;
-    }
-    let addrs: Vec<(SocketAddr, SocketAddr)> =
-        files.iter().map(|f| (f.rpc_addr, f.p2p_addr)).collect();
-    let mut nodes = Vec::with_capacity(n);
-    for mut f in files {
-        for (v, (rpc, p2p)) in f.validators.iter_mut().zip(&addrs) {
-            v.rpc_addr = *rpc;
-            v.p2p_addr = *p2p;
-        }
-        let (mut config, settings) = f.settings()?;
-        config.genesis = Some(genesis.clone());
+        f.peers = addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let (config, settings) = f.settings_with(cluster.genesis.clone())?;
         nodes.push(crate::bft::start(config, settings).await?);
     }
     Ok(nodes)

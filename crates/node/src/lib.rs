@@ -18,8 +18,8 @@
 //! `agora_submitBatch`, `agora_submitAndWait`, `agora_receipt`, `agora_account`,
 //! `agora_nextNonce`, `agora_genesisHash`, `agora_chainParams`, `agora_head`, `agora_block`,
 //! `agora_events`, `agora_subnets`, `agora_subnet`, `agora_neuron`, `agora_metagraph`,
-//! `agora_stakes`, `agora_lockCost`; subscriptions `agora_subscribeNewHeads` and
-//! `agora_subscribeEvents`. Refused transactions are JSON-RPC errors whose code is the
+//! `agora_stakes`, `agora_lockCost`, `agora_consensusValidators`; subscriptions
+//! `agora_subscribeNewHeads` and `agora_subscribeEvents`. Refused transactions are JSON-RPC errors whose code is the
 //! ledger's `TxError` code (below 1000) or one of [`agora_client::types::codes`].
 //! Metrics: `GET /metrics` on `--metrics-addr`.
 //!

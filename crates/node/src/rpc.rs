@@ -8,7 +8,7 @@ use agora_client::types::{
     SubnetEntry, TxFailure, TxReceipt,
 };
 use agora_ledger::query::{self, MetagraphNeuron};
-use agora_ledger::types::{AccountInfo, ChainParams, SubnetInfo};
+use agora_ledger::types::{AccountInfo, ChainParams, ConsensusValidator, SubnetInfo};
 use agora_primitives::{AccountId, Hash, NetUid};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
@@ -280,6 +280,11 @@ impl AgoraApiServer for RpcImpl {
         let next = self.head_info().number.saturating_add(1);
         let snap = self.shared.store.snapshot().map_err(internal)?;
         query::lock_cost(&snap, next).map_err(internal)
+    }
+
+    async fn consensus_validators(&self) -> RpcResult<Vec<ConsensusValidator>> {
+        let snap = self.shared.store.snapshot().map_err(internal)?;
+        query::consensus_validators(&snap).map_err(internal)
     }
 
     async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -2,7 +2,7 @@
 
 use crate::mempool::{Dropped, Mempool, MempoolLimits, PoolRefusal};
 use crate::metrics::{self, Metrics};
-use crate::verify::verify_all;
+use crate::verify::{verify_all, VerifiedTxs};
 use crate::NodeError;
 use agora_client::types::{codes, BlockEventsInfo, HeadInfo, TxFailure, TxReceipt};
 use agora_ledger::state::{ExecError, State};
@@ -25,6 +25,10 @@ use tokio::sync::{broadcast, oneshot};
 pub const GENESIS_FILE: &str = "genesis.json";
 /// File in the data directory holding the redb database.
 pub const DB_FILE: &str = "chain.redb";
+
+/// Verified transaction hashes remembered: more than the pool holds, so that a
+/// transaction is verified once per node while it can still arrive by another path.
+const VERIFIED_TXS: usize = 262_144;
 
 /// Blocks a subscriber may fall behind before it is dropped: a client that cannot keep up
 /// with 256 blocks must resynchronise rather than make the node buffer without end.
@@ -96,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// Where newly admitted client transactions go to reach other validators (BFT only).
     pub(crate) forward: OnceLock<tokio::sync::mpsc::Sender<Vec<SignedTx>>>,
+    /// Transactions whose signatures this node verified already.
+    pub(crate) verified: Mutex<VerifiedTxs>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -228,11 +234,6 @@ impl Shared {
         if self.is_shutting_down() {
             return batch.iter().map(|_| Err(Refusal::ShuttingDown)).collect();
         }
-        let decoded: Vec<SignedTx> = batch
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|i| i.tx.clone()))
-            .collect();
-        let mut sig_ok = verify_all(&decoded).into_iter();
         let snap = match self.store.snapshot() {
             Ok(s) => s,
             Err(e) => {
@@ -241,8 +242,18 @@ impl Shared {
             }
         };
         let block = self.head().number.saturating_add(1);
+        // Cheap checks first, the signature last (as the ledger orders them): a
+        // transaction already pending, or one that a block already included (a peer's
+        // forwarded copy arriving late), costs no signature verification.
+        let known: Vec<bool> = {
+            let pool = lock(&self.pool);
+            batch
+                .iter()
+                .map(|r| r.as_ref().is_ok_and(|i| pool.contains(&i.hash)))
+                .collect()
+        };
         let mut checked = Vec::with_capacity(batch.len());
-        for item in batch {
+        for (item, known) in batch.into_iter().zip(known) {
             let inc = match item {
                 Ok(i) => i,
                 Err(e) => {
@@ -250,8 +261,8 @@ impl Shared {
                     continue;
                 }
             };
-            if !sig_ok.next().unwrap_or(false) {
-                checked.push(Err(Refusal::Tx(TxError::BadSignature)));
+            if known {
+                checked.push(Err(Refusal::Pool(PoolRefusal::AlreadyKnown)));
                 continue;
             }
             let st = State::new(&snap);
@@ -286,6 +297,37 @@ impl Shared {
                 }
             };
             checked.push(Ok((inc, state_nonce)));
+        }
+        // Verified already (seen in a peer's block, say): no second verification.
+        let seen: Vec<bool> = {
+            let verified = lock(&self.verified);
+            checked
+                .iter()
+                .map(|c| c.as_ref().is_ok_and(|(i, _)| verified.contains(&i.hash)))
+                .collect()
+        };
+        let to_verify: Vec<SignedTx> = checked
+            .iter()
+            .zip(&seen)
+            .filter(|(_, seen)| !**seen)
+            .filter_map(|(c, _)| c.as_ref().ok().map(|(i, _)| i.tx.clone()))
+            .collect();
+        let mut sig_ok = verify_all(&to_verify).into_iter();
+        let checked: Vec<Result<(Incoming, u64), Refusal>> = checked
+            .into_iter()
+            .zip(seen)
+            .map(|(c, seen)| match c {
+                Ok(ok) if seen => Ok(ok),
+                Ok(ok) if sig_ok.next().unwrap_or(false) => Ok(ok),
+                Ok(_) => Err(Refusal::Tx(TxError::BadSignature)),
+                Err(r) => Err(r),
+            })
+            .collect();
+        {
+            let mut verified = lock(&self.verified);
+            for (i, _) in checked.iter().flatten() {
+                verified.insert(i.hash);
+            }
         }
         drop(snap);
         let mut out = Vec::with_capacity(checked.len());
@@ -576,7 +618,9 @@ pub fn load_or_store_genesis(
         if let Some(g) = given {
             if *g != stored {
                 return Err(NodeError::Genesis(format!(
-                    "{} holds chain '{}', not the one asked for ('{}'): use another --data-dir",
+                    "{} holds chain '{}' with another genesis than the one given (chain \
+                     '{}'): a chain's genesis, its validator set included, never changes; \
+                     for another chain use another --data-dir",
                     data_dir.display(),
                     stored.chain_name,
                     g.chain_name
@@ -735,6 +779,7 @@ pub(crate) async fn start_engine(
         metrics: metrics.clone(),
         shutdown: AtomicBool::new(false),
         forward: OnceLock::new(),
+        verified: Mutex::new(VerifiedTxs::new(VERIFIED_TXS)),
     });
     let (server, rpc_addr) = crate::rpc::serve(shared.clone(), config.rpc_addr).await?;
     let (metrics_task, metrics_addr) = match config.metrics_addr {

@@ -6,8 +6,10 @@ use crate::common::AGORA;
 use agora_client::api::AgoraApiClient;
 use agora_client::types::BlockId;
 use agora_client::{tx_to_hex, Client};
+use agora_ledger::types::ConsensusValidator;
+use agora_ledger::GenesisConfig;
 use agora_ledger::{Call, TxPayload};
-use agora_node::bft::{local_cluster, BftFile, ByzantineFile};
+use agora_node::bft::{local_cluster, save_genesis, BftFile, ByzantineFile, PeerEntry};
 use agora_primitives::{crypto::Pair, Hash};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -142,7 +144,8 @@ impl Drop for Node {
 }
 
 struct Cluster {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    genesis: GenesisConfig,
     nodes: Vec<Node>,
     /// `links[i][j]`: how node i reaches node j, when proxied.
     links: Vec<Vec<Option<Link>>>,
@@ -159,7 +162,9 @@ impl Cluster {
     fn start_with(n: usize, proxied: bool, byzantine: Option<usize>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(2 * n);
-        let mut files: Vec<BftFile> = local_cluster(n, 1, 1, 300).unwrap();
+        let local = local_cluster(n, 1, 1, 300, GenesisConfig::dev()).unwrap();
+        save_genesis(&local.genesis, &dir.path().join("genesis.json")).unwrap();
+        let mut files: Vec<BftFile> = local.files;
         let rpc: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], ports[i])))
             .collect();
@@ -172,14 +177,18 @@ impl Cluster {
         for (i, f) in files.iter_mut().enumerate() {
             f.rpc_addr = rpc[i];
             f.p2p_addr = p2p[i];
-            for (j, v) in f.validators.iter_mut().enumerate() {
-                v.rpc_addr = rpc[j];
-                v.p2p_addr = p2p[j];
-                if proxied && i != j {
+            f.peers.clear();
+            for j in (0..n).filter(|&j| j != i) {
+                let mut p2p_addr = p2p[j];
+                if proxied {
                     let link = Link::start(p2p[j]);
-                    v.p2p_addr = link.addr;
+                    p2p_addr = link.addr;
                     links[i][j] = Some(link);
                 }
+                f.peers.push(PeerEntry {
+                    p2p_addr,
+                    rpc_addr: rpc[j],
+                });
             }
             if byzantine == Some(i) {
                 f.byzantine = Some(ByzantineFile {
@@ -202,7 +211,8 @@ impl Cluster {
             node.start();
         }
         Cluster {
-            _dir: dir,
+            dir,
+            genesis: local.genesis,
             nodes,
             links,
         }
@@ -582,5 +592,141 @@ async fn bft_equivocating_validator_does_not_break_safety() {
         seen,
         "no honest node observed an equivocation\n{}",
         cluster.logs()
+    );
+}
+
+/// Runs `agora node --bft --config <config>` expecting it to refuse to start; returns
+/// what it printed.
+fn refused_start(config: &std::path::Path) -> String {
+    let mut child = Command::new(AGORA)
+        .args(["node", "--bft", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a node with a conflicting validator set kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn validators_of(url: &str) -> Vec<ConsensusValidator> {
+    client(url)
+        .await
+        .rpc()
+        .consensus_validators()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bft_validator_set_comes_from_committed_state_not_configuration() {
+    let mut cluster = Cluster::start(4, false);
+    let all = [0, 1, 2, 3];
+    wait_height(&cluster, &all, 2, Duration::from_secs(60)).await;
+    // Every node reads the genesis set back from its committed state.
+    for i in all {
+        assert_eq!(
+            validators_of(&cluster.nodes[i].url()).await,
+            cluster.genesis.consensus_validators,
+            "node {i} holds another validator set"
+        );
+    }
+
+    // Node 3 tries to claim all the voting power with a genesis of its own.
+    cluster.nodes[3].kill();
+    let mut rogue = cluster.genesis.clone();
+    let own = rogue.consensus_validators[3].clone();
+    rogue.consensus_validators = vec![ConsensusValidator {
+        public_key: own.public_key,
+        power: 100,
+    }];
+    let rogue_path = cluster.dir.path().join("rogue-genesis.json");
+    save_genesis(&rogue, &rogue_path).unwrap();
+    let config = cluster.nodes[3].config.clone();
+    let honest = BftFile::load(&config).unwrap();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let mut file = honest.clone();
+    file.genesis = rogue_path.clone();
+    file.save(&config).unwrap();
+    // On its existing data directory it cannot start: the chain there is the other one.
+    let out = refused_start(&config);
+    assert!(out.contains("genesis"), "unexpected refusal: {out}");
+    // A configuration that lists validators is refused outright.
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[validators]]\npublic_key = \"{}\"\npower = 100\n",
+            own.public_key
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let out = refused_start(&config);
+    assert!(
+        out.contains("validators") && out.contains("genesis"),
+        "unexpected refusal: {out}"
+    );
+
+    // On a fresh data directory it runs, but on a chain of its own: the others neither
+    // follow it nor stop, and keep the genesis set.
+    file.data_dir = cluster.dir.path().join("rogue-data");
+    file.save(&config).unwrap();
+    cluster.nodes[3].start();
+    let c3 = client(&cluster.nodes[3].url()).await;
+    let c0 = client(&cluster.nodes[0].url()).await;
+    assert_ne!(
+        c3.rpc().genesis_hash().await.unwrap(),
+        c0.rpc().genesis_hash().await.unwrap()
+    );
+    let before = head(&cluster.nodes[0].url()).await.unwrap();
+    let alice = Pair::from_uri("//Alice").unwrap();
+    let mut nonce = 0;
+    let acked = submit_acked(&cluster, &[0, 1, 2], &alice, &mut nonce, 3).await;
+    wait_height(&cluster, &[0, 1, 2], before + 3, Duration::from_secs(60)).await;
+    assert_same_chain(&cluster, &[0, 1, 2]).await;
+    for i in [0, 1, 2] {
+        assert_eq!(
+            validators_of(&cluster.nodes[i].url()).await,
+            cluster.genesis.consensus_validators
+        );
+    }
+    let rogue_head = head(&cluster.nodes[3].url()).await.unwrap();
+    for h in 1..=rogue_head.min(head(&cluster.nodes[0].url()).await.unwrap()) {
+        let theirs = c3.rpc().block(BlockId::Number(h)).await.unwrap();
+        let ours = c0.rpc().block(BlockId::Number(h)).await.unwrap();
+        assert_ne!(
+            theirs.map(|b| b.hash),
+            ours.map(|b| b.hash),
+            "the honest chain took block {h} from the rogue genesis"
+        );
+    }
+
+    // Back on its own configuration, it rejoins and agrees.
+    cluster.nodes[3].kill();
+    std::fs::write(&config, original).unwrap();
+    cluster.nodes[3].start();
+    let target = head(&cluster.nodes[0].url()).await.unwrap();
+    wait_height(&cluster, &all, target, Duration::from_secs(60)).await;
+    assert_same_chain(&cluster, &all).await;
+    assert_all_included(&cluster, &all, &acked).await;
+    assert_eq!(
+        validators_of(&cluster.nodes[3].url()).await,
+        cluster.genesis.consensus_validators
     );
 }

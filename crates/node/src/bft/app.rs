@@ -10,7 +10,7 @@ use super::db::{ConsensusDb, StoredProposal};
 use super::{tcp_multiaddr, BftSettings};
 use crate::service::{lock, Shared};
 use crate::verify::verify_all;
-use agora_ledger::{build_block, execute_block, Block, ExecutedBlock, SignatureCheck};
+use agora_ledger::{build_block, execute_block, query, Block, ExecutedBlock, SignatureCheck};
 use agora_primitives::codec::{DecodeAll, Encode};
 use agora_primitives::Hash;
 use arc_malachitebft_app_channel::app::config::{
@@ -104,12 +104,18 @@ struct Inner {
     shared: Arc<Shared>,
     db: ConsensusDb,
     address: Address,
-    validators: ValidatorSet,
+    /// The validator set read from the committed head's state, with that head's hash.
+    validators: Mutex<Option<(Hash, ValidatorSet)>>,
     timeouts: LinearTimeouts,
     block_time: Duration,
     max_block_txs: usize,
     /// Executed blocks of proposals seen at the current height, by hash.
     executed: Mutex<HashMap<Hash, ExecutedBlock>>,
+    /// Threads that check the signatures of proposed blocks. Admission verifies on the
+    /// shared rayon pool, which a burst of submitted (and forwarded) transactions can fill
+    /// for seconds; a proposal checked behind that queue makes its validator miss the
+    /// round and, when it proposes next, costs everyone a propose timeout.
+    verifier: rayon::ThreadPool,
 }
 
 /// The application answering Malachite.
@@ -120,8 +126,35 @@ pub(crate) struct App {
     key: arc_malachitebft_signing_ed25519::PrivateKey,
 }
 
-fn height_params(inner: &Inner) -> HeightParams<AgoraContext> {
-    HeightParams::new(inner.validators.clone(), inner.timeouts, None)
+/// The validator set that decides the block after the committed head: the one in the
+/// head's state. Heights are only ever started right after the head they follow (the
+/// store keeps no older state, and no later one exists yet).
+fn head_validators(inner: &Inner) -> Result<ValidatorSet, String> {
+    let store = &inner.shared.store;
+    let head = store.head().map_err(|e| e.to_string())?.hash();
+    if let Some((at, set)) = lock(&inner.validators).as_ref() {
+        if *at == head {
+            return Ok(set.clone());
+        }
+    }
+    let snap = store.snapshot().map_err(|e| e.to_string())?;
+    let list = query::consensus_validators(&snap).map_err(|e| e.to_string())?;
+    drop(snap);
+    if list.is_empty() {
+        return Err("the committed state holds no BFT validator set".into());
+    }
+    let set = super::validator_set(&list)?;
+    // Only this engine commits, and heads only move forward: if the head is the same
+    // after the read, the snapshot was taken at that head.
+    if store.head().map_err(|e| e.to_string())?.hash() == head {
+        *lock(&inner.validators) = Some((head, set.clone()));
+    }
+    Ok(set)
+}
+
+fn height_params(inner: &Inner) -> Result<HeightParams<AgoraContext>, AppError> {
+    let set = head_validators(inner).map_err(AppError::Fatal)?;
+    Ok(HeightParams::new(set, inner.timeouts, None))
 }
 
 /// Why the engine stopped.
@@ -140,22 +173,29 @@ impl App {
         settings: BftSettings,
         block_time: Duration,
         max_block_txs: usize,
-    ) -> Self {
+    ) -> Result<Self, AppError> {
         let address = Address::of(&settings.key.public_key());
-        App {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let verifier = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("agora-bft-verify-{i}"))
+            .build()
+            .map_err(|e| AppError::Start(format!("verification threads: {e}")))?;
+        Ok(App {
             inner: Arc::new(Inner {
                 shared,
                 db,
                 address,
-                validators: settings.validators,
+                validators: Mutex::new(None),
                 timeouts: settings.timeouts,
                 block_time,
                 max_block_txs,
                 executed: Mutex::new(HashMap::new()),
+                verifier,
             }),
             streams: HashMap::new(),
             key: settings.key,
-        }
+        })
     }
 
     /// Starts Malachite and serves it until the node shuts down.
@@ -300,7 +340,12 @@ impl App {
             AppMsg::ConsensusReady { reply } => {
                 let next = Height(inner.shared.head().number.saturating_add(1));
                 tracing::info!(height = %next, "consensus ready");
-                let _ = reply.send((next, height_params(&inner)));
+                let params = height_params(&inner)?;
+                tracing::info!(
+                    validators = params.validator_set.validators().len(),
+                    "validator set read from the committed state"
+                );
+                let _ = reply.send((next, params));
             }
             AppMsg::StartedRound {
                 height,
@@ -404,10 +449,11 @@ impl App {
                 certificate, reply, ..
             } => {
                 let head = inner.shared.head().number;
+                let params = height_params(&inner)?;
                 let next = if head >= certificate.height.0 {
-                    Next::Start(Height(head.saturating_add(1)), height_params(&inner))
+                    Next::Start(Height(head.saturating_add(1)), params)
                 } else {
-                    Next::Restart(certificate.height, height_params(&inner))
+                    Next::Restart(certificate.height, params)
                 };
                 let _ = reply.send(next);
             }
@@ -633,20 +679,34 @@ fn execute_received(inner: &Inner, block_bytes: &[u8]) -> Result<ExecutedBlock, 
     if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_AHEAD_MS) {
         return Err("block timestamp is in the future".into());
     }
-    // Transactions in this node's pool passed the same check at admission (the pool is
-    // keyed by the hash, which covers the signature): verify only the others.
+    // Transactions this node verified already (at admission: the pool and the verified
+    // set are keyed by the hash, which covers the signature) are not verified again; every
+    // other one is, before the block is executed.
+    let hashes: Vec<Hash> = block.txs.iter().map(|t| t.hash()).collect();
     let unknown: Vec<usize> = {
         let pool = lock(&inner.shared.pool);
-        (0..block.txs.len())
-            .filter(|&i| !pool.contains(&block.txs[i].hash()))
+        let verified = lock(&inner.shared.verified);
+        (0..hashes.len())
+            .filter(|&i| !pool.contains(&hashes[i]) && !verified.contains(&hashes[i]))
             .collect()
     };
     let to_check: Vec<_> = unknown.iter().map(|&i| block.txs[i].clone()).collect();
-    if let Some(k) = verify_all(&to_check).iter().position(|ok| !ok) {
+    if let Some(k) = inner
+        .verifier
+        .install(|| verify_all(&to_check))
+        .iter()
+        .position(|ok| !ok)
+    {
         return Err(format!(
             "transaction {} has a bad signature",
             unknown.get(k).copied().unwrap_or(k)
         ));
+    }
+    {
+        let mut verified = lock(&inner.shared.verified);
+        for &i in &unknown {
+            verified.insert(hashes[i]);
+        }
     }
     let snap = inner.shared.store.snapshot().map_err(|e| e.to_string())?;
     execute_block(&snap, &parent, &block, SignatureCheck::AlreadyVerified)
@@ -669,11 +729,6 @@ async fn check_proposal(
     else {
         return None;
     };
-    // Only the round's proposer may stream a proposal for it.
-    if proposer_of(&inner.validators, height, round).address != proposer {
-        tracing::warn!(%height, %round, %proposer, "proposal parts from a validator that is not the proposer");
-        return None;
-    }
     // A proposal for the height after the one being committed arrives while this node
     // finishes that commit: wait for it briefly rather than miss the proposal.
     let deadline = Instant::now() + EARLY_PROPOSAL_WAIT;
@@ -683,6 +738,15 @@ async fn check_proposal(
     let head = inner.shared.head().number;
     if height.0 != head.saturating_add(1) {
         // Further behind: sync delivers the block with its certificate. Ahead: stale.
+        return None;
+    }
+    // Only the round's proposer, in the set of the committed head's state, may stream a
+    // proposal for it.
+    let set = head_validators(&inner)
+        .map_err(|e| tracing::error!(error = %e, "no validator set"))
+        .ok()?;
+    if proposer_of(&set, height, round).address != proposer {
+        tracing::warn!(%height, %round, %proposer, "proposal parts from a validator that is not the proposer");
         return None;
     }
     let run = inner.clone();

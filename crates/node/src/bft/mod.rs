@@ -1,12 +1,15 @@
-//! BFT replication (cargo feature `bft`): Tendermint rounds among a fixed set of
-//! validators, run by Malachite through its channel interface.
+//! BFT replication (cargo feature `bft`): Tendermint rounds among the validator set in
+//! the chain's state, run by Malachite through its channel interface.
 //!
 //! # Flow
 //! Malachite drives heights and rounds; this module answers it ([`app`]). The proposer
 //! of a round builds the next block with the same `agora_ledger::build_block` as the solo
 //! engine, stores it ([`db`]) and streams it to the other validators as proposal parts;
 //! they re-execute it with `agora_ledger::execute_block` (signatures checked, roots
-//! compared) before voting for its hash. A decided block is committed to the node's
+//! compared) before voting for its hash. Each node verifies each transaction's signature
+//! once, whichever way it arrives first: at admission (submitted or forwarded), or in a
+//! proposed block it had not admitted, on threads of its own so that a burst of
+//! admissions never delays a proposal's check. A decided block is committed to the node's
 //! `agora_store::Store` through the same path as a solo block, so receipts, waiters and
 //! subscriptions behave alike. Transactions submitted to any node are forwarded to the
 //! others ([`forward`]), so whoever proposes next has them.
@@ -20,12 +23,20 @@
 //! committing never applies a block twice. Each commit certificate is stored before its
 //! block, and peers that fell behind fetch blocks with certificates through value sync.
 //!
+//! # The validator set
+//! The chain's genesis lists the BFT validators (ed25519 consensus keys and voting power,
+//! `consensus_validators` in the genesis file); the ledger stores them in its state, under
+//! the state root. The set of each height is read from the state committed at the height
+//! before ([`app`]), so every node derives the same set from the same chain, and no
+//! node's configuration can change it: a node given a genesis with another set is on
+//! another chain (its genesis hash differs) and a data directory refuses a genesis that
+//! is not its own.
+//!
 //! # Configuration
-//! One TOML file per node ([`BftFile`]): the consensus key, the P2P and RPC addresses,
-//! and the validator set with the addresses this node reaches each validator at.
-//! `agora testnet` writes such files for a local cluster.
-//! The validator set is the configured one, fixed for the chain's life: the ledger holds
-//! no registry of consensus keys yet from which a set could be derived per height.
+//! One TOML file per node ([`BftFile`]): the genesis file, this node's consensus key, its
+//! P2P and RPC listen addresses, and its static peers (where it dials them, where it
+//! forwards transactions). `agora testnet` writes such files and one genesis for a local
+//! cluster.
 
 mod app;
 pub mod codec;
@@ -36,7 +47,9 @@ mod forward;
 use crate::mempool::MempoolLimits;
 use crate::service::{start_engine, EngineKind, Shared};
 use crate::{NodeConfig, NodeError, NodeHandle};
+use agora_ledger::types::{ConsensusKey, ConsensusValidator};
 use agora_ledger::GenesisConfig;
+use agora_primitives::Hash;
 use arc_malachitebft_app_channel::app::net::Multiaddr;
 use arc_malachitebft_app_channel::app::types::core::LinearTimeouts;
 use arc_malachitebft_signing_ed25519::{PrivateKey, PublicKey};
@@ -51,22 +64,14 @@ use std::time::Duration;
 /// which streams and re-executes on every validator well within a second.
 pub const DEFAULT_BFT_MAX_BLOCK_TXS: usize = 10_000;
 
-/// One validator as a node's configuration file lists it.
+/// A static peer as a node's configuration file lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValidatorEntry {
-    /// The ed25519 consensus public key, hex.
-    pub public_key: String,
-    /// Voting power.
-    #[serde(default = "one")]
-    pub power: u64,
-    /// Where this node dials the validator's P2P port (`host:port`).
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// Where this node dials the peer's P2P port (`host:port`).
     pub p2p_addr: SocketAddr,
-    /// The validator's JSON-RPC address, where transactions are forwarded.
+    /// The peer's JSON-RPC address, where transactions are forwarded.
     pub rpc_addr: SocketAddr,
-}
-
-fn one() -> u64 {
-    1
 }
 
 /// Round timeouts in milliseconds.
@@ -95,13 +100,19 @@ impl Default for TimeoutsMs {
     }
 }
 
-/// A BFT node's configuration file (`node.toml`).
+/// A BFT node's configuration file (`node.toml`). It names no validator set: that is
+/// the chain's, in its genesis and then in its state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BftFile {
     /// A name for logs.
     pub moniker: String,
     /// Data directory (database, genesis, consensus WAL); relative to the file's folder.
     pub data_dir: PathBuf,
+    /// The chain's genesis file (JSON, with its `consensus_validators`); relative to the
+    /// file's folder. Needed to create the data directory; afterwards it must match the
+    /// genesis stored there.
+    pub genesis: PathBuf,
     /// JSON-RPC listen address.
     pub rpc_addr: SocketAddr,
     /// P2P listen address.
@@ -120,9 +131,9 @@ pub struct BftFile {
     /// Round timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsMs,
-    /// The validator set (this node included), identical on every node but for the
-    /// addresses.
-    pub validators: Vec<ValidatorEntry>,
+    /// The other nodes this one connects to.
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
     /// Faults this validator injects on purpose (fault tests only).
     #[serde(default)]
     pub byzantine: Option<ByzantineFile>,
@@ -155,8 +166,6 @@ pub struct BftSettings {
     pub moniker: String,
     /// The consensus key.
     pub key: PrivateKey,
-    /// The validator set.
-    pub validators: ValidatorSet,
     /// P2P listen address.
     pub listen: SocketAddr,
     /// P2P addresses of the other validators.
@@ -178,14 +187,55 @@ fn parse_key(hex_key: &str) -> Result<PrivateKey, NodeError> {
     Ok(PrivateKey::from(seed))
 }
 
-fn parse_public(hex_key: &str) -> Result<PublicKey, NodeError> {
-    let bytes = hex::decode(hex_key.trim().trim_start_matches("0x"))
-        .map_err(|e| NodeError::Config(format!("validator public_key is not hex: {e}")))?;
-    let raw: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| NodeError::Config("validator public_key must be 32 bytes".into()))?;
-    PublicKey::from_bytes(raw)
-        .map_err(|e| NodeError::Config(format!("validator public_key is not a key: {e}")))
+/// The consensus validator set a list from the ledger stands for; every key is checked.
+pub fn validator_set(list: &[ConsensusValidator]) -> Result<ValidatorSet, String> {
+    let mut validators = Vec::with_capacity(list.len());
+    for v in list {
+        let public_key = PublicKey::from_bytes(v.public_key.0).map_err(|e| {
+            format!(
+                "consensus validator {} is not an ed25519 key: {e}",
+                Hash(v.public_key.0)
+            )
+        })?;
+        validators.push(Validator {
+            address: Address::of(&public_key),
+            public_key,
+            voting_power: v.power,
+        });
+    }
+    ValidatorSet::new(validators)
+}
+
+/// Reads a genesis file (JSON) for a BFT chain: it must list a valid, non-empty set of
+/// consensus validators.
+pub fn load_genesis(path: &Path) -> Result<GenesisConfig, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| NodeError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let genesis: GenesisConfig = serde_json::from_str(&text).map_err(|e| {
+        NodeError::Genesis(format!("{} is not a genesis file: {e}", path.display()))
+    })?;
+    check_bft_genesis(&genesis)
+        .map_err(|e| NodeError::Genesis(format!("{}: {e}", path.display())))?;
+    Ok(genesis)
+}
+
+fn check_bft_genesis(genesis: &GenesisConfig) -> Result<(), String> {
+    if genesis.consensus_validators.is_empty() {
+        return Err("a BFT chain's genesis must list its consensus_validators".into());
+    }
+    validator_set(&genesis.consensus_validators).map(|_| ())
+}
+
+/// Writes a genesis file (JSON).
+pub fn save_genesis(genesis: &GenesisConfig, path: &Path) -> Result<(), NodeError> {
+    let text = serde_json::to_string_pretty(genesis)
+        .map_err(|e| NodeError::Genesis(format!("cannot encode genesis: {e}")))?;
+    std::fs::write(path, text).map_err(|e| NodeError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// The hex public key of a hex secret key (for writing configuration files).
@@ -207,11 +257,21 @@ impl BftFile {
             path: path.display().to_string(),
             source: e,
         })?;
-        let mut file: BftFile = toml::from_str(&text)
-            .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))?;
+        let mut file: BftFile = toml::from_str(&text).map_err(|e| {
+            let hint = if e.message().contains("`validators`") {
+                " (the validator set is the chain's: it comes from the genesis file's \
+                 consensus_validators, not from a node's configuration)"
+            } else {
+                ""
+            };
+            NodeError::Config(format!("{}: {e}{hint}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if file.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             file.data_dir = base.join(&file.data_dir);
+        }
+        if file.genesis.is_relative() {
+            file.genesis = base.join(&file.genesis);
         }
         Ok(file)
     }
@@ -226,31 +286,30 @@ impl BftFile {
         })
     }
 
-    /// The node and engine settings this file describes; every field is checked.
+    /// The node and engine settings this file describes, with the genesis read from its
+    /// genesis file; every field is checked.
     pub fn settings(&self) -> Result<(NodeConfig, BftSettings), NodeError> {
+        self.settings_with(load_genesis(&self.genesis)?)
+    }
+
+    /// [`BftFile::settings`] with the genesis given rather than read from the file.
+    pub fn settings_with(
+        &self,
+        genesis: GenesisConfig,
+    ) -> Result<(NodeConfig, BftSettings), NodeError> {
+        check_bft_genesis(&genesis).map_err(NodeError::Genesis)?;
         let key = parse_key(&self.consensus_key)?;
         let me = Address::of(&key.public_key());
-        let mut validators = Vec::with_capacity(self.validators.len());
-        let mut peers = Vec::new();
-        let mut peer_rpcs = Vec::new();
-        for v in &self.validators {
-            let public_key = parse_public(&v.public_key)?;
-            let address = Address::of(&public_key);
-            if address != me {
-                peers.push(v.p2p_addr);
-                peer_rpcs.push(v.rpc_addr);
-            }
-            validators.push(Validator {
-                address,
-                public_key,
-                voting_power: v.power,
-            });
-        }
-        let validators = ValidatorSet::new(validators).map_err(NodeError::Config)?;
-        if validators.validators().iter().all(|v| v.address != me) {
-            return Err(NodeError::Config(
-                "this node's consensus key is not in the validator set".into(),
-            ));
+        if genesis
+            .consensus_validators
+            .iter()
+            .all(|v| v.public_key.0 != me.0)
+        {
+            tracing::warn!(
+                key = %me,
+                "this node's consensus key is not among the genesis validators: it follows \
+                 the chain, and its votes count only once the set in state includes it"
+            );
         }
         if self.block_time_ms == 0 || self.max_block_txs == 0 {
             return Err(NodeError::Config(
@@ -277,7 +336,7 @@ impl BftFile {
         };
         let node = NodeConfig {
             data_dir: self.data_dir.clone(),
-            genesis: Some(GenesisConfig::dev()),
+            genesis: Some(genesis),
             rpc_addr: self.rpc_addr,
             metrics_addr: self.metrics_addr,
             block_time: ms(self.block_time_ms),
@@ -288,10 +347,9 @@ impl BftFile {
         let settings = BftSettings {
             moniker: self.moniker.clone(),
             key,
-            validators,
             listen: self.p2p_addr,
-            peers,
-            peer_rpcs,
+            peers: self.peers.iter().map(|p| p.p2p_addr).collect(),
+            peer_rpcs: self.peers.iter().map(|p| p.rpc_addr).collect(),
             timeouts,
             byzantine: self.byzantine.clone(),
         };
@@ -358,7 +416,11 @@ pub(crate) fn spawn(
                     block_time,
                     max_block_txs,
                 );
-                if let Err(e) = app.run(settings, wal).await {
+                let ran = match app {
+                    Ok(app) => app.run(settings, wal).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = ran {
                     tracing::error!(error = %e, "consensus engine stopped");
                     shared
                         .shutdown
@@ -373,15 +435,28 @@ pub(crate) fn spawn(
         .map_err(|e| NodeError::Config(format!("cannot start the consensus thread: {e}")))
 }
 
-/// Configuration files for a local cluster of `n` validators on loopback: node `i` serves
-/// RPC on `rpc_base + i` and P2P on `p2p_base + i`, keeps its data in `data` beside its file,
-/// and knows every validator, itself included. Keys are fresh.
+/// A local cluster's genesis and configuration files, as [`local_cluster`] makes them.
+#[derive(Clone, Debug)]
+pub struct LocalCluster {
+    /// The chain's genesis: the given one with every node as a validator of power 1.
+    pub genesis: GenesisConfig,
+    /// One configuration file per node; each expects the genesis at [`LOCAL_GENESIS`].
+    pub files: Vec<BftFile>,
+}
+
+/// Where [`local_cluster`]'s files expect the genesis, relative to each file's folder.
+pub const LOCAL_GENESIS: &str = "../genesis.json";
+
+/// A local cluster of `n` validators on loopback, on `base` with its validator set
+/// replaced: node `i` serves RPC on `rpc_base + i` and P2P on `p2p_base + i`, keeps its
+/// data in `data` beside its file, and peers with every other node. Keys are fresh.
 pub fn local_cluster(
     n: usize,
     rpc_base: u16,
     p2p_base: u16,
     block_time_ms: u64,
-) -> Result<Vec<BftFile>, NodeError> {
+    base: GenesisConfig,
+) -> Result<LocalCluster, NodeError> {
     if n == 0 || n > 100 {
         return Err(NodeError::Config("a cluster needs 1 to 100 nodes".into()));
     }
@@ -392,31 +467,119 @@ pub fn local_cluster(
             .ok_or_else(|| NodeError::Config("ports beyond 65535".into()))
     };
     let keys: Vec<String> = (0..n).map(|_| generate_key_hex()).collect();
-    let mut validators = Vec::with_capacity(n);
-    for (i, k) in keys.iter().enumerate() {
-        validators.push(ValidatorEntry {
-            public_key: public_key_hex(k)?,
-            power: 1,
+    let mut genesis = base;
+    genesis.consensus_validators = keys
+        .iter()
+        .map(|k| {
+            Ok(ConsensusValidator {
+                public_key: ConsensusKey(*parse_key(k)?.public_key().as_bytes()),
+                power: 1,
+            })
+        })
+        .collect::<Result<_, NodeError>>()?;
+    let mut addrs = Vec::with_capacity(n);
+    for i in 0..n {
+        addrs.push(PeerEntry {
             p2p_addr: SocketAddr::from(([127, 0, 0, 1], port(p2p_base, i)?)),
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], port(rpc_base, i)?)),
         });
     }
-    keys.into_iter()
+    let files = keys
+        .into_iter()
         .enumerate()
-        .map(|(i, consensus_key)| {
-            Ok(BftFile {
-                moniker: format!("node{i}"),
-                data_dir: PathBuf::from("data"),
-                rpc_addr: validators[i].rpc_addr,
-                p2p_addr: validators[i].p2p_addr,
-                metrics_addr: None,
-                consensus_key,
-                block_time_ms,
-                max_block_txs: DEFAULT_BFT_MAX_BLOCK_TXS,
-                timeouts: TimeoutsMs::default(),
-                validators: validators.clone(),
-                byzantine: None,
-            })
+        .map(|(i, consensus_key)| BftFile {
+            moniker: format!("node{i}"),
+            data_dir: PathBuf::from("data"),
+            genesis: PathBuf::from(LOCAL_GENESIS),
+            rpc_addr: addrs[i].rpc_addr,
+            p2p_addr: addrs[i].p2p_addr,
+            metrics_addr: None,
+            consensus_key,
+            block_time_ms,
+            max_block_txs: DEFAULT_BFT_MAX_BLOCK_TXS,
+            timeouts: TimeoutsMs::default(),
+            peers: addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.clone())
+                .collect(),
+            byzantine: None,
         })
-        .collect()
+        .collect();
+    Ok(LocalCluster { genesis, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> (tempfile::TempDir, LocalCluster) {
+        let dir = tempfile::tempdir().unwrap();
+        let local = local_cluster(4, 9000, 9100, 500, GenesisConfig::dev()).unwrap();
+        save_genesis(&local.genesis, &dir.path().join("genesis.json")).unwrap();
+        for f in &local.files {
+            let home = dir.path().join(&f.moniker);
+            std::fs::create_dir_all(&home).unwrap();
+            f.save(&home.join("node.toml")).unwrap();
+        }
+        (dir, local)
+    }
+
+    #[test]
+    fn configuration_files_name_peers_and_the_genesis_not_a_validator_set() {
+        let (dir, local) = cluster();
+        assert_eq!(local.genesis.consensus_validators.len(), 4);
+        let set = validator_set(&local.genesis.consensus_validators).unwrap();
+        for (i, f) in local.files.iter().enumerate() {
+            assert_eq!(f.peers.len(), 3);
+            assert!(f.peers.iter().all(|p| p.p2p_addr != f.p2p_addr));
+            let loaded = BftFile::load(&dir.path().join(&f.moniker).join("node.toml")).unwrap();
+            assert_eq!(
+                loaded.genesis,
+                dir.path().join(&f.moniker).join(LOCAL_GENESIS)
+            );
+            let (node, settings) = loaded.settings().unwrap();
+            assert_eq!(node.genesis.as_ref(), Some(&local.genesis));
+            assert_eq!(settings.peers.len(), 3);
+            let me = Address::of(&settings.key.public_key());
+            assert!(
+                set.validators().iter().any(|v| v.address == me),
+                "node {i}'s key is in the genesis set"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configuration_cannot_bring_its_own_validator_set() {
+        let (dir, local) = cluster();
+        let path = dir.path().join("node0").join("node.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "{text}\n[[validators]]\npublic_key = \"{}\"\npower = 10\n",
+                hex::encode(local.genesis.consensus_validators[0].public_key.0)
+            ),
+        )
+        .unwrap();
+        let e = BftFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("validators") && e.contains("genesis"), "{e}");
+
+        // A genesis without validators, or with a key that is no ed25519 point, is refused.
+        let mut g = local.genesis.clone();
+        g.consensus_validators.clear();
+        assert!(local.files[0].settings_with(g).is_err());
+        let mut g = local.genesis.clone();
+        // About half of all 32-byte strings are no point on the curve.
+        let not_a_point = (1u8..=255)
+            .map(|b| [b; 32])
+            .find(|k| PublicKey::from_bytes(*k).is_err())
+            .unwrap();
+        g.consensus_validators[0].public_key = ConsensusKey(not_a_point);
+        assert!(local.files[0].settings_with(g.clone()).is_err());
+        let bad = dir.path().join("bad.json");
+        save_genesis(&g, &bad).unwrap();
+        assert!(load_genesis(&bad).is_err());
+    }
 }
