@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 mod support;
 use support::{http, signal, wait_for_file, wait_for_model, Devnet};
 
-#[test]
-fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
+/// A devnet with only the inference subnet: two miners behaving as `behaviours` says, a
+/// validator and the gateway. Returns its data directory, the process and `devnet.json`.
+fn inference_devnet(behaviours: &str) -> (tempfile::TempDir, Devnet, Value) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("devnet");
-    let _devnet = Devnet::start(
+    let devnet = Devnet::start(
         &[
             "--rpc-port",
             "0",
@@ -33,11 +34,17 @@ fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
             "--inference-miners",
             "2",
             "--inference-miner-behaviours",
-            "honest,fabricate",
+            behaviours,
         ],
         &data,
     );
     let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(120));
+    (dir, devnet, info)
+}
+
+#[test]
+fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
+    let (_dir, _devnet, info) = inference_devnet("honest,fabricate");
     let url = info["gateway_url"]
         .as_str()
         .expect("gateway_url")
@@ -160,26 +167,7 @@ fn gateway_serves_and_the_fabricating_miner_is_not_paid() {
 /// (its first bytes were sent), but every stream started after the kill succeeds.
 #[test]
 fn requests_keep_succeeding_when_a_miner_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("devnet");
-    let _devnet = Devnet::start(
-        &[
-            "--rpc-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--miners",
-            "0",
-            "--validators",
-            "0",
-            "--block-time",
-            "200ms",
-            "--inference-miners",
-            "2",
-        ],
-        &data,
-    );
-    let info = wait_for_file(&data.join("devnet.json"), Duration::from_secs(120));
+    let (_dir, _devnet, info) = inference_devnet("honest,honest");
     let url = info["gateway_url"].as_str().unwrap().to_owned();
     let key = info["api_key"].as_str().unwrap().to_owned();
     let model = info["model"].as_str().unwrap().to_owned();
