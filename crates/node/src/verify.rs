@@ -108,25 +108,26 @@ mod tests {
     use agora_ledger::{Call, TxPayload};
     use agora_primitives::{crypto::Pair, AccountId, Hash};
 
+    /// A small transfer with nonce `n`, signed by `signer`.
+    fn transfer(n: u64, signer: &Pair) -> SignedTx {
+        TxPayload {
+            genesis_hash: Hash::ZERO,
+            nonce: n,
+            valid_from: 0,
+            valid_until: 9,
+            tip_rao: 0,
+            call: Call::Transfer {
+                dest: AccountId([1; 32]),
+                amount_rao: 5,
+            },
+        }
+        .sign(signer)
+    }
+
     #[test]
     fn finds_the_bad_signature_in_a_batch() {
         let p = Pair::from_uri("//Alice").unwrap();
-        let mut txs: Vec<SignedTx> = (0..200)
-            .map(|n| {
-                TxPayload {
-                    genesis_hash: Hash::ZERO,
-                    nonce: n,
-                    valid_from: 0,
-                    valid_until: 9,
-                    tip_rao: 0,
-                    call: Call::Transfer {
-                        dest: AccountId([1; 32]),
-                        amount_rao: 5,
-                    },
-                }
-                .sign(&p)
-            })
-            .collect();
+        let mut txs: Vec<SignedTx> = (0..200).map(|n| transfer(n, &p)).collect();
         txs[130].payload.nonce = 9999;
         let ok = verify_all(&txs);
         assert_eq!(ok.iter().filter(|b| !**b).count(), 1);
@@ -140,20 +141,7 @@ mod tests {
             Pair::from_uri("//Bob").unwrap(),
         ];
         let mut txs: Vec<SignedTx> = (0..150u64)
-            .map(|n| {
-                TxPayload {
-                    genesis_hash: Hash::ZERO,
-                    nonce: n,
-                    valid_from: 0,
-                    valid_until: 9,
-                    tip_rao: 0,
-                    call: Call::Transfer {
-                        dest: AccountId([1; 32]),
-                        amount_rao: 5,
-                    },
-                }
-                .sign(&pairs[(n % 2) as usize])
-            })
+            .map(|n| transfer(n, &pairs[(n % 2) as usize]))
             .collect();
         assert!(verify_all(&txs).iter().all(|ok| *ok));
         // Bob's signature under Alice's name.
