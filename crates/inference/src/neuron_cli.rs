@@ -134,7 +134,8 @@ impl TeeArgs {
         if !self.insecure_mock_tee_swap_key {
             return Ok(Arc::new(enclave));
         }
-        let host_key = agora_tee::channel::EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+        let host_key = agora_tee::channel::EnclaveKeypair::derive(&rand::random::<[u8; 32]>())
+            .map_err(|e| usage(e.to_string()))?;
         let mut bundle = enclave.bundle().clone();
         bundle.hpke_public_key = host_key.public_key().to_vec();
         Ok(Arc::new(Enclave::with_bundle(host_key, bundle, netuid)))

@@ -116,7 +116,7 @@ impl Enclave {
     /// from `source`, for serving on `netuid`.
     pub fn start(source: &dyn EvidenceSource, netuid: u16) -> Result<Self, TeeError> {
         let ikm = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
-        let keypair = EnclaveKeypair::derive(ikm.as_slice());
+        let keypair = EnclaveKeypair::derive(ikm.as_slice())?;
         let bundle = attest_key(source, &keypair, unix_now())?;
         Ok(Self::with_bundle(keypair, bundle, netuid))
     }

@@ -152,7 +152,7 @@ fn verify_ms(args: &BenchTeeArgs) -> BenchResult<Option<(f64, String)>> {
 fn mock_bundle() -> BenchResult<Option<(AttestationBundle, TrustAnchors, u64)>> {
     use agora_tee::mock::{MockPki, DEV_MEASUREMENT};
     let pki = MockPki::dev().map_err(|e| e.to_string())?;
-    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key");
+    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key").map_err(|e| e.to_string())?;
     let bundle = pki
         .snp_bundle(&kp.public_key(), DEV_MEASUREMENT)
         .map_err(|e| e.to_string())?;
@@ -174,7 +174,7 @@ fn unix_now() -> u64 {
 }
 
 fn hpke_seal_open_4k_us(iterations: u32) -> BenchResult<f64> {
-    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key");
+    let kp = EnclaveKeypair::derive(b"agora bench tee enclave key").map_err(|e| e.to_string())?;
     let pk = kp.public_key();
     let body = vec![0x42u8; 4096];
     let mut rng = rand_chacha09::ChaCha20Rng::seed_from_u64(7);
@@ -300,7 +300,7 @@ async fn overhead_on(engine: Arc<Engine>, rounds: usize, max_tokens: u32) -> Ben
     ));
     // The enclave's bundle is not verified here (that is `verify_ms`): only the channel and
     // the framing are measured.
-    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>()).map_err(|e| e.to_string())?;
     let bundle = AttestationBundle {
         platform: Platform::AmdSevSnp,
         evidence: Vec::new(),
@@ -480,7 +480,7 @@ fn added_work_us(
     rng: &mut rand_chacha09::ChaCha20Rng,
 ) -> BenchResult<f64> {
     use agora_tee::channel::{ResponseHead, ResponseWriter, SealedRequest};
-    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>());
+    let keypair = EnclaveKeypair::derive(&rand::random::<[u8; 32]>()).map_err(|e| e.to_string())?;
     let pk = keypair.public_key();
     let mut guard = ReplayGuard::new(3600, 100_000);
     let head = ResponseHead {

@@ -6,6 +6,12 @@
 //! work, not the node's); then several client tasks push them with `agora_submitBatch`, and
 //! the clock stops when the node has committed every admitted one. Only committed
 //! transactions count. Prints `transfers_per_s: N` and `set_weights_256_per_s: N`.
+//!
+//! `agora bench bft` (feature `bft`) runs the solo engine and then a loopback cluster on the
+//! same transfers: `finality_ms`, `bft_transfers_per_s`, `solo_transfers_per_s`, and the
+//! CPU bound of a cluster sharing one machine — `signature_checks_per_s` of the node's
+//! batched verifier on all cores, and that divided by the number of replicas, each of which
+//! checks every signature once.
 
 use crate::{start, NodeConfig, NodeError, NodeHandle};
 use agora_client::api::AgoraApiClient;
@@ -427,6 +433,7 @@ async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
     );
 
     let txs = sign_all(transfer_specs(&senders, per), gh);
+    let checks_per_s = signature_checks_per_s(&txs)?;
     let (bft_rate, n) = push(&nodes[0], &urls, txs, a.clients, a.batch).await?;
     eprintln!("bench: BFT cluster committed {n} transfers");
     // Every node must hold the same chain.
@@ -454,10 +461,33 @@ async fn bft(a: BftBenchArgs) -> Result<(), NodeError> {
     println!("finality_ms: {median:.1} ms");
     println!("bft_transfers_per_s: {} tx/s", bft_rate.round() as u64);
     println!("solo_transfers_per_s: {} tx/s", solo_rate.round() as u64);
+    println!(
+        "signature_checks_per_s: {} sig/s",
+        checks_per_s.round() as u64
+    );
+    // Every replica checks every transfer's signature once; when all of them share this
+    // machine's cores, that alone caps the cluster at this rate.
+    println!(
+        "bft_signature_bound_transfers_per_s: {} tx/s",
+        (checks_per_s / a.nodes as f64).round() as u64
+    );
     for node in nodes {
         node.stop().await;
     }
     Ok(())
+}
+
+/// Signatures the node's batched verifier checks per second on this machine's cores (the
+/// same code and chunking that admission uses), over `txs`.
+#[cfg(feature = "bft")]
+fn signature_checks_per_s(txs: &[SignedTx]) -> Result<f64, NodeError> {
+    let t0 = Instant::now();
+    let ok = crate::verify::verify_all(txs);
+    let secs = t0.elapsed().as_secs_f64();
+    if ok.iter().any(|v| !v) {
+        return Err(bench_err("a benchmark signature did not verify"));
+    }
+    Ok(txs.len() as f64 / secs.max(1e-9))
 }
 
 async fn ledger(a: LedgerBenchArgs) -> Result<(), NodeError> {

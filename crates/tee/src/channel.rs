@@ -16,23 +16,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chacha20poly1305::aead::{Aead as _, KeyInit, Payload};
-use chacha20poly1305::ChaCha20Poly1305 as FrameAead;
-use hpke::rand_core::{CryptoRng, RngCore};
-use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
+use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::binding::KeyDescriptor;
 use crate::error::{Result, TeeError};
+use crate::hpke::{self, AeadKey, HpkeError, KeyPair};
 
-/// The RNG traits `seal_request` and `EnclaveKeypair::generate` take (rand_core 0.9, as
-/// used by `hpke`).
-pub use hpke::rand_core;
-
-type Kem = hpke::kem::X25519HkdfSha256;
-type Kdf = hpke::kdf::HkdfSha256;
-type Aead = hpke::aead::ChaCha20Poly1305;
+/// The RNG traits `seal_request` and `EnclaveKeypair::generate` take (rand_core 0.9).
+pub use rand_core;
 
 /// HPKE `info` of every request context.
 pub const REQUEST_INFO: &[u8] = b"agora-tee-request/v1";
@@ -49,16 +42,19 @@ pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
 /// Frame header: counter (u64 BE) and final flag (u8).
 const FRAME_HEADER_LEN: usize = 9;
 /// Poly1305 tag.
-const TAG_LEN: usize = 16;
+const TAG_LEN: usize = hpke::TAG_LEN;
 
-fn hpke_open_err(_: hpke::HpkeError) -> TeeError {
+fn hpke_open_err(_: HpkeError) -> TeeError {
     TeeError::DecryptionFailed
+}
+
+fn hpke_seal_err(what: &'static str) -> impl FnOnce(HpkeError) -> TeeError {
+    move |e| TeeError::EncryptionFailed(format!("{what}: {e}"))
 }
 
 /// The enclave's HPKE key pair. The private key never leaves the enclave.
 pub struct EnclaveKeypair {
-    sk: <Kem as KemTrait>::PrivateKey,
-    pk: <Kem as KemTrait>::PublicKey,
+    keys: KeyPair,
 }
 
 impl core::fmt::Debug for EnclaveKeypair {
@@ -71,23 +67,23 @@ impl core::fmt::Debug for EnclaveKeypair {
 
 impl EnclaveKeypair {
     /// A fresh key pair from `rng` (inside the enclave: its hardware RNG).
-    pub fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Self {
-        let (sk, pk) = Kem::gen_keypair(rng);
-        Self { sk, pk }
+    pub fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> Result<Self> {
+        let mut ikm = Zeroizing::new([0u8; hpke::KEY_LEN]);
+        rng.fill_bytes(ikm.as_mut_slice());
+        Self::derive(ikm.as_slice())
     }
 
     /// A key pair derived from input keying material (RFC 9180 `DeriveKeyPair`), e.g. for
     /// tests or a sealed-storage secret.
-    pub fn derive(ikm: &[u8]) -> Self {
-        let (sk, pk) = Kem::derive_keypair(ikm);
-        Self { sk, pk }
+    pub fn derive(ikm: &[u8]) -> Result<Self> {
+        let keys = KeyPair::derive(ikm)
+            .map_err(|e| TeeError::InvalidKey(format!("enclave key derivation: {e}")))?;
+        Ok(Self { keys })
     }
 
     /// The 32-byte public key.
     pub fn public_key(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&self.pk.to_bytes());
-        out
+        self.keys.public_key()
     }
 
     /// The descriptor to bind into the evidence's report_data.
@@ -156,23 +152,20 @@ pub struct SealedRequest {
 
 /// Response key material exported from the request's HPKE context.
 struct ResponseKeys {
-    key: Zeroizing<[u8; 32]>,
+    cipher: AeadKey,
     nonce_base: [u8; 12],
 }
 
 impl ResponseKeys {
-    fn export(
-        exporter: impl FnOnce(&mut [u8]) -> core::result::Result<(), hpke::HpkeError>,
-    ) -> Result<Self> {
+    fn export(ctx: &hpke::Context) -> Result<Self> {
         let mut buf = Zeroizing::new([0u8; 44]);
-        exporter(buf.as_mut_slice())
-            .map_err(|e| TeeError::EncryptionFailed(format!("HPKE export: {e}")))?;
-        let mut key = Zeroizing::new([0u8; 32]);
+        ctx.export(RESPONSE_EXPORT_LABEL, buf.as_mut_slice())
+            .map_err(hpke_seal_err("HPKE export"))?;
+        let (key, nonce) = buf.split_at(32);
         let mut nonce_base = [0u8; 12];
-        let (k, n) = buf.split_at(32);
-        key.copy_from_slice(k);
-        nonce_base.copy_from_slice(n);
-        Ok(Self { key, nonce_base })
+        nonce_base.copy_from_slice(nonce);
+        let cipher = AeadKey::new(key).map_err(hpke_seal_err("response key"))?;
+        Ok(Self { cipher, nonce_base })
     }
 
     fn nonce(&self, counter: u64) -> [u8; 12] {
@@ -181,10 +174,6 @@ impl ResponseKeys {
             *b ^= c;
         }
         n
-    }
-
-    fn cipher(&self) -> FrameAead {
-        FrameAead::new(self.key.as_slice().into())
     }
 }
 
@@ -210,20 +199,20 @@ pub fn seal_request<R: CryptoRng + RngCore>(
             body.len()
         )));
     }
-    let pk = <Kem as KemTrait>::PublicKey::from_bytes(enclave_pk)
-        .map_err(|e| TeeError::InvalidKey(format!("enclave public key: {e}")))?;
     let aad = metadata.encode()?;
+    let mut ephemeral_ikm = Zeroizing::new([0u8; hpke::KEY_LEN]);
+    rng.fill_bytes(ephemeral_ikm.as_mut_slice());
     let (enc, mut ctx) =
-        hpke::setup_sender::<Aead, Kdf, Kem, R>(&OpModeS::Base, &pk, REQUEST_INFO, rng)
-            .map_err(|e| TeeError::EncryptionFailed(format!("HPKE setup: {e}")))?;
-    let ciphertext = ctx
-        .seal(body, &aad)
-        .map_err(|e| TeeError::EncryptionFailed(format!("HPKE seal: {e}")))?;
-    let keys = ResponseKeys::export(|out| ctx.export(RESPONSE_EXPORT_LABEL, out))?;
+        hpke::setup_sender(enclave_pk, REQUEST_INFO, &ephemeral_ikm).map_err(|e| match e {
+            HpkeError::InvalidPublicKey => TeeError::InvalidKey(format!("enclave public key: {e}")),
+            other => TeeError::EncryptionFailed(format!("HPKE setup: {other}")),
+        })?;
+    let ciphertext = ctx.seal(&aad, body).map_err(hpke_seal_err("HPKE seal"))?;
+    let keys = ResponseKeys::export(&ctx)?;
     Ok((
         SealedRequest {
             metadata,
-            enc: enc.to_bytes().to_vec(),
+            enc: enc.to_vec(),
             ciphertext,
         },
         ResponseOpener {
@@ -251,14 +240,18 @@ pub fn open_request(
     // Check first, record only after the request authenticates: otherwise anyone could
     // pre-register a victim's request id.
     guard.check(now, req.metadata.issued_at, &ids)?;
-    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&req.enc)
-        .map_err(|e| TeeError::InvalidKey(format!("encapsulated key: {e}")))?;
+    if req.enc.len() != hpke::KEY_LEN {
+        return Err(TeeError::InvalidKey(format!(
+            "encapsulated key of {} bytes, expected {}",
+            req.enc.len(),
+            hpke::KEY_LEN
+        )));
+    }
     let aad = req.metadata.encode()?;
     let mut ctx =
-        hpke::setup_receiver::<Aead, Kdf, Kem>(&OpModeR::Base, &keypair.sk, &enc, REQUEST_INFO)
-            .map_err(hpke_open_err)?;
-    let body = ctx.open(&req.ciphertext, &aad).map_err(hpke_open_err)?;
-    let keys = ResponseKeys::export(|out| ctx.export(RESPONSE_EXPORT_LABEL, out))?;
+        hpke::setup_receiver(&req.enc, &keypair.keys, REQUEST_INFO).map_err(hpke_open_err)?;
+    let body = ctx.open(&aad, &req.ciphertext).map_err(hpke_open_err)?;
+    let keys = ResponseKeys::export(&ctx)?;
     guard.record(now, req.metadata.issued_at, ids)?;
     Ok((
         body,
@@ -304,15 +297,9 @@ impl ResponseSealer {
         let nonce = self.keys.nonce(counter);
         let ct = self
             .keys
-            .cipher()
-            .encrypt(
-                (&nonce).into(),
-                Payload {
-                    msg: chunk,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| TeeError::EncryptionFailed("frame seal".into()))?;
+            .cipher
+            .seal(nonce, &aad, chunk)
+            .map_err(hpke_seal_err("frame seal"))?;
         let mut out = Vec::with_capacity(ct.len().saturating_add(FRAME_HEADER_LEN));
         out.extend_from_slice(&counter.to_be_bytes());
         out.push(u8::from(is_final));
@@ -380,9 +367,9 @@ impl ResponseOpener {
         let nonce = self.keys.nonce(got);
         let data = self
             .keys
-            .cipher()
-            .decrypt((&nonce).into(), Payload { msg: ct, aad: &aad })
-            .map_err(|_| TeeError::DecryptionFailed)?;
+            .cipher
+            .open(nonce, &aad, ct)
+            .map_err(hpke_open_err)?;
         self.next = next;
         self.done = is_final;
         Ok(Frame { data, is_final })

@@ -9,9 +9,10 @@
 //!   minimum TCB). The result, [`VerifiedEvidence`], names the [`TrustAnchor`] used.
 //! - [`binding`]: the enclave's HPKE key is bound to the evidence by
 //!   `report_data = SHA-512("agora-tee-key-binding/v1" ‖ key descriptor)`.
-//! - [`channel`]: RFC 9180 HPKE (base mode, X25519-HKDF-SHA256 / HKDF-SHA256 /
-//!   ChaCha20-Poly1305) requests with routing metadata as associated data, a bounded replay
-//!   guard, and numbered response frames under an exported key.
+//! - [`hpke`]: RFC 9180 HPKE, base mode, for the suite X25519-HKDF-SHA256 / HKDF-SHA256 /
+//!   ChaCha20-Poly1305 (X25519 and the AEAD from aws-lc).
+//! - [`channel`]: HPKE-sealed requests with routing metadata as associated data, a bounded
+//!   replay guard, and numbered response frames under an exported key.
 //! - [`attest`]: the enclave side — an [`EvidenceSource`] (hardware, or the test PKI)
 //!   and [`attest_key`], the bundle binding the enclave's key.
 //! - [`report::verify_files_report`]: the JSON of `agora tee verify`.
@@ -47,6 +48,7 @@ mod bundle;
 pub mod channel;
 mod error;
 mod evidence;
+pub mod hpke;
 pub mod intel;
 #[cfg(feature = "insecure-mock-tee")]
 pub mod mock;

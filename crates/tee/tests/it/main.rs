@@ -2,6 +2,7 @@
 
 mod channel;
 mod fixtures;
+mod hpke_interop;
 #[cfg(feature = "insecure-mock-tee")]
 mod mock;
 mod robustness;

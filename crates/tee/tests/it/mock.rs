@@ -35,7 +35,7 @@ fn collateral() -> SnpCollateral {
 }
 
 fn enclave() -> EnclaveKeypair {
-    EnclaveKeypair::derive(b"mock enclave key material, test only")
+    EnclaveKeypair::derive(b"mock enclave key material, test only").expect("key")
 }
 
 #[test]
@@ -168,6 +168,7 @@ fn mock_binding_mismatch() {
     let kp = enclave();
     let mut bundle = pki().snp_bundle(&kp.public_key(), MEASUREMENT).unwrap();
     bundle.hpke_public_key = EnclaveKeypair::derive(b"some other key material 12345678")
+        .expect("key")
         .public_key()
         .to_vec();
     assert_eq!(
@@ -332,7 +333,10 @@ fn mock_evidence_source_attests_a_key_under_the_dev_root() {
         assert_eq!(ev.trust_anchor, TrustAnchor::MockTest);
         // Another key in the bundle breaks the binding.
         let mut swapped = bundle.clone();
-        swapped.hpke_public_key = EnclaveKeypair::derive(b"host key").public_key().to_vec();
+        swapped.hpke_public_key = EnclaveKeypair::derive(b"host key")
+            .expect("key")
+            .public_key()
+            .to_vec();
         assert!(matches!(
             swapped.verify(NOW, &Policy::default(), &anchors),
             Err(TeeError::BindingMismatch)
