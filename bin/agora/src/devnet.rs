@@ -555,9 +555,8 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 .join(agora_training::neuron::validator::ROUNDS_FILE)
                 .display()
         );
-        println!("Serve the latest trained checkpoint on an inference subnet:");
         println!(
-            "  agora miner inference --model \"$(cat {})\" --netuid <NETUID> ...",
+            "  latest model  {}  (names the newest checkpoint)",
             latest.display()
         );
     }
@@ -569,6 +568,15 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         "  agora metagraph --netuid {} --rpc-url {rpc_http}",
         netuid.0
     );
+    if let (Some(latest), Some(inetuid)) = (&file.training_latest, inference_netuid) {
+        println!("Serve the latest trained checkpoint on the inference subnet:");
+        println!(
+            "  agora miner inference --model \"$(cat {})\" --served-model-name agora-moe --netuid {} --subtensor.chain_endpoint {rpc_ws} --wallet.path {} --wallet.name <NAME> --axon.port 0",
+            latest.display(),
+            inetuid.0,
+            wallets.display()
+        );
+    }
     println!("Ctrl-C stops everything.");
 
     // 6. Run until a signal, or until the node or the gateway dies. A miner or validator
