@@ -6,6 +6,11 @@
 //! go on without it.
 
 use agora_client::{api::AgoraApiClient, Client};
+use agora_primitives::{crypto::Pair, hashing::blake2_256, AccountId};
+use agora_training::protocol::{RoundRequest, REVEAL_ROUTE, ROUND_ROUTE};
+use agora_training::round::RunConfig;
+use agora_wire::{ClientConfig, WireClient};
+use http::Method;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -125,6 +130,53 @@ fn training_rounds_lower_loss_pay_honest_miners_and_publish_servable_checkpoints
     )
     .unwrap();
     assert_eq!(engine.info().arch.to_string(), "mixtral");
+
+    // Bad requests from the validator's own hotkey get clear errors and change nothing:
+    // the next rounds still have every miner committing.
+    let miner_url = miners[0]["url"].as_str().unwrap().to_owned();
+    let miner_hotkey: AccountId = miners[0]["hotkey"].as_str().unwrap().parse().unwrap();
+    let validator_key = Pair::from_seed(&blake2_256(b"agora-devnet/training-validator0/hot"));
+    let wire = WireClient::new(validator_key, ClientConfig::default()).unwrap();
+    let post = |route: &str, body: Vec<u8>| {
+        rt.block_on(wire.send(
+            Method::POST,
+            &format!("{miner_url}{route}"),
+            &miner_hotkey,
+            body,
+            Some("application/json"),
+        ))
+        .unwrap()
+    };
+    let r = post(ROUND_ROUTE, b"{not json".to_vec());
+    assert_eq!(r.status.as_u16(), 400, "{r:?}");
+    let misaddressed = RoundRequest {
+        run: RunConfig::tiny(),
+        corpus: "00".repeat(32),
+        round: 0,
+        round_seed: 0,
+        checkpoint: "00".repeat(32),
+        checkpoint_url: "http://127.0.0.1:1/x".into(),
+        uid: uid(1),
+        miners: vec![uid(0), uid(1)],
+    };
+    let r = post(ROUND_ROUTE, serde_json::to_vec(&misaddressed).unwrap());
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status.as_u16(), 400, "{body}");
+    assert!(body.contains("addressed to uid"), "{body}");
+    let r = post(REVEAL_ROUTE, br#"{"round":999999}"#.to_vec());
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status.as_u16(), 422, "{body}");
+    assert!(
+        body.contains("nothing committed for round 999999"),
+        "{body}"
+    );
+    let seen = rounds(&tdir).len();
+    wait_rounds(&tdir, Duration::from_secs(30), |r| {
+        r.len() >= seen + 2
+            && r[seen + 1..]
+                .iter()
+                .all(|x| x["miners"].as_array().unwrap().len() == 3)
+    });
 
     // A miner that dies is skipped (scored zero for the round); the others go on.
     let pid = miners[1]["pid"].as_u64().unwrap() as u32;

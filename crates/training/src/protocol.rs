@@ -10,14 +10,15 @@
 //! 2. `POST /training/reveal` ([`RevealRequest`]) to every committer: the update's canonical
 //!    bytes ([`Update::encode`](crate::update::Update::encode)).
 //! 3. `POST /training/state` ([`RevealRequest`]) to the miner picked for the replay: the
-//!    canonical bytes of the state it committed to ([`MinerState::encode`]).
+//!    canonical bytes of the state it committed to
+//!    ([`MinerState::encode`](crate::round::MinerState::encode)).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::Corpus;
 use crate::params::Digest32;
-use crate::round::{Commit, MinerState, RunConfig};
+use crate::round::{Commit, RunConfig};
 
 /// The round route.
 pub const ROUND_ROUTE: &str = "/training/round";
@@ -184,14 +185,9 @@ pub fn max_payload_bytes(run: &RunConfig) -> usize {
         .saturating_add(64 << 10)
 }
 
-/// Upper bound on the bytes of a [`MinerState`] of `run`'s model (three parameter sets).
+/// Upper bound on the bytes of a [`MinerState`](crate::round::MinerState) of `run`'s model (three parameter sets).
 pub fn max_state_bytes(run: &RunConfig) -> usize {
     max_payload_bytes(run).saturating_mul(3)
-}
-
-/// The state's hash as the commit carries it (for logs).
-pub fn state_hash_hex(state: &MinerState) -> String {
-    hex::encode(state.hash())
 }
 
 #[cfg(test)]
