@@ -1,5 +1,6 @@
 //! The training miner's axon: trains the round it is asked to, commits, reveals on request.
 
+use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{header::CONTENT_TYPE, StatusCode};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{checkpoint_id, from_safetensors};
 use crate::data::Corpus;
@@ -244,14 +246,20 @@ impl TrainingMiner {
                 copy_of: None,
             };
             let mut losses = Vec::new();
+            let bar = step_bar(req.run.inner_steps, req.round);
             let out = play_round(
                 &inputs,
                 my_uid,
                 behaviour,
                 &state,
                 &seen,
-                &mut |_, s: &StepStats| losses.push(s.lm),
+                &mut |_, s: &StepStats| {
+                    losses.push(s.lm);
+                    bar.inc(1);
+                    bar.set_message(format!("loss {:.4}", s.lm));
+                },
             );
+            bar.finish_and_clear();
             (out, state, losses)
         });
         let (out, start_state, losses) = job.await.map_err(|e| internal(e.to_string()))?;
@@ -303,6 +311,20 @@ impl TrainingMiner {
             None => Err(refused("nothing committed yet")),
         }
     }
+}
+
+/// A bar over the round's inner steps when stderr is a terminal, else a hidden one.
+fn step_bar(steps: usize, round: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("round {prefix} {bar:30} {pos}/{len} steps {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(round.to_string());
+    bar
 }
 
 /// Only callers with stake (validators) may start a round: training costs the miner real
