@@ -135,6 +135,15 @@ mod tests {
     }
 
     #[test]
+    fn weights_from_any_scores_skip_non_positive_and_non_finite() {
+        let (uids, values) =
+            weights_from_scores([(3, 0.2), (1, f64::NAN), (2, -1.0), (5, 0.4), (7, 0.0)]);
+        assert_eq!(uids, vec![3, 5]);
+        assert_eq!(values, vec![32768, 65535]);
+        assert_eq!(weights_from_scores([(1, f64::INFINITY)]), (vec![], vec![]));
+    }
+
+    #[test]
     fn no_weights_without_positive_scores() {
         let mut book = ScoreBook::new(1.0);
         book.record(0, hk(0), f64::NAN);

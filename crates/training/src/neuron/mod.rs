@@ -213,6 +213,13 @@ pub async fn run_training_miner(args: MinerArgs) -> Result<(), TrainingError> {
 /// Runs a training validator until Ctrl-C or SIGTERM.
 pub async fn run_training_validator(args: ValidatorArgs) -> Result<(), TrainingError> {
     let run = args.run()?;
+    if let Some(url) = &args.checkpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(TrainingError::InvalidConfig(
+                "--checkpoint-url must start with http:// or https://".into(),
+            ));
+        }
+    }
     let (coldkey, hotkey) = args.neuron.keys()?;
     let corpus_args = args.corpus.clone();
     let corpus = tokio::task::spawn_blocking(move || corpus_args.load())

@@ -247,7 +247,8 @@ pub async fn run_training_validator(
     let bound = listener.local_addr().map_err(SubnetError::Serve)?;
     let base_url = config
         .checkpoint_url
-        .clone()
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{bound}"));
     let app = Router::new()
         .route(&format!("{CHECKPOINT_ROUTE}/{{id}}"), get(serve_checkpoint))
