@@ -376,6 +376,10 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 &training_dir.display().to_string(),
                 "--round-interval-s",
                 "1",
+                // A tiny model trains in well under a second: a miner silent this long is
+                // skipped rather than holding every round up.
+                "--round-timeout-s",
+                "20",
             ]),
         });
     }

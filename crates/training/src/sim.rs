@@ -37,8 +37,8 @@ pub enum Behaviour {
 /// What a miner can see besides the round's inputs, for the attacks that need it.
 #[derive(Debug, Clone, Copy)]
 pub struct MinerView<'a> {
-    /// Miners in the round (a wrong-data miner trains on a shard no miner is assigned).
-    pub miners: u16,
+    /// The round's miners (a wrong-data miner trains on a shard none of them is assigned).
+    pub miners: &'a [u16],
     /// The checkpoint of the round before, if the miner kept it (for [`Behaviour::Stale`]).
     pub previous: Option<&'a ParamSet>,
     /// The last outer step's change (public: the difference of two checkpoints).
@@ -60,12 +60,20 @@ pub fn play_round(
 ) -> Result<(Update, MinerState), TrainingError> {
     let round = inputs.round;
     let id = inputs.base_id;
-    let n = seen.miners.max(1);
+    let n = (seen.miners.len() as u16).max(1);
+    // A shard no miner of the round is assigned.
+    let mut foreign = ((uid % n + 1) % n).saturating_add(n);
+    for _ in 0..seen.miners.len() {
+        if !seen.miners.contains(&foreign) {
+            break;
+        }
+        foreign = foreign.wrapping_add(1);
+    }
     let mut honest =
         |inp: &RoundInputs<'_>, data_uid| train_round(inp, uid, data_uid, state, &mut *on_step);
     Ok(match behaviour {
         Behaviour::Honest => honest(inputs, uid)?,
-        Behaviour::WrongData => honest(inputs, ((uid % n + 1) % n).saturating_add(n))?,
+        Behaviour::WrongData => honest(inputs, foreign)?,
         Behaviour::Stale => match seen.previous {
             Some(old) => {
                 let stale = RoundInputs {
@@ -212,7 +220,7 @@ impl Network {
             round,
             round_seed: self.validator.round_seed(),
         };
-        let n = self.miners.len() as u16;
+        let uids: Vec<u16> = self.miners.iter().map(|m| m.uid).collect();
         let mut produced: BTreeMap<u16, (Update, MinerState)> = BTreeMap::new();
         let mut start_states: BTreeMap<u16, MinerState> = BTreeMap::new();
         // Copiers go last so that what they copy exists.
@@ -226,7 +234,7 @@ impl Network {
                 _ => None,
             };
             let seen = MinerView {
-                miners: n,
+                miners: &uids,
                 previous: self.previous.as_ref().map(|(p, _)| p),
                 last_change: self.validator.last_change(),
                 copy_of,

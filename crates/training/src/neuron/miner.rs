@@ -240,7 +240,7 @@ impl TrainingMiner {
                 round_seed: req.round_seed,
             };
             let seen = MinerView {
-                miners: req.miners.len() as u16,
+                miners: &req.miners,
                 previous: previous.as_deref(),
                 last_change: &last_change,
                 copy_of: None,

@@ -284,6 +284,7 @@ pub async fn run_training_validator(
     );
     let mut rng = ChaCha20Rng::seed_from_u64(config.scoring.secret);
     let mut known: BTreeMap<u16, AccountId> = BTreeMap::new();
+    let mut misses: BTreeMap<u16, u32> = BTreeMap::new();
     tracing::info!(
         uid = my_uid,
         hotkey = %config.hotkey.account(),
@@ -320,11 +321,15 @@ pub async fn run_training_validator(
             .map(|(uid, _)| *uid)
             .collect();
         validator.forget(&gone);
+        misses.retain(|uid, _| !gone.contains(uid));
         known = targets.iter().map(|t| (t.uid, t.hotkey)).collect();
-        if targets.is_empty() {
+        let (playing, benched) = who_plays(&targets, &misses, validator.round());
+        if playing.is_empty() {
             tracing::debug!("no miners serve yet");
             continue;
         }
+        // Benched miners own no experts this round and score zero for it.
+        validator.record_absent(&benched);
         let started = Instant::now();
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
@@ -334,15 +339,25 @@ pub async fn run_training_validator(
                 &corpus,
                 &fingerprint,
                 &base_url,
-                &targets,
+                &playing,
                 &round_client,
                 &reveal_client,
             ) => r,
         };
-        let (v, played) = outcome;
+        let (v, mut absent, played) = outcome;
         validator = v;
-        let (report, absent) = match played {
-            Ok(Some(x)) => x,
+        for t in &playing {
+            let streak = misses.entry(t.uid).or_insert(0);
+            *streak = if absent.contains(&t.uid) {
+                streak.saturating_add(1)
+            } else {
+                0
+            };
+        }
+        absent.extend(&benched);
+        absent.sort_unstable();
+        let report = match played {
+            Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "round failed; the checkpoint is unchanged");
@@ -433,9 +448,29 @@ fn log_round(
     }
 }
 
-/// What one round produced: its report and the miners that did not commit; `None` when no
-/// miner committed (the round is not counted and the checkpoint stays).
-type Played = Result<Option<(RoundReport, Vec<u16>)>, TrainingError>;
+/// What one round produced: its report, or `None` when no miner committed (the round is
+/// not counted and the checkpoint stays).
+type Played = Result<Option<RoundReport>, TrainingError>;
+
+/// A miner that missed this many rounds in a row is benched: left out of the rounds (so
+/// the experts it would own go to miners that answer) ...
+const BENCH_AFTER_MISSES: u32 = 3;
+/// ... except every this many rounds, when every miner is asked again.
+const RETRY_EVERY_ROUNDS: u64 = 10;
+
+/// Splits the metagraph's miners into those asked to play `round` and those benched.
+fn who_plays(
+    targets: &[Target],
+    misses: &BTreeMap<u16, u32>,
+    round: u64,
+) -> (Vec<Target>, Vec<u16>) {
+    let retry = round % RETRY_EVERY_ROUNDS == 0;
+    let (playing, benched): (Vec<Target>, Vec<Target>) = targets
+        .iter()
+        .cloned()
+        .partition(|t| retry || misses.get(&t.uid).copied().unwrap_or(0) < BENCH_AFTER_MISSES);
+    (playing, benched.into_iter().map(|t| t.uid).collect())
+}
 
 /// One round with every target: round requests, commits in arrival order, reveals, the
 /// replay target's state, then scoring and the outer step off the async threads. The
@@ -450,7 +485,7 @@ async fn play_one_round(
     targets: &[Target],
     round_client: &WireClient,
     reveal_client: &WireClient,
-) -> (Validator, Played) {
+) -> (Validator, Vec<u16>, Played) {
     let round = validator.round();
     let (_, id) = validator.checkpoint();
     let mut miners: Vec<u16> = targets.iter().map(|t| t.uid).collect();
@@ -497,7 +532,7 @@ async fn play_one_round(
     absent.sort_unstable();
     validator.record_absent(&absent);
     if commits.is_empty() {
-        return (validator, Ok(None));
+        return (validator, absent, Ok(None));
     }
     let update_limit = max_payload_bytes(run);
     let reveals: BTreeMap<u16, Update> = futures::future::join_all(commits.iter().map(|(c, t)| {
@@ -553,7 +588,7 @@ async fn play_one_round(
         (validator, report)
     });
     match job.await {
-        Ok((validator, report)) => (validator, report.map(|r| Some((r, absent)))),
+        Ok((validator, report)) => (validator, absent, report.map(Some)),
         // The blocking task cannot panic on input (the round logic does not); if it did,
         // the validator went with it and there is nothing to continue from.
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -589,4 +624,28 @@ async fn fetch_bytes(
         ));
     }
     Ok(resp.body.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uid: u16) -> Target {
+        Target {
+            uid,
+            hotkey: AccountId([uid as u8; 32]),
+            url: format!("http://127.0.0.1:{}", 9000 + uid),
+        }
+    }
+
+    #[test]
+    fn miners_that_keep_missing_are_benched_but_retried() {
+        let targets = [target(1), target(2), target(3)];
+        let misses: BTreeMap<u16, u32> = [(1, 0), (2, BENCH_AFTER_MISSES), (3, 1)].into();
+        let (playing, benched) = who_plays(&targets, &misses, 7);
+        let uids: Vec<u16> = playing.iter().map(|t| t.uid).collect();
+        assert_eq!((uids, benched), (vec![1, 3], vec![2]));
+        let (playing, benched) = who_plays(&targets, &misses, RETRY_EVERY_ROUNDS * 3);
+        assert_eq!((playing.len(), benched.len()), (3, 0));
+    }
 }
