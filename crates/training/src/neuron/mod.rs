@@ -260,3 +260,17 @@ pub async fn run_training_validator(args: ValidatorArgs) -> Result<(), TrainingE
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaviours_parse_and_unknown_ones_are_named() {
+        let parse = |s: &str| s.parse::<MinerBehaviour>().map(|b| b.0);
+        assert_eq!(parse("honest"), Ok(Behaviour::Honest));
+        assert_eq!(parse("zeros"), Ok(Behaviour::Zeros));
+        assert_eq!(parse("copy"), Ok(Behaviour::RescaledAggregate));
+        assert!(parse("lazy").unwrap_err().contains("'lazy'"));
+    }
+}
