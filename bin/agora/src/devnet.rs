@@ -1,8 +1,10 @@
 //! `agora devnet`: a whole network on one machine.
 //!
 //! Starts a node on a fresh data directory, funds a coldkey per neuron from the dev account
-//! `//Alice`, creates the compute and inference subnets (the latter serving a tiny test
-//! model written on the spot, or `--model DIR`, behind an OpenAI-compatible gateway), writes a wallet per neuron (Bittensor layout, keys
+//! `//Alice`, creates the compute, inference and training subnets (inference serving a tiny
+//! test model written on the spot, or `--model DIR`, behind an OpenAI-compatible gateway;
+//! training running rounds of a tiny Mixture-of-Experts model whose checkpoints the inference
+//! engine can serve), writes a wallet per neuron (Bittensor layout, keys
 //! unencrypted: they hold devnet tokens only), starts miners and validators as child processes
 //! on loopback ports, writes `devnet.json` and waits. Ctrl-C or SIGTERM stops every child
 //! cleanly (SIGTERM, then SIGKILL after a grace period).
@@ -62,6 +64,15 @@ pub(crate) struct DevnetArgs {
     /// The gateway's port (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     pub gateway_port: u16,
+    /// Miners on the training subnet (0 leaves the training subnet out). They train a tiny
+    /// Mixture-of-Experts model on the Shakespeare cache when present, else on synthetic
+    /// text; one validator runs the rounds and writes the checkpoints.
+    #[arg(long, default_value_t = 2)]
+    pub training_miners: usize,
+    /// Behaviour of each training miner in order (`honest`, `zeros`, `noise`, `copy`,
+    /// `wrong-data`, `stale`), comma separated; miners beyond the list are honest.
+    #[arg(long, value_delimiter = ',', default_value = "honest")]
+    pub training_miner_behaviours: Vec<String>,
     /// INSECURE, development only: the inference miners attest with the test PKI and the
     /// gateway serves private requests (`agora private chat --insecure-mock-tee ...`).
     #[cfg(feature = "insecure-mock-tee")]
@@ -112,6 +123,16 @@ struct DevnetFile {
     /// The inference subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
     inference_netuid: Option<u16>,
+    /// The training subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training_netuid: Option<u16>,
+    /// The training validator's data directory (checkpoints, `rounds.jsonl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training_dir: Option<PathBuf>,
+    /// The file naming the latest checkpoint's directory (servable with
+    /// `agora miner inference --model DIR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training_latest: Option<PathBuf>,
 }
 
 /// One neuron the devnet starts.
@@ -120,7 +141,7 @@ struct Planned {
     name: String,
     /// `miner` or `validator`.
     role: &'static str,
-    /// The subnet's subcommand: `compute` or `inference`.
+    /// The subnet's subcommand: `compute`, `inference` or `training`.
     subnet: &'static str,
     netuid: u16,
     /// Flags after the common ones.
@@ -225,6 +246,11 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     } else {
         None
     };
+    let training_netuid = if args.training_miners > 0 {
+        Some(create_subnet(&client, &alice, "training-owner/hot").await?)
+    } else {
+        None
+    };
     let model_dir = match (&args.model, inference) {
         (Some(dir), _) => Some(dir.clone()),
         (None, true) => {
@@ -324,6 +350,39 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             ]),
         });
     }
+    let training_dir = dir.join("training-validator0");
+    if let Some(tnetuid) = training_netuid {
+        for i in 0..args.training_miners {
+            let behaviour = args
+                .training_miner_behaviours
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| "honest".into());
+            neurons.push(Planned {
+                name: format!("training-miner{i}"),
+                role: "miner",
+                subnet: "training",
+                netuid: tnetuid.0,
+                extra: strings(&["--axon.port", "0", "--behaviour", &behaviour]),
+            });
+        }
+        neurons.push(Planned {
+            name: "training-validator0".into(),
+            role: "validator",
+            subnet: "training",
+            netuid: tnetuid.0,
+            extra: strings(&[
+                "--checkpoint-dir",
+                &training_dir.display().to_string(),
+                "--round-interval-s",
+                "1",
+                // A tiny model trains in well under a second: a miner silent this long is
+                // skipped rather than holding every round up.
+                "--round-timeout-s",
+                "20",
+            ]),
+        });
+    }
     let genesis = client.rpc().genesis_hash().await?;
     let head = client.rpc().head().await?;
     let mut nonce = client.rpc().next_nonce(alice.account().to_ss58()).await?;
@@ -387,6 +446,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         rpc_url: rpc_http.clone(),
         netuids: std::iter::once(netuid.0)
             .chain(inference_netuid.map(|n| n.0))
+            .chain(training_netuid.map(|n| n.0))
             .collect(),
         miners: vec![],
         validators: vec![],
@@ -394,6 +454,10 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         api_key: None,
         model: None,
         inference_netuid: inference_netuid.map(|n| n.0),
+        training_netuid: training_netuid.map(|n| n.0),
+        training_dir: training_netuid.map(|_| training_dir.clone()),
+        training_latest: training_netuid
+            .map(|_| training_dir.join(agora_training::neuron::validator::LATEST_FILE)),
     };
     for (i, (n, rx, log)) in pending.iter().enumerate() {
         // Loading a model takes longer than starting a compute neuron.
@@ -483,6 +547,23 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             );
         }
     }
+    if let (Some(tnetuid), Some(latest)) = (training_netuid, &file.training_latest) {
+        println!(
+            "  subnet        netuid {} (training, tiny MoE), {} miners, 1 validator",
+            tnetuid.0, args.training_miners
+        );
+        println!(
+            "  checkpoints   {}  (round log {})",
+            training_dir.join("checkpoints").display(),
+            training_dir
+                .join(agora_training::neuron::validator::ROUNDS_FILE)
+                .display()
+        );
+        println!(
+            "  latest model  {}  (names the newest checkpoint)",
+            latest.display()
+        );
+    }
     println!("  wallets       {}", wallets.display());
     println!("  logs          {}", logs.display());
     println!("  for scripts   {}", json_path.display());
@@ -491,6 +572,15 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
         "  agora metagraph --netuid {} --rpc-url {rpc_http}",
         netuid.0
     );
+    if let (Some(latest), Some(inetuid)) = (&file.training_latest, inference_netuid) {
+        println!("Serve the latest trained checkpoint on the inference subnet:");
+        println!(
+            "  agora miner inference --model \"$(cat {})\" --served-model-name agora-moe --netuid {} --subtensor.chain_endpoint {rpc_ws} --wallet.path {} --wallet.name <NAME> --axon.port 0",
+            latest.display(),
+            inetuid.0,
+            wallets.display()
+        );
+    }
     println!("Ctrl-C stops everything.");
 
     // 6. Run until a signal, or until the node or the gateway dies. A miner or validator

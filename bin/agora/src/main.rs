@@ -92,6 +92,8 @@ enum MinerSubnet {
     Compute(agora_compute::cli::MinerArgs),
     /// LLM inference: OpenAI-compatible completions from a local model.
     Inference(agora_inference::neuron_cli::MinerArgs),
+    /// Training: trains its experts of a Mixture-of-Experts model each round, DiLoCo-style.
+    Training(agora_training::neuron::MinerArgs),
 }
 
 /// The subnets a validator can validate.
@@ -101,6 +103,8 @@ enum ValidatorSubnet {
     Compute(agora_compute::cli::ValidatorArgs),
     /// LLM inference: checks miners' answers against its own copy of the model.
     Inference(agora_inference::neuron_cli::ValidatorArgs),
+    /// Training: runs the rounds, scores updates on held-out loss, writes checkpoints.
+    Training(agora_training::neuron::ValidatorArgs),
 }
 
 fn init_logs(default: &str) {
@@ -162,6 +166,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agora_training::cli::run_bench_cli(&a, &std::env::current_exe()?)?;
             return Ok(());
         }
+        // Training neurons replay each other bit-exactly: one tensor thread, fixed before
+        // the runtime (or anything else) starts threads.
+        c @ (Command::Miner(MinerSubnet::Training(_))
+        | Command::Validator(ValidatorSubnet::Training(_))) => {
+            agora_training::cli::force_single_thread();
+            c
+        }
         Command::Tee(cmd) => {
             if !tee::run(cmd)? {
                 std::process::exit(1);
@@ -211,6 +222,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Validator(ValidatorSubnet::Inference(a)) => {
                 Ok(agora_inference::neuron_cli::run_inference_validator(a).await?)
+            }
+            Command::Miner(MinerSubnet::Training(a)) => {
+                Ok(agora_training::neuron::run_training_miner(a).await?)
+            }
+            Command::Validator(ValidatorSubnet::Training(a)) => {
+                Ok(agora_training::neuron::run_training_validator(a).await?)
             }
             Command::Devnet(a) => devnet::run(a).await,
             #[cfg(feature = "bft")]

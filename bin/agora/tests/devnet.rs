@@ -30,6 +30,8 @@ fn cheating_miner_earns_less_than_honest_one() {
             "200ms",
             "--matrix-size",
             "32",
+            "--training-miners",
+            "0",
             "--inference-miners",
             "0",
         ],

@@ -31,6 +31,8 @@ fn inference_devnet(behaviours: &str) -> (tempfile::TempDir, Devnet, Value) {
             "0",
             "--block-time",
             "200ms",
+            "--training-miners",
+            "0",
             "--inference-miners",
             "2",
             "--inference-miner-behaviours",

@@ -78,17 +78,26 @@ impl ScoreBook {
     /// Weights to set: every uid with a positive score, as u16 values scaled so that the best
     /// is 65535 (the chain normalises rows anyway). Empty when nothing scored above zero.
     pub fn weights(&self) -> (Vec<u16>, Vec<u16>) {
-        let max = self.by_uid.values().map(|s| s.score).fold(0.0, f64::max);
-        if max <= 0.0 {
-            return (Vec::new(), Vec::new());
-        }
-        self.by_uid
-            .iter()
-            .filter(|(_, s)| s.score > 0.0)
-            .map(|(&uid, s)| (uid, (s.score / max * f64::from(u16::MAX)).round() as u16))
-            .filter(|&(_, w)| w > 0)
-            .unzip()
+        weights_from_scores(self.by_uid.iter().map(|(&uid, s)| (uid, s.score)))
     }
+}
+
+/// Weights to set from any per-uid scores: every uid with a positive finite score, as u16
+/// values scaled so that the best is 65535. Empty when nothing scored above zero.
+pub fn weights_from_scores(scores: impl IntoIterator<Item = (u16, f64)>) -> (Vec<u16>, Vec<u16>) {
+    let scores: Vec<(u16, f64)> = scores
+        .into_iter()
+        .filter(|(_, s)| s.is_finite() && *s > 0.0)
+        .collect();
+    let max = scores.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    if max <= 0.0 {
+        return (Vec::new(), Vec::new());
+    }
+    scores
+        .into_iter()
+        .map(|(uid, s)| (uid, (s / max * f64::from(u16::MAX)).round() as u16))
+        .filter(|&(_, w)| w > 0)
+        .unzip()
 }
 
 #[cfg(test)]
@@ -123,6 +132,15 @@ mod tests {
         assert_eq!((s.hotkey, s.score, s.samples), (hk(9), 0.0, 1));
         book.retain_current(&[hk(0), hk(1), hk(2), hk(3), hk(5)]);
         assert!(book.get(4).is_none());
+    }
+
+    #[test]
+    fn weights_from_any_scores_skip_non_positive_and_non_finite() {
+        let (uids, values) =
+            weights_from_scores([(3, 0.2), (1, f64::NAN), (2, -1.0), (5, 0.4), (7, 0.0)]);
+        assert_eq!(uids, vec![3, 5]);
+        assert_eq!(values, vec![32768, 65535]);
+        assert_eq!(weights_from_scores([(1, f64::INFINITY)]), (vec![], vec![]));
     }
 
     #[test]

@@ -112,6 +112,139 @@ struct PendingReveal {
     version_key: u64,
 }
 
+/// Puts a validator's weights on chain at the pace the subnet allows: at most once per
+/// `max(every_blocks, weights_rate_limit)` blocks, only while the validator holds a permit,
+/// and through commit then reveal when the subnet has commit-reveal on. Subnets whose
+/// validators run their own loop (rounds rather than per-miner queries) use it directly.
+pub struct WeightSetter {
+    netuid: NetUid,
+    hotkey: Pair,
+    my_uid: u16,
+    every_blocks: u64,
+    last: Option<u64>,
+    pending: Option<PendingReveal>,
+}
+
+impl std::fmt::Debug for WeightSetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightSetter")
+            .field("netuid", &self.netuid)
+            .field("my_uid", &self.my_uid)
+            .field("every_blocks", &self.every_blocks)
+            .field("last", &self.last)
+            .field("pending_reveal", &self.pending.is_some())
+            .finish()
+    }
+}
+
+impl WeightSetter {
+    /// A setter for validator `my_uid` signing with `hotkey`.
+    pub fn new(netuid: NetUid, hotkey: Pair, my_uid: u16, every_blocks: u64) -> Self {
+        WeightSetter {
+            netuid,
+            hotkey,
+            my_uid,
+            every_blocks,
+            last: None,
+            pending: None,
+        }
+    }
+
+    /// Reveals a pending commit, or sets (commits) `uids`/`values` when the pace allows.
+    /// `block` is the current head. Returns whether a set or commit was submitted.
+    pub async fn maybe_set(
+        &mut self,
+        client: &Client,
+        block: u64,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<bool, SubnetError> {
+        let netuid = self.netuid;
+        let subnet = client
+            .rpc()
+            .subnet(netuid.0)
+            .await
+            .map_err(agora_client::ClientError::from)?
+            .ok_or(SubnetError::UnknownSubnet(netuid.0))?;
+        let hp = subnet.hyperparams;
+        if let Some(p) = self.pending.take() {
+            let call = Call::RevealWeights {
+                netuid,
+                uids: p.uids.clone(),
+                values: p.values.clone(),
+                salt: p.salt.clone(),
+                version_key: p.version_key,
+            };
+            match chain::submit(client, &self.hotkey, call).await {
+                Ok(_) => tracing::info!(block, "weights revealed"),
+                // Too early: keep it for the next round. Any other failure drops it.
+                Err(SubnetError::Client(e)) if e.rpc_code() == Some(608) => self.pending = Some(p),
+                Err(e) => tracing::warn!(error = %e, "reveal failed"),
+            }
+            return Ok(false);
+        }
+        let every = self.every_blocks.max(hp.weights_rate_limit).max(1);
+        if self.last.is_some_and(|l| block < l.saturating_add(every)) {
+            return Ok(false);
+        }
+        let me = client
+            .rpc()
+            .neuron(netuid.0, self.my_uid)
+            .await
+            .map_err(agora_client::ClientError::from)?;
+        if !me.is_some_and(|n| n.validator_permit) {
+            return Ok(false);
+        }
+        if uids.is_empty() {
+            return Ok(false);
+        }
+        let version_key = hp.weights_version;
+        if hp.commit_reveal_enabled {
+            let salt: Vec<u16> = (0..8).map(|_| rng.gen()).collect();
+            let hash = commit_hash(
+                &self.hotkey.account(),
+                netuid,
+                &uids,
+                &values,
+                &salt,
+                version_key,
+            );
+            chain::submit(
+                client,
+                &self.hotkey,
+                Call::CommitWeights {
+                    netuid,
+                    commit_hash: hash,
+                },
+            )
+            .await?;
+            self.pending = Some(PendingReveal {
+                uids,
+                values,
+                salt,
+                version_key,
+            });
+        } else {
+            let n = uids.len();
+            chain::submit(
+                client,
+                &self.hotkey,
+                Call::SetWeights {
+                    netuid,
+                    uids,
+                    values,
+                    version_key,
+                },
+            )
+            .await?;
+            tracing::info!(block, miners = n, "weights set");
+        }
+        self.last = Some(block);
+        Ok(true)
+    }
+}
+
 /// Registers and stakes (if needed), then runs query rounds until `shutdown` resolves.
 pub async fn run_validator<L: ValidatorLogic>(
     config: ValidatorConfig,
@@ -136,8 +269,6 @@ pub async fn run_validator<L: ValidatorLogic>(
         None => ChaCha20Rng::from_entropy(),
     };
     let mut book = ScoreBook::new(config.score_alpha);
-    let mut last_weights_block: Option<u64> = None;
-    let mut pending: Option<PendingReveal> = None;
     let metrics = Arc::new(NeuronMetrics::default());
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -159,6 +290,12 @@ pub async fn run_validator<L: ValidatorLogic>(
             }
         });
     }
+    let mut weights = WeightSetter::new(
+        netuid,
+        config.hotkey.clone(),
+        my_uid,
+        config.weights_every_blocks,
+    );
     tracing::info!(uid = my_uid, hotkey = %config.hotkey.account(), "validator running");
     ready(my_uid);
     tokio::pin!(shutdown);
@@ -199,17 +336,10 @@ pub async fn run_validator<L: ValidatorLogic>(
             let s = logic.score(check, outcome);
             book.record(uid, hotkey, s);
         }
-        if let Err(e) = maybe_set_weights(
-            &client,
-            &config,
-            my_uid,
-            mg.block,
-            &book,
-            &mut last_weights_block,
-            &mut pending,
-            &mut rng,
-        )
-        .await
+        let (uids, values) = book.weights();
+        if let Err(e) = weights
+            .maybe_set(&client, mg.block, uids, values, &mut rng)
+            .await
         {
             tracing::warn!(error = %e, "setting weights failed; will retry");
         }
@@ -218,108 +348,10 @@ pub async fn run_validator<L: ValidatorLogic>(
     Ok(())
 }
 
-fn axon_url(ip: &str, port: u16) -> String {
+/// The base URL of an axon published at `ip` and `port`.
+pub fn axon_url(ip: &str, port: u16) -> String {
     match ip.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(v6)) => format!("http://[{v6}]:{port}"),
         _ => format!("http://{ip}:{port}"),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn maybe_set_weights(
-    client: &Client,
-    config: &ValidatorConfig,
-    my_uid: u16,
-    block: u64,
-    book: &ScoreBook,
-    last: &mut Option<u64>,
-    pending: &mut Option<PendingReveal>,
-    rng: &mut ChaCha20Rng,
-) -> Result<(), SubnetError> {
-    let netuid = config.netuid;
-    let subnet = client
-        .rpc()
-        .subnet(netuid.0)
-        .await
-        .map_err(agora_client::ClientError::from)?
-        .ok_or(SubnetError::UnknownSubnet(netuid.0))?;
-    let hp = subnet.hyperparams;
-    if let Some(p) = pending.take() {
-        let call = Call::RevealWeights {
-            netuid,
-            uids: p.uids.clone(),
-            values: p.values.clone(),
-            salt: p.salt.clone(),
-            version_key: p.version_key,
-        };
-        match chain::submit(client, &config.hotkey, call).await {
-            Ok(_) => tracing::info!(block, "weights revealed"),
-            // Too early: keep it for the next round. Any other failure drops it.
-            Err(SubnetError::Client(e)) if e.rpc_code() == Some(608) => *pending = Some(p),
-            Err(e) => tracing::warn!(error = %e, "reveal failed"),
-        }
-        return Ok(());
-    }
-    let every = config
-        .weights_every_blocks
-        .max(hp.weights_rate_limit)
-        .max(1);
-    if last.is_some_and(|l| block < l.saturating_add(every)) {
-        return Ok(());
-    }
-    let me = client
-        .rpc()
-        .neuron(netuid.0, my_uid)
-        .await
-        .map_err(agora_client::ClientError::from)?;
-    if !me.is_some_and(|n| n.validator_permit) {
-        return Ok(());
-    }
-    let (uids, values) = book.weights();
-    if uids.is_empty() {
-        return Ok(());
-    }
-    let version_key = hp.weights_version;
-    if hp.commit_reveal_enabled {
-        let salt: Vec<u16> = (0..8).map(|_| rng.gen()).collect();
-        let hash = commit_hash(
-            &config.hotkey.account(),
-            netuid,
-            &uids,
-            &values,
-            &salt,
-            version_key,
-        );
-        chain::submit(
-            client,
-            &config.hotkey,
-            Call::CommitWeights {
-                netuid,
-                commit_hash: hash,
-            },
-        )
-        .await?;
-        *pending = Some(PendingReveal {
-            uids,
-            values,
-            salt,
-            version_key,
-        });
-    } else {
-        let n = uids.len();
-        chain::submit(
-            client,
-            &config.hotkey,
-            Call::SetWeights {
-                netuid,
-                uids,
-                values,
-                version_key,
-            },
-        )
-        .await?;
-        tracing::info!(block, miners = n, "weights set");
-    }
-    *last = Some(block);
-    Ok(())
 }

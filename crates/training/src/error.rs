@@ -23,6 +23,9 @@ pub enum TrainingError {
     /// A JSON document could not be parsed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A miner or validator could not reach the chain, register, listen or sign.
+    #[error(transparent)]
+    Subnet(#[from] agora_subnet::SubnetError),
     /// Training produced a non-finite loss.
     #[error("loss diverged (non-finite) at step {0}")]
     Diverged(u64),

@@ -15,6 +15,8 @@
 //!   and commitment.
 //! - [`round`]: expert ownership, the miner's inner loop, the validator's checks, scores and
 //!   Nesterov outer step; [`sim`] runs a whole subnet in one process (with adversaries).
+//! - [`protocol`] and [`neuron`]: the wire messages between validator and miners, and
+//!   `agora miner training` / `agora validator training` as real processes.
 //! - [`bench`] and [`cli`]: `agora bench training` and `agora train`.
 //!
 //! Invariant: every parameter set is handled in canonical (sorted-name) order, and every
@@ -28,8 +30,10 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod model;
+pub mod neuron;
 pub mod optim;
 pub mod params;
+pub mod protocol;
 pub mod rng;
 pub mod round;
 pub mod sim;

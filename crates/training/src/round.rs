@@ -25,7 +25,7 @@ use crate::optim::{AdamWConfig, AdamWState};
 use crate::params::{Digest32, ParamSet};
 use crate::rng::{below, derive_rng};
 use crate::train::{StepStats, Trainer};
-use crate::update::{compress_topk, Update};
+use crate::update::{compress_topk, TensorDelta, Update};
 
 /// Everything miners and validators of one run agree on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -169,6 +169,78 @@ impl MinerState {
         h.update(self.opt.hash());
         h.update(self.residual.content_hash());
         h.finalize().into()
+    }
+}
+
+/// Magic of [`MinerState::encode`].
+const STATE_MAGIC: &[u8; 4] = b"AGMS";
+
+impl MinerState {
+    /// Canonical bytes (what a miner sends when its round is replayed): magic `AGMS`, the
+    /// optimizer step (u64 LE), then the first moments, second moments and residual, each
+    /// as a u32 length and a dense [`Update`] encoding (round 0, uid 0, zero base).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&self.opt.step.to_le_bytes());
+        for set in [&self.opt.m, &self.opt.v, &self.residual] {
+            let bytes = Update::dense(0, 0, [0; 32], set).encode();
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Parses [`Self::encode`]'s bytes (structure, bounds, finiteness; whether the layout
+    /// fits the miner's parameters is checked when it is used).
+    pub fn decode(bytes: &[u8]) -> Result<Self, TrainingError> {
+        let bad = |why: &str| TrainingError::InvalidInput(format!("miner state: {why}"));
+        let rest = bytes
+            .strip_prefix(STATE_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a miner state (magic)"))?;
+        let (step, mut rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("truncated"))?;
+        let mut sets = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let (len, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| bad("truncated"))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let body = tail.get(..len).ok_or_else(|| bad("truncated"))?;
+            let u = Update::decode(body)?;
+            if u.tensors
+                .values()
+                .any(|(_, d)| !matches!(d, TensorDelta::Dense(_)))
+            {
+                return Err(bad("sparse tensors"));
+            }
+            sets.push(u.to_dense());
+            rest = &tail[len..];
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let residual = sets.pop().unwrap_or_default();
+        let v = sets.pop().unwrap_or_default();
+        let m = sets.pop().unwrap_or_default();
+        m.check_same_layout(&v)?;
+        Ok(Self {
+            opt: AdamWState {
+                step: u64::from_le_bytes(*step),
+                m,
+                v,
+            },
+            residual,
+        })
+    }
+
+    /// Whether this state fits the parameters `uid` trains under `ownership` (it does not
+    /// after the set of miners, and so the expert assignment, changed).
+    pub fn fits(&self, params: &ParamSet, ownership: &Ownership, uid: u16) -> bool {
+        let owned = params.filter(|n| ownership.owns(uid, n));
+        owned.check_same_layout(&self.opt.m).is_ok()
+            && (self.residual.is_empty() || owned.check_same_layout(&self.residual).is_ok())
     }
 }
 
@@ -433,6 +505,24 @@ impl Validator {
             uids.swap(i, j);
         }
         uids.get((self.round % n) as usize).copied()
+    }
+
+    /// Records a zero sample for miners that were asked to train this round but did not
+    /// commit (timeout, refusal, unreachable): their smoothed score decays as if they had
+    /// sent a rejected update. Call before [`Self::finish_round`].
+    pub fn record_absent(&mut self, uids: &[u16]) {
+        for &uid in uids {
+            let s = self.scores.entry(uid).or_insert(0.0);
+            *s *= 1.0 - self.cfg.score_alpha;
+        }
+    }
+
+    /// Forgets uids that are no longer miners (deregistered, or their slot changed hands).
+    pub fn forget(&mut self, uids: &[u16]) {
+        for uid in uids {
+            self.scores.remove(uid);
+            self.banned_until.remove(uid);
+        }
     }
 
     /// Smoothed scores by uid.
@@ -781,5 +871,48 @@ pub fn cosine(a: &ParamSet, b: &ParamSet) -> f64 {
         0.0
     } else {
         dot / (na * nb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn miner_state_bytes_round_trip_and_reject_garbage() {
+        let run = RunConfig::tiny();
+        let params = run.initial_params().unwrap();
+        let own = Ownership::assign(run.model.num_local_experts, &[3, 5], 1);
+        let mut state = MinerState::fresh(&params, &own, 5);
+        state.opt.step = 7;
+        if let Some(t) = state.opt.m.tensors.values_mut().next() {
+            t.data[0] = 0.25;
+        }
+        let bytes = state.encode();
+        let back = MinerState::decode(&bytes).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.hash(), state.hash());
+        assert!(back.fits(&params, &own, 5));
+        assert!(!back.fits(&params, &own, 3));
+        for cut in [0, 3, 12, bytes.len() - 1] {
+            assert!(MinerState::decode(&bytes[..cut]).is_err());
+        }
+        let mut extra = bytes.clone();
+        extra.push(1);
+        assert!(MinerState::decode(&extra).is_err());
+    }
+
+    #[test]
+    fn absent_miners_decay() {
+        let run = RunConfig::tiny();
+        let corpus = Corpus::synthetic(0, 50_000);
+        let params = run.initial_params().unwrap();
+        let mut v = Validator::new(run, ValidatorConfig::default(), &corpus, params).unwrap();
+        v.scores.insert(2, 1.0);
+        v.record_absent(&[2, 4]);
+        assert!((v.scores()[&2] - 0.7).abs() < 1e-12);
+        assert_eq!(v.scores()[&4], 0.0);
+        v.forget(&[2]);
+        assert!(!v.scores().contains_key(&2));
     }
 }

@@ -12,6 +12,7 @@ use crate::round::{
     train_round, Commit, MinerState, Ownership, RoundInputs, RoundReport, RunConfig, Validator,
     ValidatorConfig,
 };
+use crate::train::StepStats;
 use crate::update::Update;
 
 /// How a simulated miner behaves.
@@ -31,6 +32,99 @@ pub enum Behaviour {
     WrongData,
     /// Trains from the checkpoint of the round before, claiming the current one.
     Stale,
+}
+
+/// What a miner can see besides the round's inputs, for the attacks that need it.
+#[derive(Debug, Clone, Copy)]
+pub struct MinerView<'a> {
+    /// The round's miners (a wrong-data miner trains on a shard none of them is assigned).
+    pub miners: &'a [u16],
+    /// The checkpoint of the round before, if the miner kept it (for [`Behaviour::Stale`]).
+    pub previous: Option<&'a ParamSet>,
+    /// The last outer step's change (public: the difference of two checkpoints).
+    pub last_change: &'a ParamSet,
+    /// The update a [`Behaviour::Copy`] miner copies, if it got hold of it.
+    pub copy_of: Option<&'a Update>,
+}
+
+/// One miner's round as `behaviour` plays it: the update it commits to and the state it
+/// carries on. Honest miners run [`train_round`]; every attack also trains (so its state
+/// moves like an honest one's) and then sends something else.
+pub fn play_round(
+    inputs: &RoundInputs<'_>,
+    uid: u16,
+    behaviour: Behaviour,
+    state: &MinerState,
+    seen: &MinerView<'_>,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(Update, MinerState), TrainingError> {
+    let round = inputs.round;
+    let id = inputs.base_id;
+    let n = (seen.miners.len() as u16).max(1);
+    // A shard no miner of the round is assigned.
+    let mut foreign = ((uid % n + 1) % n).saturating_add(n);
+    for _ in 0..seen.miners.len() {
+        if !seen.miners.contains(&foreign) {
+            break;
+        }
+        foreign = foreign.wrapping_add(1);
+    }
+    let mut honest =
+        |inp: &RoundInputs<'_>, data_uid| train_round(inp, uid, data_uid, state, &mut *on_step);
+    Ok(match behaviour {
+        Behaviour::Honest => honest(inputs, uid)?,
+        Behaviour::WrongData => honest(inputs, foreign)?,
+        Behaviour::Stale => match seen.previous {
+            Some(old) => {
+                let stale = RoundInputs {
+                    base: old,
+                    ..*inputs
+                };
+                let (mut u, s) = honest(&stale, uid)?;
+                u.base = id;
+                (u, s)
+            }
+            None => honest(inputs, uid)?,
+        },
+        Behaviour::Noise | Behaviour::RescaledAggregate | Behaviour::Zeros => {
+            let (u, s) = honest(inputs, uid)?;
+            let real = u.to_dense();
+            let norm = real.l2_norm();
+            let mut fake = real.zeros_like();
+            match behaviour {
+                Behaviour::Noise => {
+                    let mut rng = derive_rng("noise", &[round, u64::from(uid)]);
+                    for t in fake.tensors.values_mut() {
+                        t.data = normal_vec(&mut rng, t.data.len(), 1.0);
+                    }
+                }
+                Behaviour::RescaledAggregate => {
+                    for (name, t) in fake.tensors.iter_mut() {
+                        if let Some(l) = seen.last_change.tensors.get(name) {
+                            t.data.clone_from(&l.data);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let f = fake.l2_norm();
+            if f > 0.0 {
+                for t in fake.tensors.values_mut() {
+                    t.data.iter_mut().for_each(|x| *x *= (norm / f) as f32);
+                }
+            }
+            (Update::dense(round, uid, id, &fake), s)
+        }
+        Behaviour::Copy(_) => {
+            let (_, s) = honest(inputs, uid)?;
+            let mut u = seen
+                .copy_of
+                .cloned()
+                .ok_or_else(|| TrainingError::InvalidInput("copy of nobody".into()))?;
+            u.uid = uid;
+            (u, s)
+        }
+    })
 }
 
 /// Bytes moved in one round.
@@ -126,7 +220,7 @@ impl Network {
             round,
             round_seed: self.validator.round_seed(),
         };
-        let n = self.miners.len() as u16;
+        let uids: Vec<u16> = self.miners.iter().map(|m| m.uid).collect();
         let mut produced: BTreeMap<u16, (Update, MinerState)> = BTreeMap::new();
         let mut start_states: BTreeMap<u16, MinerState> = BTreeMap::new();
         // Copiers go last so that what they copy exists.
@@ -135,64 +229,17 @@ impl Network {
         for &i in &order {
             let m = &self.miners[i];
             start_states.insert(m.uid, m.state.clone());
-            let honest = |inp: &RoundInputs<'_>, data_uid| {
-                train_round(inp, m.uid, data_uid, &m.state, &mut |_, _| {})
+            let copy_of = match m.behaviour {
+                Behaviour::Copy(victim) => produced.get(&victim).map(|(u, _)| u),
+                _ => None,
             };
-            let out = match m.behaviour {
-                Behaviour::Honest => honest(&inputs, m.uid)?,
-                Behaviour::WrongData => honest(&inputs, (m.uid + 1) % n + n)?,
-                Behaviour::Stale => match &self.previous {
-                    Some((old, _)) => {
-                        let stale = RoundInputs {
-                            base: old,
-                            ..inputs
-                        };
-                        let (mut u, s) = honest(&stale, m.uid)?;
-                        u.base = id;
-                        (u, s)
-                    }
-                    None => honest(&inputs, m.uid)?,
-                },
-                Behaviour::Noise | Behaviour::RescaledAggregate | Behaviour::Zeros => {
-                    let (u, s) = honest(&inputs, m.uid)?;
-                    let real = u.to_dense();
-                    let norm = real.l2_norm();
-                    let mut fake = real.zeros_like();
-                    match m.behaviour {
-                        Behaviour::Noise => {
-                            let mut rng = derive_rng("noise", &[round, u64::from(m.uid)]);
-                            for t in fake.tensors.values_mut() {
-                                t.data = normal_vec(&mut rng, t.data.len(), 1.0);
-                            }
-                        }
-                        Behaviour::RescaledAggregate => {
-                            let last = self.validator.last_change();
-                            for (name, t) in fake.tensors.iter_mut() {
-                                if let Some(l) = last.tensors.get(name) {
-                                    t.data.clone_from(&l.data);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    let f = fake.l2_norm();
-                    if f > 0.0 {
-                        for t in fake.tensors.values_mut() {
-                            t.data.iter_mut().for_each(|x| *x *= (norm / f) as f32);
-                        }
-                    }
-                    (Update::dense(round, m.uid, id, &fake), s)
-                }
-                Behaviour::Copy(victim) => {
-                    let (_, s) = honest(&inputs, m.uid)?;
-                    let mut u = produced
-                        .get(&victim)
-                        .map(|(u, _)| u.clone())
-                        .ok_or_else(|| TrainingError::InvalidInput("copy of nobody".into()))?;
-                    u.uid = m.uid;
-                    (u, s)
-                }
+            let seen = MinerView {
+                miners: &uids,
+                previous: self.previous.as_ref().map(|(p, _)| p),
+                last_change: self.validator.last_change(),
+                copy_of,
             };
+            let out = play_round(&inputs, m.uid, m.behaviour, &m.state, &seen, &mut |_, _| {})?;
             produced.insert(m.uid, out);
         }
         let commits: Vec<Commit> = order
