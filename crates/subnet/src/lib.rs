@@ -28,7 +28,7 @@ pub mod validator;
 
 pub use error::SubnetError;
 pub use miner::{run_axon, run_miner, AxonRoutes, MinerConfig, MinerHandler};
-pub use validator::{run_validator, QueryOutcome, ValidatorConfig, ValidatorLogic};
+pub use validator::{run_validator, QueryOutcome, Target, ValidatorConfig, ValidatorLogic};
 
 use serde::{de::DeserializeOwned, Serialize};
 
