@@ -140,16 +140,6 @@ impl AttestationCache {
         verdict
     }
 
-    /// Forgets every entry whose uid now has another hotkey or no digest (`current` lists
-    /// each uid's hotkey and published digest).
-    pub fn retain_current(&mut self, current: &[(u16, AccountId, Option<[u8; 32]>)]) {
-        self.entries.retain(|(u, h, d), _| {
-            current
-                .iter()
-                .any(|(cu, ch, cd)| cu == u && ch == h && cd.as_ref() == Some(d))
-        });
-    }
-
     /// Verdicts held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -233,8 +223,6 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(!c.get(3, &h1, &[8; 32], 1_009).unwrap().is_verified());
         assert!(c.get(3, &h1, &[8; 32], 1_010).is_none());
-        // A miner that stops publishing (or deregisters) is forgotten.
-        c.retain_current(&[(3, h1, None)]);
-        assert!(c.is_empty());
+        assert!(!c.is_empty());
     }
 }

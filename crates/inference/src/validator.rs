@@ -40,7 +40,7 @@ use agora_primitives::AccountId;
 use agora_subnet::{Protocol, QueryOutcome, Target, ValidatorLogic};
 use agora_tee::channel::{frame_from_event, seal_request, RequestMetadata, ResponseReader};
 use agora_tee::AttestationBundle;
-use agora_wire::{WireClient, WireReply};
+use agora_wire::{ClientConfig, WireClient, WireReply};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest wait for a miner's attestation bundle.
+const BUNDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest streamed event the validator accepts.
 const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -532,7 +535,16 @@ impl InferenceValidator {
         {
             return Ok(v);
         }
-        let bundle = wire
+        // The bundle is public and authenticated by its digest on chain, not by a response
+        // signature (the axon serves it unsigned, like `/health`).
+        let unsigned = wire
+            .with_config(ClientConfig {
+                require_signed_responses: false,
+                timeout: BUNDLE_TIMEOUT,
+                ..ClientConfig::default()
+            })
+            .map_err(|e| e.to_string())?;
+        let bundle = unsigned
             .get_json::<AttestationBundle>(
                 &format!("{}/v1/attestation", target.url),
                 &target.hotkey,
