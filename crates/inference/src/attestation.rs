@@ -42,7 +42,10 @@ impl TeeTrust {
             &self.policy,
             &self.anchors,
         ) {
-            Ok(evidence) => Verdict::Verified { bundle, evidence },
+            Ok(evidence) => Verdict::Verified {
+                bundle,
+                evidence: Box::new(evidence),
+            },
             Err(e) => Verdict::Rejected(e.to_string()),
         }
     }
@@ -56,7 +59,7 @@ pub enum Verdict {
         /// The bundle whose digest is on chain.
         bundle: AttestationBundle,
         /// What verification established.
-        evidence: VerifiedEvidence,
+        evidence: Box<VerifiedEvidence>,
     },
     /// It did not: why.
     Rejected(String),
@@ -198,7 +201,7 @@ mod tests {
         let (h1, h2) = (AccountId([1; 32]), AccountId([2; 32]));
         let verified = Verdict::Verified {
             bundle: bundle(),
-            evidence: agora_tee::VerifiedEvidence {
+            evidence: Box::new(agora_tee::VerifiedEvidence {
                 platform: agora_tee::Platform::AmdSevSnp,
                 tcb_status: agora_tee::TcbStatus::UpToDate,
                 advisory_ids: Vec::new(),
@@ -209,7 +212,7 @@ mod tests {
                 debug: false,
                 trust_anchor: agora_tee::TrustAnchor::AmdArkGenoa,
                 snp: None,
-            },
+            }),
         };
         c.record(3, &h1, &[7; 32], verified, 1_000);
         assert!(c.get(3, &h1, &[7; 32], 1_099).unwrap().is_verified());
