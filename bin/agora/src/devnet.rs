@@ -335,19 +335,25 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
                 extra,
             });
         }
+        let mut extra = strings(&[
+            "--model",
+            &model,
+            "--served-model-name",
+            &args.served_model_name,
+            "--round-interval-s",
+            "2",
+        ]);
+        if args.mock_tee() {
+            // The miners attest with the test PKI: the validator must accept it to check
+            // them on the private path (and not score them 0).
+            extra.push("--insecure-mock-tee".into());
+        }
         neurons.push(Planned {
             name: "inference-validator0".into(),
             role: "validator",
             subnet: "inference",
             netuid: inetuid.0,
-            extra: strings(&[
-                "--model",
-                &model,
-                "--served-model-name",
-                &args.served_model_name,
-                "--round-interval-s",
-                "2",
-            ]),
+            extra,
         });
     }
     let training_dir = dir.join("training-validator0");

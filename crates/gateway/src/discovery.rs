@@ -165,7 +165,13 @@ pub async fn check_attestation(
             return;
         }
     };
-    let verdict = verify_attestation(&bundle, &digest, private, now);
+    let verdict = agora_tee::verify_published_bundle(
+        &bundle,
+        &digest,
+        now,
+        &private.policy,
+        &private.anchors,
+    );
     match verdict {
         Ok(evidence) => miner.set_attested(Some(Arc::new(Attested {
             bundle,
@@ -178,21 +184,6 @@ pub async fn check_attestation(
             miner.set_attested(None);
         }
     }
-}
-
-/// The pure check behind [`check_attestation`].
-pub fn verify_attestation(
-    bundle: &AttestationBundle,
-    onchain_digest: &[u8; 32],
-    private: &PrivateConfig,
-    now: u64,
-) -> Result<agora_tee::VerifiedEvidence, String> {
-    if bundle.digest().0 != *onchain_digest {
-        return Err("the served bundle is not the one whose digest is on chain".into());
-    }
-    bundle
-        .verify(now, &private.policy, &private.anchors)
-        .map_err(|e| e.to_string())
 }
 
 /// One round: sync the list, probe every miner at once (and check the attestation of those
@@ -226,24 +217,5 @@ mod tests {
         assert_eq!(axon_url("::1", 80).as_deref(), Some("http://[::1]:80"));
         assert_eq!(axon_url("0.0.0.0", 80), None);
         assert_eq!(chain_weight(u16::MAX, u16::MAX), 1.0);
-    }
-
-    #[test]
-    fn attestation_must_match_the_chain_and_verify() {
-        let bundle = AttestationBundle {
-            platform: agora_tee::Platform::AmdSevSnp,
-            evidence: vec![1; 1184],
-            collateral: Vec::new(),
-            hpke_public_key: vec![2; 32],
-        };
-        let private = PrivateConfig {
-            netuid: 1,
-            policy: agora_tee::Policy::default(),
-            anchors: agora_tee::TrustAnchors::production(),
-        };
-        let err = verify_attestation(&bundle, &[0; 32], &private, 0).unwrap_err();
-        assert!(err.contains("digest"), "{err}");
-        // The right digest, but evidence that does not verify: still refused.
-        assert!(verify_attestation(&bundle, &bundle.digest().0, &private, 0).is_err());
     }
 }

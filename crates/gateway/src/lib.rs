@@ -18,11 +18,12 @@
 //!   the user; [`server`]: routes, limits and OpenAI-shaped errors; [`metrics`]: Prometheus
 //!   text on `/metrics`.
 //! - [`private`]: the private path — `GET /v1/private/attestations` lists the miners whose
-//!   TEE evidence verified under the subnet's policy and matches the digest on chain, and
-//!   `POST /v1/private/chat/completions` relays an HPKE-sealed request to one of them and
-//!   its sealed answer back, bytes in and bytes out: the gateway never holds a key.
-//!   [`private_client`]: the client side, which verifies the evidence itself before it
-//!   encrypts anything.
+//!   TEE evidence verified under the subnet's policy and matches the digest on chain (and
+//!   that the validators have not zeroed), and `POST /v1/private/chat/completions` relays
+//!   an HPKE-sealed request to one of them and its sealed answer back, bytes in and bytes
+//!   out: the gateway never holds a key. [`private_client`]: the client side, which
+//!   verifies the evidence itself (and, with a node, against the chain) before it encrypts
+//!   anything.
 //! - [`echo`]: a deterministic loopback miner for the benchmark and tests (not an engine).
 //! - [`cli`]: `agora gateway ...`; [`bench`]: `agora bench gateway`.
 //!

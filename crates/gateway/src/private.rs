@@ -1,7 +1,8 @@
 //! The gateway's private path: lists attested miners and relays sealed requests to them.
 //!
 //! - `GET /v1/private/attestations`: every miner whose bundle verified at the last probe
-//!   (digest equal to the one on chain, evidence accepted by the subnet's policy, key bound):
+//!   (digest equal to the one on chain, evidence accepted by the subnet's policy, key bound)
+//!   and that the subnet's validators have not zeroed ([`validators_allow`]):
 //!   uid, hotkey, models, digest, platform, TCB status, measurements, trust anchor, and the
 //!   bundle itself, so that a client can verify it on its own.
 //! - `POST /v1/private/chat/completions`: the body is a sealed request (JSON with routing
@@ -73,15 +74,25 @@ fn disabled() -> OpenAiError {
     )
 }
 
+/// Whether the subnet's validators let a miner have private traffic. The gateway verifies
+/// every bundle itself; validators in addition send private challenges and give weight 0
+/// to a miner whose evidence or sealed answers fail. Once any miner of the subnet holds
+/// on-chain standing (validators' weights have reached consensus), a miner without standing
+/// gets no private request; before that, the gateway's own verification decides alone.
+pub fn validators_allow(standing: f64, subnet_has_standing: bool) -> bool {
+    !subnet_has_standing || standing > 0.0
+}
+
 fn attested_miners(gw: &Gateway) -> Vec<(Arc<Miner>, AttestedMiner)> {
-    gw.pool
-        .snapshot()
+    let miners = gw.pool.snapshot();
+    let subnet_has_standing = miners.iter().any(|m| m.stats().chain_weight > 0.0);
+    miners
         .iter()
         .filter_map(|m| {
             let a = m.attested()?;
             let uid = m.uid?;
             let stats = m.stats();
-            if !stats.healthy {
+            if !stats.healthy || !validators_allow(stats.chain_weight, subnet_has_standing) {
                 return None;
             }
             Some((
@@ -271,5 +282,19 @@ async fn relay(
             )
                 .into_response())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validators_allow;
+
+    #[test]
+    fn a_miner_zeroed_by_validators_gets_no_private_traffic() {
+        // Before any consensus the gateway's own verification decides.
+        assert!(validators_allow(0.0, false));
+        // After it, only miners with standing.
+        assert!(validators_allow(0.2, true));
+        assert!(!validators_allow(0.0, true));
     }
 }

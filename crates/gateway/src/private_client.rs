@@ -9,6 +9,11 @@
 //! the gateway, and opens the sealed answer frame by frame. Any failure — a bundle that does
 //! not verify, a forged, reordered, missing or extra frame, a truncated stream — is an error
 //! and no plaintext is returned.
+//!
+//! With a node ([`PrivateClient::with_node`], `--node URL`) the client also reads the
+//! chosen miner's axon from the chain itself and refuses unless the bundle's digest is the
+//! one the miner published there ([`check_onchain_digest`]): the gateway cannot then serve
+//! a bundle the miner never committed to.
 
 use crate::private::{AttestationList, AttestedMiner};
 use agora_tee::channel::{
@@ -42,9 +47,73 @@ pub enum PrivateClientError {
     /// The channel failed: a tampered, replayed, reordered or truncated frame.
     #[error("channel: {0}")]
     Channel(#[from] TeeError),
+    /// The chain does not back the listing: another digest (or none) on chain, another
+    /// hotkey on the uid, or the node could not say.
+    #[error("chain cross-check: {0}")]
+    Chain(String),
     /// Something else was malformed.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What the chain says about a miner's axon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnchainAxon {
+    /// The hotkey registered on the uid (SS58).
+    pub hotkey: String,
+    /// The attestation digest published with its axon, if any.
+    pub attestation_digest: Option<[u8; 32]>,
+}
+
+/// Checks a listed miner against its axon on chain: the same hotkey, and a published
+/// attestation digest equal to the listed bundle's digest. Pure.
+pub fn check_onchain_digest(
+    listing: &AttestedMiner,
+    onchain: &OnchainAxon,
+) -> Result<(), PrivateClientError> {
+    if onchain.hotkey != listing.hotkey {
+        return Err(PrivateClientError::Chain(format!(
+            "uid {} is registered to {} on chain, not {}",
+            listing.uid, onchain.hotkey, listing.hotkey
+        )));
+    }
+    let served = listing.bundle.digest().0;
+    match onchain.attestation_digest {
+        None => Err(PrivateClientError::Chain(format!(
+            "uid {} publishes no attestation digest on chain",
+            listing.uid
+        ))),
+        Some(d) if d != served => Err(PrivateClientError::Chain(format!(
+            "uid {}: the bundle's digest {} is not the one on chain ({})",
+            listing.uid,
+            hex::encode(served),
+            hex::encode(d)
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Reads uid `uid`'s axon on subnet `netuid` from the node at `node_url`.
+pub async fn onchain_axon(
+    node_url: &str,
+    netuid: u16,
+    uid: u16,
+) -> Result<OnchainAxon, PrivateClientError> {
+    use agora_client::api::AgoraApiClient;
+    let chain = |e: String| PrivateClientError::Chain(format!("node {node_url}: {e}"));
+    let client = agora_client::Client::connect(node_url)
+        .await
+        .map_err(|e| chain(e.to_string()))?;
+    let neuron = client
+        .rpc()
+        .neuron(netuid, uid)
+        .await
+        .map_err(|e| chain(e.to_string()))?
+        .ok_or_else(|| chain(format!("no uid {uid} on subnet {netuid}")))?;
+    Ok(OnchainAxon {
+        hotkey: neuron.hotkey.to_ss58(),
+        attestation_digest: neuron.axon.and_then(|a| a.attestation_digest),
+    })
 }
 
 /// What a client accepts: the policy and the roots, chosen by the client, not the gateway.
@@ -130,6 +199,7 @@ pub struct PrivateClient {
     base: String,
     api_key: String,
     trust: ClientTrust,
+    node: Option<String>,
 }
 
 impl PrivateClient {
@@ -154,7 +224,31 @@ impl PrivateClient {
             base,
             api_key: api_key.to_owned(),
             trust,
+            node: None,
         })
+    }
+
+    /// Also checks every chosen miner against the chain, read from the node at `node_url`
+    /// (`http://` or `ws://`), before encrypting to it.
+    pub fn with_node(mut self, node_url: &str) -> Self {
+        self.node = Some(node_url.to_owned());
+        self
+    }
+
+    /// Verifies `listing` on this client's terms at `now`, and against the chain when a
+    /// node is set.
+    pub async fn verify(
+        &self,
+        netuid: u16,
+        listing: &AttestedMiner,
+        now: u64,
+    ) -> Result<VerifiedEvidence, PrivateClientError> {
+        let evidence = verify_listing(listing, &self.trust, now)?;
+        if let Some(node) = &self.node {
+            let onchain = onchain_axon(node, netuid, listing.uid).await?;
+            check_onchain_digest(listing, &onchain)?;
+        }
+        Ok(evidence)
     }
 
     /// The gateway's list of attested miners (not yet verified by this client).
@@ -192,7 +286,7 @@ impl PrivateClient {
             if uid.is_some_and(|u| u != listing.uid) || !listing.models.iter().any(|m| m == model) {
                 continue;
             }
-            match verify_listing(&listing, &self.trust, now) {
+            match self.verify(list.netuid, &listing, now).await {
                 Ok(evidence) => {
                     return Ok(VerifiedMiner {
                         netuid: list.netuid,
@@ -343,6 +437,10 @@ pub struct TrustArgs {
     /// The TEE policy JSON (default: UpToDate TCB only, no debug, any image).
     #[arg(long)]
     pub tee_policy: Option<PathBuf>,
+    /// A node to cross-check against: refuse a miner unless its bundle's digest is the one
+    /// it published on chain.
+    #[arg(long, value_name = "URL")]
+    pub node: Option<String>,
     /// INSECURE, development only: also trust the public test PKI's evidence.
     #[cfg(feature = "insecure-mock-tee")]
     #[arg(long = "insecure-mock-tee")]
@@ -369,7 +467,11 @@ impl TrustArgs {
     }
 
     fn client(&self) -> Result<PrivateClient, PrivateClientError> {
-        PrivateClient::new(&self.gateway, &self.api_key, self.trust()?)
+        let client = PrivateClient::new(&self.gateway, &self.api_key, self.trust()?)?;
+        Ok(match &self.node {
+            Some(node) => client.with_node(node),
+            None => client,
+        })
     }
 }
 
@@ -404,25 +506,22 @@ pub async fn run(cli: PrivateCli, out: &mut dyn std::io::Write) -> Result<(), Pr
             let client = t.client()?;
             let list = client.attestations().await?;
             let now = unix_now();
-            let rows: Vec<serde_json::Value> = list
-                .data
-                .iter()
-                .map(|m| {
-                    let verdict = verify_listing(m, &client.trust, now);
-                    serde_json::json!({
-                        "uid": m.uid,
-                        "hotkey": m.hotkey,
-                        "models": m.models,
-                        "digest": m.digest,
-                        "platform": m.platform,
-                        "ok": verdict.is_ok(),
-                        "error": verdict.as_ref().err().map(|e| e.to_string()),
-                        "trust_anchor": verdict.as_ref().ok().map(|v| v.trust_anchor.as_str()),
-                        "tcb_status": verdict.as_ref().ok().map(|v| v.tcb_status.as_str()),
-                        "measurements": verdict.as_ref().ok().map(|v| agora_tee::report::measurements_json(&v.measurements)),
-                    })
-                })
-                .collect();
+            let mut rows: Vec<serde_json::Value> = Vec::new();
+            for m in &list.data {
+                let verdict = client.verify(list.netuid, m, now).await;
+                rows.push(serde_json::json!({
+                    "uid": m.uid,
+                    "hotkey": m.hotkey,
+                    "models": m.models,
+                    "digest": m.digest,
+                    "platform": m.platform,
+                    "ok": verdict.is_ok(),
+                    "error": verdict.as_ref().err().map(|e| e.to_string()),
+                    "trust_anchor": verdict.as_ref().ok().map(|v| v.trust_anchor.as_str()),
+                    "tcb_status": verdict.as_ref().ok().map(|v| v.tcb_status.as_str()),
+                    "measurements": verdict.as_ref().ok().map(|v| agora_tee::report::measurements_json(&v.measurements)),
+                }));
+            }
             let text = serde_json::to_string_pretty(&serde_json::json!({
                 "netuid": list.netuid,
                 "miners": rows,
@@ -458,4 +557,64 @@ pub async fn run(cli: PrivateCli, out: &mut dyn std::io::Write) -> Result<(), Pr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing() -> AttestedMiner {
+        let bundle = agora_tee::AttestationBundle {
+            platform: agora_tee::Platform::AmdSevSnp,
+            evidence: vec![1; 1184],
+            collateral: Vec::new(),
+            hpke_public_key: vec![2; 32],
+        };
+        AttestedMiner {
+            uid: 4,
+            hotkey: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
+            models: vec!["m".into()],
+            digest: hex::encode(bundle.digest().0),
+            platform: "amd-sev-snp".into(),
+            tcb_status: "UpToDate".into(),
+            trust_anchor: "MockTest".into(),
+            verified_at: 0,
+            bundle,
+        }
+    }
+
+    #[test]
+    fn the_chain_must_carry_the_bundles_digest_for_the_same_hotkey() {
+        let l = listing();
+        let good = OnchainAxon {
+            hotkey: l.hotkey.clone(),
+            attestation_digest: Some(l.bundle.digest().0),
+        };
+        assert!(check_onchain_digest(&l, &good).is_ok());
+        // Another digest on chain: refused, naming both.
+        let other = OnchainAxon {
+            attestation_digest: Some([7; 32]),
+            ..good.clone()
+        };
+        let err = check_onchain_digest(&l, &other).unwrap_err().to_string();
+        assert!(err.contains(&hex::encode([7u8; 32])), "{err}");
+        assert!(err.contains(&l.digest), "{err}");
+        // No digest on chain, or another hotkey on the uid: refused.
+        let none = OnchainAxon {
+            attestation_digest: None,
+            ..good.clone()
+        };
+        assert!(matches!(
+            check_onchain_digest(&l, &none),
+            Err(PrivateClientError::Chain(_))
+        ));
+        let moved = OnchainAxon {
+            hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty".into(),
+            ..good
+        };
+        assert!(matches!(
+            check_onchain_digest(&l, &moved),
+            Err(PrivateClientError::Chain(_))
+        ));
+    }
 }

@@ -36,7 +36,7 @@ pub struct Challenge {
     pub max_tokens: u32,
     /// 0 for greedy decoding; otherwise the sampling temperature.
     pub temperature: f32,
-    /// Sampling seed sent with the request.
+    /// Sampling seed sent with the request (below 2^63, as OpenAI's API takes it).
     pub seed: u64,
 }
 
@@ -55,7 +55,8 @@ impl Challenge {
             prompt,
             max_tokens: max_tokens.max(1),
             temperature: if greedy { 0.0 } else { 1.0 },
-            seed: rng.gen(),
+            // OpenAI's `seed` is a signed 64-bit integer: miners refuse larger ones.
+            seed: rng.gen::<u64>() >> 1,
         }
     }
 
@@ -118,6 +119,7 @@ mod tests {
         let greedy = many.iter().filter(|c| c.greedy()).count();
         assert!((30..=70).contains(&greedy), "{greedy}");
         assert_eq!(Challenge::generate(&mut rng, 0, 1.0).max_tokens, 1);
+        assert!(many.iter().all(|c| i64::try_from(c.seed).is_ok()));
     }
 
     #[test]

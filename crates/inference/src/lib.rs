@@ -7,7 +7,13 @@
 //! given completion (how validators check miners). [`engine::testmodel`] writes small
 //! deterministic random-weight models in real formats for tests and the devnet. [`cli`]
 //! holds the `agora model` and `agora bench decode` commands.
+//!
+//! The subnet's neurons: [`miner`] (the OpenAI-compatible axon), [`private`] (the attested
+//! enclave serving end-to-end encrypted requests), [`validator`] (plaintext and private
+//! challenges checked against the validator's own copy of the model, with [`verify`],
+//! [`challenge`] and [`attestation`], the verdicts on miners' TEE bundles).
 
+pub mod attestation;
 pub mod challenge;
 pub mod cli;
 pub mod engine;

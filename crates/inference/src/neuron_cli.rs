@@ -1,5 +1,6 @@
 //! `agora miner inference` and `agora validator inference`.
 
+use crate::attestation::TeeTrust;
 use crate::engine::{Engine, LoadOptions};
 use crate::miner::{Behaviour, InferenceMiner};
 use crate::private::Enclave;
@@ -92,9 +93,29 @@ pub struct TeeArgs {
     #[cfg(feature = "insecure-mock-tee")]
     #[arg(long = "insecure-mock-tee-swap-key", requires = "insecure_mock_tee")]
     pub insecure_mock_tee_swap_key: bool,
+    /// TEST BEHAVIOUR, with `--insecure-mock-tee`: the enclave answers private requests with
+    /// this behaviour (e.g. `fabricate`) while the host serves plaintext honestly — an
+    /// attested key that does not serve the model, which validators' private challenges
+    /// must catch.
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(
+        long = "insecure-mock-tee-private-behaviour",
+        requires = "insecure_mock_tee",
+        value_name = "BEHAVIOUR"
+    )]
+    pub insecure_mock_tee_private_behaviour: Option<Behaviour>,
 }
 
 impl TeeArgs {
+    /// How the enclave behaves (honestly, unless a test behaviour was asked for).
+    pub fn private_behaviour(&self, host: Behaviour) -> Behaviour {
+        #[cfg(feature = "insecure-mock-tee")]
+        if let Some(b) = self.insecure_mock_tee_private_behaviour {
+            return b;
+        }
+        host
+    }
+
     /// The enclave these flags ask for, if any.
     pub fn enclave(&self, netuid: u16) -> Result<Option<Arc<Enclave>>, SubnetError> {
         #[cfg(feature = "insecure-mock-tee")]
@@ -172,6 +193,60 @@ pub struct ValidatorArgs {
     /// Rounds a miner scores zero after a failed check.
     #[arg(long, default_value_t = 8)]
     pub jail_rounds: u32,
+    /// What TEE evidence miners that publish an attestation digest must present.
+    #[command(flatten)]
+    pub tee: ValidatorTeeArgs,
+}
+
+/// The TEE evidence an inference validator accepts: the subnet's policy (the same file as
+/// the gateways' `--tee-policy`) over the vendors' roots.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ValidatorTeeArgs {
+    /// The subnet's TEE policy JSON (default: UpToDate TCB only, no debug, any image).
+    #[arg(long)]
+    pub tee_policy: Option<PathBuf>,
+    /// INSECURE, development only: also accept evidence signed by the public test PKI
+    /// (`agora miner inference --insecure-mock-tee`).
+    #[cfg(feature = "insecure-mock-tee")]
+    #[arg(long = "insecure-mock-tee")]
+    pub insecure_mock_tee: bool,
+    /// Seconds a verified bundle is trusted before it is fetched and verified again.
+    #[arg(long, default_value_t = 300)]
+    pub tee_reverify_s: u64,
+    /// Seconds before a rejected bundle is fetched and checked again.
+    #[arg(long, default_value_t = 60)]
+    pub tee_retry_s: u64,
+}
+
+impl ValidatorTeeArgs {
+    /// The trust these flags describe, for `netuid`.
+    pub fn trust(&self, netuid: u16) -> Result<TeeTrust, SubnetError> {
+        let policy = match &self.tee_policy {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|e| {
+                    SubnetError::Usage(format!("--tee-policy {}: {e}", p.display()))
+                })?;
+                agora_tee::Policy::from_json(&bytes)
+                    .map_err(|e| SubnetError::Usage(format!("--tee-policy: {e}")))?
+            }
+            None => agora_tee::Policy::default(),
+        };
+        #[allow(unused_mut)]
+        let mut anchors = agora_tee::TrustAnchors::production();
+        #[cfg(feature = "insecure-mock-tee")]
+        if self.insecure_mock_tee {
+            tracing::warn!("INSECURE: trusting the test PKI's TEE evidence (--insecure-mock-tee)");
+            let roots = agora_tee::mock::MockPki::dev()
+                .and_then(|p| p.roots())
+                .map_err(|e| SubnetError::Usage(format!("--insecure-mock-tee: {e}")))?;
+            anchors = anchors.with_mock_root(roots);
+        }
+        Ok(TeeTrust {
+            netuid,
+            policy,
+            anchors,
+        })
+    }
 }
 
 /// Runs an inference miner until Ctrl-C or SIGTERM.
@@ -188,15 +263,34 @@ pub async fn run_inference_miner(args: MinerArgs) -> Result<(), SubnetError> {
         );
     }
     let behaviour = args.behaviour;
+    let private_behaviour = args.tee.private_behaviour(behaviour);
     let ready_enclave = enclave.clone();
     let ready = print_miner_ready(&config);
     run_axon(
         config,
         move |metrics| {
-            let miner = Arc::new(InferenceMiner::new(engine, None, behaviour, metrics));
+            let miner = Arc::new(InferenceMiner::new(
+                engine.clone(),
+                None,
+                behaviour,
+                metrics.clone(),
+            ));
             let mut routes = miner.clone().routes();
             if let Some(enclave) = enclave {
-                enclave.attach(miner);
+                if private_behaviour == behaviour {
+                    enclave.attach(miner);
+                } else {
+                    tracing::warn!(
+                        ?private_behaviour,
+                        "TEST BEHAVIOUR: the enclave does not serve like the host"
+                    );
+                    enclave.attach(Arc::new(InferenceMiner::new(
+                        engine,
+                        None,
+                        private_behaviour,
+                        metrics,
+                    )));
+                }
                 let (signed, public) = enclave.routes();
                 routes.signed = routes.signed.merge(signed);
                 routes.public = routes.public.merge(public);
@@ -228,10 +322,12 @@ pub async fn run_inference_validator(args: ValidatorArgs) -> Result<(), SubnetEr
     let config = args.pacing.config(&args.neuron)?;
     let netuid = config.netuid;
     let hotkey = config.hotkey.clone();
-    let mut logic = InferenceValidator::new(engine, None);
+    let tee = args.tee.trust(netuid.0)?;
+    let mut logic = InferenceValidator::new(engine, None, tee);
     logic.max_tokens = args.max_tokens;
     logic.greedy_share = args.greedy_share;
     logic.jail_rounds = args.jail_rounds;
+    logic.set_attestation_ttl(args.tee.tee_reverify_s, args.tee.tee_retry_s);
     run_validator(
         config,
         logic,

@@ -29,7 +29,7 @@ pub mod validator;
 pub use error::SubnetError;
 pub use miner::{run_axon, run_miner, AxonRoutes, MinerConfig, MinerHandler};
 pub use validator::{
-    axon_url, run_validator, QueryOutcome, ValidatorConfig, ValidatorLogic, WeightSetter,
+    axon_url, run_validator, QueryOutcome, Target, ValidatorConfig, ValidatorLogic, WeightSetter,
 };
 
 use serde::{de::DeserializeOwned, Serialize};

@@ -27,6 +27,19 @@ pub enum QueryOutcome<R> {
     },
 }
 
+/// A miner as a validator queries it: what the metagraph says about its axon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its uid.
+    pub uid: u16,
+    /// Its hotkey (requests are signed for it, answers must be signed by it).
+    pub hotkey: AccountId,
+    /// The axon's base URL, `http://ip:port`.
+    pub url: String,
+    /// The TEE attestation digest it published with its axon, if any.
+    pub attestation_digest: Option<[u8; 32]>,
+}
+
 /// How a validator tests miners.
 pub trait ValidatorLogic: Send + Sync + 'static {
     /// The protocol spoken.
@@ -41,22 +54,21 @@ pub trait ValidatorLogic: Send + Sync + 'static {
         rng: &mut ChaCha20Rng,
     ) -> (<Self::P as Protocol>::Request, Self::Check);
 
-    /// Sends one challenge to the miner at `axon` (its base URL) and waits for the outcome.
-    /// The default posts the request as JSON to [`Protocol::ROUTE`] and times the whole
-    /// answer; a subnet that streams, or checks the answer with expensive work better done
-    /// off the scoring path, overrides it.
+    /// Sends one challenge to the miner `target` and waits for the outcome. The default
+    /// posts the request as JSON to [`Protocol::ROUTE`] on its axon and times the whole
+    /// answer; a subnet that streams, checks the answer with expensive work better done off
+    /// the scoring path, or checks the miner's attestation, overrides it.
     fn query(
         &self,
         wire: &WireClient,
-        axon: &str,
-        hotkey: &AccountId,
+        target: &Target,
         request: <Self::P as Protocol>::Request,
     ) -> impl Future<Output = QueryOutcome<<Self::P as Protocol>::Response>> + Send {
         async move {
-            let url = format!("{axon}{}", Self::P::ROUTE);
+            let url = format!("{}{}", target.url, Self::P::ROUTE);
             let started = Instant::now();
             match wire
-                .post_json::<_, <Self::P as Protocol>::Response>(&url, hotkey, &request)
+                .post_json::<_, <Self::P as Protocol>::Response>(&url, &target.hotkey, &request)
                 .await
             {
                 Ok(response) => QueryOutcome::Answered {
@@ -76,6 +88,10 @@ pub trait ValidatorLogic: Send + Sync + 'static {
         check: Self::Check,
         outcome: QueryOutcome<<Self::P as Protocol>::Response>,
     ) -> f64;
+
+    /// Subnet-specific lines appended to the validator's Prometheus `/metrics` (text
+    /// exposition format); none by default.
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// Where and how a validator runs.
@@ -270,6 +286,7 @@ pub async fn run_validator<L: ValidatorLogic>(
     };
     let mut book = ScoreBook::new(config.score_alpha);
     let metrics = Arc::new(NeuronMetrics::default());
+    let logic = Arc::new(logic);
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -277,12 +294,14 @@ pub async fn run_validator<L: ValidatorLogic>(
                 addr: addr.to_string(),
                 source,
             })?;
-        let exported = metrics.clone();
+        let (exported, exported_logic) = (metrics.clone(), logic.clone());
         let app = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(
-                move || async move { exported.render("validator", netuid.0, my_uid) },
-            ),
+            axum::routing::get(move || async move {
+                let mut text = exported.render("validator", netuid.0, my_uid);
+                exported_logic.render_metrics(&mut text);
+                text
+            }),
         );
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -312,17 +331,20 @@ pub async fn run_validator<L: ValidatorLogic>(
             .iter()
             .filter(|n| n.uid != my_uid)
             .filter_map(|n| {
-                n.axon
-                    .as_ref()
-                    .map(|a| (n.uid, n.hotkey, axon_url(&a.ip, a.port)))
+                n.axon.as_ref().map(|a| Target {
+                    uid: n.uid,
+                    hotkey: n.hotkey,
+                    url: axon_url(&a.ip, a.port),
+                    attestation_digest: a.attestation_digest,
+                })
             })
             .collect();
-        let queries = targets.into_iter().map(|(uid, hotkey, url)| {
-            let (request, check) = logic.challenge(uid, &mut rng);
+        let queries = targets.into_iter().map(|target| {
+            let (request, check) = logic.challenge(target.uid, &mut rng);
             let (wire, logic) = (&wire, &logic);
             async move {
-                let outcome = logic.query(wire, &url, &hotkey, request).await;
-                (uid, hotkey, check, outcome)
+                let outcome = logic.query(wire, &target, request).await;
+                (target.uid, target.hotkey, check, outcome)
             }
         });
         for (uid, hotkey, check, outcome) in join_all(queries).await {

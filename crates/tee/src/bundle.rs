@@ -81,6 +81,27 @@ impl AttestationBundle {
     }
 }
 
+/// The check every verifier of a miner (gateway, validator, client) applies to the bundle
+/// the miner serves: its digest must be the one the miner published on chain with its axon,
+/// and the bundle must verify under `policy` and `anchors` at `now`, key binding included.
+/// The digest comes first, so a miner cannot have anything verified but what it committed to.
+pub fn verify_published_bundle(
+    bundle: &AttestationBundle,
+    onchain_digest: &[u8; 32],
+    now: u64,
+    policy: &Policy,
+    anchors: &TrustAnchors,
+) -> Result<VerifiedEvidence> {
+    let served = bundle.digest().0;
+    if served != *onchain_digest {
+        return Err(TeeError::DigestMismatch {
+            published: hex::encode(onchain_digest),
+            served: hex::encode(served),
+        });
+    }
+    bundle.verify(now, policy, anchors)
+}
+
 /// Guess the platform of raw evidence: a 1184-byte blob with an SNP version is AMD,
 /// anything else must be a DCAP quote.
 pub fn detect_platform(evidence: &[u8]) -> Result<Platform> {
@@ -120,5 +141,32 @@ pub fn verify_evidence(
             let c = snp::SnpCollateral::parse(collateral)?;
             snp::verify_report(evidence, &c, now, policy, anchors)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_bundle_must_match_its_onchain_digest_before_anything_else() {
+        let bundle = AttestationBundle {
+            platform: Platform::AmdSevSnp,
+            evidence: vec![1; 1184],
+            collateral: Vec::new(),
+            hpke_public_key: vec![2; 32],
+        };
+        let (policy, anchors) = (Policy::default(), TrustAnchors::production());
+        let err = verify_published_bundle(&bundle, &[0; 32], 0, &policy, &anchors).unwrap_err();
+        assert!(
+            matches!(&err, TeeError::DigestMismatch { published, served }
+                if *published == hex::encode([0u8; 32]) && *served == hex::encode(bundle.digest().0)),
+            "{err}"
+        );
+        // The right digest, but evidence that does not verify: still refused, and not for
+        // its digest.
+        let err =
+            verify_published_bundle(&bundle, &bundle.digest().0, 0, &policy, &anchors).unwrap_err();
+        assert!(!matches!(err, TeeError::DigestMismatch { .. }), "{err}");
     }
 }

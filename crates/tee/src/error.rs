@@ -107,6 +107,14 @@ pub enum TeeError {
     /// The measured image is not on the policy's allow-list.
     #[error("measurement not allowed by policy: {0}")]
     MeasurementRejected(String),
+    /// A miner serves a bundle whose digest is not the one it published on chain.
+    #[error("bundle digest {served} is not the digest published on chain ({published})")]
+    DigestMismatch {
+        /// Hex of the digest on chain.
+        published: String,
+        /// Hex of the served bundle's digest.
+        served: String,
+    },
     /// The evidence's report_data does not commit to the bundle's public key.
     #[error("key binding mismatch: report_data does not commit to the public key")]
     BindingMismatch,

@@ -7,6 +7,8 @@
 //!   via `sev`, plus the checks `sev` leaves to its caller), then apply a [`Policy`] (TCB
 //!   statuses, advisories, debug, measurement allow-list, collateral age, SNP VMPL and
 //!   minimum TCB). The result, [`VerifiedEvidence`], names the [`TrustAnchor`] used.
+//! - [`verify_published_bundle`]: what every verifier of a miner applies — the served
+//!   bundle's digest equals the one published on chain, then [`AttestationBundle::verify`].
 //! - [`binding`]: the enclave's HPKE key is bound to the evidence by
 //!   `report_data = SHA-512("agora-tee-key-binding/v1" ‖ key descriptor)`.
 //! - [`hpke`]: RFC 9180 HPKE, base mode, for the suite X25519-HKDF-SHA256 / HKDF-SHA256 /
@@ -60,7 +62,10 @@ mod time;
 pub use anchors::TrustAnchors;
 pub use attest::{attest_key, Evidence, EvidenceSource};
 pub use binding::{check_binding, KeyDescriptor, KEY_BINDING_DOMAIN};
-pub use bundle::{detect_platform, verify_evidence, AttestationBundle, BUNDLE_DIGEST_DOMAIN};
+pub use bundle::{
+    detect_platform, verify_evidence, verify_published_bundle, AttestationBundle,
+    BUNDLE_DIGEST_DOMAIN,
+};
 pub use error::{Result, TeeError};
 pub use evidence::{
     Measurement48, Measurements, Platform, TcbStatus, TrustAnchor, VerifiedEvidence,

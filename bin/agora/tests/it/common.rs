@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) const AGORA: &str = env!("CARGO_BIN_EXE_agora");
 
@@ -114,4 +114,39 @@ pub(crate) fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("node");
     (t, p)
+}
+
+/// Creates a subnet owned by //Alice (hotkey //AliceHot) and returns its netuid.
+pub(crate) fn create_subnet(rpc: &str) -> String {
+    let created = agora_ok(&[
+        "subnet",
+        "create",
+        "--key",
+        "//Alice",
+        "--hotkey",
+        "//AliceHot",
+        "--rpc-url",
+        rpc,
+    ]);
+    created
+        .lines()
+        .find_map(|l| l.strip_prefix("created subnet "))
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no netuid in: {created}"))
+        .to_owned()
+}
+
+/// The subnet's metagraph as `agora metagraph --json` prints it.
+pub(crate) fn metagraph(url: &str, netuid: &str) -> Vec<serde_json::Value> {
+    let out = agora_ok(&["metagraph", "--netuid", netuid, "--json", "--rpc-url", url]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("metagraph JSON: {e}\n{out}"))
+}
+
+/// Polls `f` every 200 ms until it holds; panics after `timeout`.
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

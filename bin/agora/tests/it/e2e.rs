@@ -1,20 +1,7 @@
 //! A dev node driven through the CLI until an epoch pays emissions.
 
-use crate::common::{agora_ok, temp_dir, NodeProc};
-use std::time::{Duration, Instant};
-
-fn metagraph(url: &str, netuid: &str) -> Vec<serde_json::Value> {
-    let out = agora_ok(&["metagraph", "--netuid", netuid, "--json", "--rpc-url", url]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("metagraph JSON: {e}\n{out}"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use crate::common::{agora_ok, create_subnet, metagraph, temp_dir, wait_for, NodeProc};
+use std::time::Duration;
 
 #[test]
 fn cli_drives_a_dev_chain_to_paid_emissions() {
@@ -48,22 +35,7 @@ fn cli_drives_a_dev_chain_to_paid_emissions() {
         "--rpc-url",
         url,
     ]);
-    let created = agora_ok(&[
-        "subnet",
-        "create",
-        "--key",
-        "//Alice",
-        "--hotkey",
-        "//AliceHot",
-        "--rpc-url",
-        url,
-    ]);
-    let netuid = created
-        .lines()
-        .find_map(|l| l.strip_prefix("created subnet "))
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .unwrap_or_else(|| panic!("no netuid in: {created}"))
-        .to_owned();
+    let netuid = create_subnet(url);
     let n = netuid.as_str();
     let list = agora_ok(&["subnet", "list", "--rpc-url", url]);
     assert!(list.contains("NETUID"), "{list}");

@@ -1,13 +1,22 @@
-//! End to end, the private path with real processes and sockets: a dev node, three
+//! End to end, the private path with real processes and sockets: a dev node, four
 //! inference miners attesting with the test PKI (`--insecure-mock-tee`) — one honest, one
-//! signing with another root, one publishing a swapped key — and a `--private` gateway.
+//! signing with another root, one publishing a swapped key, and one whose attested enclave
+//! fabricates its answers while its host serves plaintext honestly (a test behaviour) — a
+//! `--private` gateway, and later an inference validator.
 //! Recording TCP proxies sit between the client and the gateway and between the gateway and
 //! the honest miner: neither the prompt nor the answer ever crosses them in the clear, while
 //! the same prompt sent in the clear does. Tampered requests and answers fail, a replayed
 //! request is refused, and the miners whose evidence does not verify get no private traffic.
+//! A client checking against the chain refuses a bundle whose digest is not on chain. The
+//! validator verifies every published bundle, sends private challenges to the attested
+//! miners, and gives weight only to the honest one; from then on the gateway sends private
+//! requests to no miner the validators zeroed.
 
-use crate::common::{agora_ok, temp_dir, NodeProc, AGORA};
-use agora_gateway::private_client::{verify_listing, ClientTrust, PrivateClient};
+use crate::common::{agora_ok, create_subnet, metagraph, temp_dir, wait_for, NodeProc, AGORA};
+use agora_gateway::private_client::{
+    check_onchain_digest, onchain_axon, verify_listing, ClientTrust, PrivateClient,
+    PrivateClientError,
+};
 use agora_primitives::crypto::Pair;
 use agora_tee::channel::{open_events, seal_request, RequestMetadata};
 use agora_tee::{AttestationBundle, Policy, TeeError};
@@ -189,22 +198,7 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
     let node = NodeProc::spawn(&dir, "200ms");
     let rpc = node.url.clone();
     let ws = rpc.replace("http://", "ws://");
-    let created = agora_ok(&[
-        "subnet",
-        "create",
-        "--key",
-        "//Alice",
-        "--hotkey",
-        "//AliceHot",
-        "--rpc-url",
-        &rpc,
-    ]);
-    let netuid = created
-        .lines()
-        .find_map(|l| l.strip_prefix("created subnet "))
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .unwrap_or_else(|| panic!("no netuid in: {created}"))
-        .to_owned();
+    let netuid = create_subnet(&rpc);
     let model_dir = tmp.path().join("model");
     agora_ok(&[
         "model",
@@ -218,9 +212,10 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
     let gateway_key = "//PrivateGateway";
     let gateway_ss58 = Pair::from_uri(gateway_key).unwrap().account().to_ss58();
 
-    // Three miners: honest (behind a recording proxy), another root, a swapped key.
+    // Four miners: honest (behind a recording proxy), another root, a swapped key, and an
+    // enclave that does not serve the model.
     let to_miner = RecordingProxy::start();
-    let variants: [(&str, Vec<String>); 3] = [
+    let variants: [(&str, Vec<String>); 4] = [
         (
             "PrivHonest",
             vec!["--axon.external_port".into(), to_miner.port.to_string()],
@@ -232,6 +227,13 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         (
             "PrivSwappedKey",
             vec!["--insecure-mock-tee-swap-key".into()],
+        ),
+        (
+            "PrivFabricating",
+            vec![
+                "--insecure-mock-tee-private-behaviour".into(),
+                "fabricate".into(),
+            ],
         ),
     ];
     let mut miners = Vec::new();
@@ -281,7 +283,8 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         miners.push((proc, url, uid));
     }
     to_miner.set_upstream(socket_addr(&miners[0].1));
-    let (honest_uid, foreign_uid, swapped_uid) = (miners[0].2, miners[1].2, miners[2].2);
+    let (honest_uid, foreign_uid, swapped_uid, fabricating_uid) =
+        (miners[0].2, miners[1].2, miners[2].2, miners[3].2);
 
     // The gateway, verifying miners' evidence against the development test root.
     let keys = tmp.path().join("keys.json");
@@ -323,32 +326,75 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
     let trust = ClientTrust::insecure_mock_dev(Policy::default()).unwrap();
     let client = PrivateClient::new(&to_gateway.url(), &api_key, trust.clone()).unwrap();
 
-    // Only the honest miner is listed as attested.
+    // Only the miners whose evidence verifies are listed as attested: the honest one and
+    // the fabricating one (its evidence is fine; only its answers are not).
     let deadline = Instant::now() + Duration::from_secs(60);
     let list = loop {
         let list = rt.block_on(client.attestations()).unwrap();
-        if list.data.iter().any(|m| m.uid == honest_uid) {
+        let listed = |uid| list.data.iter().any(|m| m.uid == uid);
+        if listed(honest_uid) && listed(fabricating_uid) {
             break list;
         }
         assert!(
             Instant::now() < deadline,
-            "the honest miner was never attested: {list:?}"
+            "the miners with good evidence were never attested: {list:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let listed: Vec<u16> = list.data.iter().map(|m| m.uid).collect();
-    assert_eq!(listed, vec![honest_uid], "only the honest miner verifies");
-    assert_eq!(list.data[0].trust_anchor, "MockTest");
+    let mut listed: Vec<u16> = list.data.iter().map(|m| m.uid).collect();
+    listed.sort_unstable();
+    let mut expected = vec![honest_uid, fabricating_uid];
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "only evidence that verifies is listed");
+    let honest_listing = list
+        .data
+        .iter()
+        .find(|m| m.uid == honest_uid)
+        .unwrap()
+        .clone();
+    let fabricating_listing = list
+        .data
+        .iter()
+        .find(|m| m.uid == fabricating_uid)
+        .unwrap()
+        .clone();
+    assert_eq!(honest_listing.trust_anchor, "MockTest");
     assert_eq!(list.netuid.to_string(), netuid);
 
     // The client verifies on its own: the honest bundle passes, the others fail, and
     // production roots alone accept none of them.
-    let verdict = verify_listing(&list.data[0], &trust, unix_now());
+    let verdict = verify_listing(&honest_listing, &trust, unix_now());
     assert!(verdict.is_ok(), "{verdict:?}");
     let production = ClientTrust::production(Policy::default());
     assert!(matches!(
-        verify_listing(&list.data[0], &production, unix_now()),
+        verify_listing(&honest_listing, &production, unix_now()),
         Err(TeeError::UntrustedChain(_))
+    ));
+
+    // Checked against the chain too: the honest listing is what the miner published; a
+    // gateway listing another valid bundle (the fabricating miner's) under the honest uid
+    // passes the client's own verification but not the chain's digest.
+    let honest_onchain = rt
+        .block_on(onchain_axon(&rpc, list.netuid, honest_uid))
+        .unwrap();
+    check_onchain_digest(&honest_listing, &honest_onchain).unwrap();
+    let mut substituted = honest_listing.clone();
+    substituted.bundle = fabricating_listing.bundle.clone();
+    substituted.digest = fabricating_listing.digest.clone();
+    assert!(verify_listing(&substituted, &trust, unix_now()).is_ok());
+    let refused = check_onchain_digest(&substituted, &honest_onchain).unwrap_err();
+    assert!(
+        matches!(&refused, PrivateClientError::Chain(m) if m.contains("is not the one on chain")),
+        "{refused}"
+    );
+    let checked = PrivateClient::new(&to_gateway.url(), &api_key, trust.clone())
+        .unwrap()
+        .with_node(&rpc);
+    rt.block_on(checked.verify(list.netuid, &honest_listing, unix_now()))
+        .unwrap();
+    assert!(matches!(
+        rt.block_on(checked.verify(list.netuid, &substituted, unix_now())),
+        Err(PrivateClientError::Chain(_))
     ));
     let foreign = fetch_bundle(&miners[1].1);
     let swapped = fetch_bundle(&miners[2].1);
@@ -371,7 +417,9 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         "max_tokens": 24,
         "temperature": 0,
     });
-    let answer = rt.block_on(client.chat(&request, None)).unwrap();
+    let answer = rt
+        .block_on(client.chat(&request, Some(honest_uid)))
+        .unwrap();
     assert_eq!(answer.uid, honest_uid);
     assert_eq!(
         answer.status,
@@ -423,7 +471,7 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         "the same greedy answer"
     );
 
-    // The CLI does the same and prints the answer.
+    // The CLI does the same, checked against the chain, and prints the answer.
     let out = agora_ok(&[
         "private",
         "chat",
@@ -433,6 +481,10 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         &api_key,
         "--model",
         MODEL,
+        "--uid",
+        &honest_uid.to_string(),
+        "--node",
+        &rpc,
         "--max-tokens",
         "8",
         "--insecure-mock-tee",
@@ -440,6 +492,23 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         "there",
     ]);
     assert!(!out.trim().is_empty());
+    let listed = agora_ok(&[
+        "private",
+        "attestations",
+        "--gateway",
+        &to_gateway.url(),
+        "--api-key",
+        &api_key,
+        "--node",
+        &rpc,
+        "--insecure-mock-tee",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let rows = listed["miners"].as_array().unwrap();
+    assert!(
+        rows.iter().all(|r| r["ok"] == true),
+        "every listed bundle is on chain: {listed}"
+    );
     // Without the development root the CLI refuses to encrypt to anyone.
     let refused = crate::common::agora(&[
         "private",
@@ -460,7 +529,9 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
     );
 
     let now = unix_now();
-    let chosen = rt.block_on(client.choose(MODEL, None, now)).unwrap();
+    let chosen = rt
+        .block_on(client.choose(MODEL, Some(honest_uid), now))
+        .unwrap();
     let body = serde_json::to_vec(&request).unwrap();
 
     // Replay: the same sealed bytes twice; the enclave refuses the second.
@@ -546,6 +617,173 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         assert_eq!(status, 404, "{}", String::from_utf8_lossy(&refusal));
         assert!(String::from_utf8_lossy(&refusal).contains("miner_not_attested"));
     }
+
+    // An inference validator (started only now, so that its plaintext challenges do not
+    // cross the recording proxy above) verifies the published bundles and challenges the
+    // attested miners on the private path too.
+    let cold = wallet(&wallets, "PrivValidator");
+    agora_ok(&[
+        "transfer",
+        "--key",
+        "//Alice",
+        "--dest",
+        &cold,
+        "--amount",
+        "1000",
+        "--rpc-url",
+        &rpc,
+    ]);
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let validator_args: Vec<String> = [
+        "validator",
+        "inference",
+        "--subtensor.chain_endpoint",
+        &ws,
+        "--netuid",
+        &netuid,
+        "--wallet.path",
+        wallets.to_str().unwrap(),
+        "--wallet.name",
+        "PrivValidator",
+        "--wallet.hotkey",
+        "default",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--served-model-name",
+        MODEL,
+        "--max-tokens",
+        "8",
+        "--round-interval-s",
+        "1",
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics_port}"),
+        "--insecure-mock-tee",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let validator_log = tmp.path().join("validator.log");
+    let (_validator, _) = spawn_ready(&validator_args, &validator_log);
+
+    // On chain: the honest miner is paid; the miners whose evidence fails, and the one whose
+    // enclave fabricates, are not.
+    let mut incentives = Vec::new();
+    wait_for(
+        "incentive for the honest miner",
+        Duration::from_secs(180),
+        || {
+            let m = metagraph(&rpc, &netuid);
+            let incentive = |uid: u16| {
+                m.iter()
+                    .find(|x| x["uid"].as_u64() == Some(u64::from(uid)))
+                    .and_then(|x| x["incentive"].as_u64())
+                    .unwrap_or(0)
+            };
+            incentives = [honest_uid, foreign_uid, swapped_uid, fabricating_uid]
+                .map(incentive)
+                .to_vec();
+            incentives[0] > 0
+        },
+    );
+    assert_eq!(
+        &incentives[1..],
+        &[0, 0, 0],
+        "only the honest miner is paid (honest, foreign root, swapped key, fabricating enclave)"
+    );
+
+    // The validator's own record: which bundles verified, and private challenges answered
+    // and caught (polled: a round may still be on its way).
+    let challenges = |metrics: &str, result: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "agora_inference_private_challenges_total{{result=\"{result}\"}} "
+                ))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let metrics = http_get(metrics_port, "/metrics");
+        if challenges(&metrics, "verified") >= 1 && challenges(&metrics, "rejected") >= 1 {
+            break metrics;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&validator_log).unwrap_or_default();
+            let private: Vec<&str> = log.lines().filter(|l| l.contains("private")).collect();
+            panic!(
+                "the validator never verified and caught private answers:\n{metrics}\n{}",
+                private.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let attested = |uid: u16| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("agora_inference_miner_attested{")
+                    && l.contains(&format!("uid=\"{uid}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(attested(honest_uid).as_deref(), Some("1"), "{metrics}");
+    assert_eq!(attested(fabricating_uid).as_deref(), Some("1"), "{metrics}");
+    assert_eq!(attested(foreign_uid).as_deref(), Some("0"), "{metrics}");
+    assert_eq!(attested(swapped_uid).as_deref(), Some("0"), "{metrics}");
+    let log = std::fs::read_to_string(&validator_log).unwrap();
+    assert!(log.contains("private answer rejected"), "{log}");
+    println!(
+        "validator private challenges: {} verified, {} rejected, {} failed",
+        challenges(&metrics, "verified"),
+        challenges(&metrics, "rejected"),
+        challenges(&metrics, "failed")
+    );
+    for line in log
+        .lines()
+        .filter(|l| l.contains("private challenge failed"))
+    {
+        println!("{line}");
+    }
+    let m = metagraph(&rpc, &netuid);
+    let fabricating = m
+        .iter()
+        .find(|x| x["uid"].as_u64() == Some(u64::from(fabricating_uid)))
+        .unwrap();
+    assert_eq!(fabricating["incentive"].as_u64(), Some(0), "{fabricating}");
+
+    // And the gateway follows the validators: the fabricating miner, zeroed on chain, is
+    // no longer offered for private requests, however good its evidence.
+    wait_for(
+        "the gateway to drop the zeroed miner",
+        Duration::from_secs(60),
+        || {
+            let list = rt.block_on(client.attestations()).unwrap();
+            list.data.iter().map(|m| m.uid).collect::<Vec<_>>() == vec![honest_uid]
+        },
+    );
     drop(miners);
     drop(node);
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` (plain HTTP/1.1).
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
