@@ -399,27 +399,7 @@ impl InferenceValidator {
     ) -> Result<(Answer, Duration, Duration), String> {
         let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         let url = format!("{axon}{}", InferenceChat::ROUTE);
-        let started = Instant::now();
-        let reply = wire
-            .send_streaming(
-                http::Method::POST,
-                &url,
-                hotkey,
-                body,
-                Some("application/json"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut stream = match reply {
-            WireReply::Stream(s) => s,
-            WireReply::Buffered(r) => {
-                return Err(format!(
-                    "expected a stream, got status {}: {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                ))
-            }
-        };
+        let (mut stream, started) = open_stream(wire, &url, hotkey, body).await?;
         let mut decoder = SseDecoder::new(MAX_EVENT_BYTES);
         let mut events = Vec::new();
         let mut collector = StreamCollector::default();
@@ -459,27 +439,7 @@ impl InferenceValidator {
             .map_err(|e| format!("sealing: {e}"))?;
         let sealed = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
         let url = format!("{}/v1/private/chat/completions", target.url);
-        let started = Instant::now();
-        let reply = wire
-            .send_streaming(
-                http::Method::POST,
-                &url,
-                &target.hotkey,
-                sealed,
-                Some("application/json"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut stream = match reply {
-            WireReply::Stream(s) => s,
-            WireReply::Buffered(r) => {
-                return Err(format!(
-                    "the private endpoint refused with status {}: {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                ))
-            }
-        };
+        let (mut stream, started) = open_stream(wire, &url, &target.hotkey, sealed).await?;
         let mut reader = ResponseReader::new(opener, MAX_EVENT_BYTES.saturating_mul(4));
         let (mut sealed_events, mut inner_events) = (Vec::new(), Vec::new());
         let mut outer = SseDecoder::new(MAX_EVENT_BYTES.saturating_mul(3));
@@ -811,6 +771,36 @@ fn rejected_attestation(target: &Target, reason: String) -> QueryOutcome<Observa
             tee: TeeObservation::AttestationRejected(reason),
         },
         latency: Duration::ZERO,
+    }
+}
+
+/// POSTs a signed JSON `body` to `url` and returns the answer's stream and when the
+/// request left (time to first token and tokens/s count from there). A buffered answer is
+/// a refusal: its status and body become the error.
+async fn open_stream(
+    wire: &WireClient,
+    url: &str,
+    hotkey: &AccountId,
+    body: Vec<u8>,
+) -> Result<(Box<agora_wire::WireStream>, Instant), String> {
+    let started = Instant::now();
+    let reply = wire
+        .send_streaming(
+            http::Method::POST,
+            url,
+            hotkey,
+            body,
+            Some("application/json"),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match reply {
+        WireReply::Stream(s) => Ok((s, started)),
+        WireReply::Buffered(r) => Err(format!(
+            "{url} answered status {} instead of a stream: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )),
     }
 }
 
