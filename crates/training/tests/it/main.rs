@@ -195,7 +195,7 @@ fn bench_training_through_the_harness() {
         },
         miners: 2,
         rounds: env("BENCH_ROUNDS", 8.0) as u64,
-        density: env("BENCH_DENSITY", 0.01),
+        density: env("BENCH_DENSITY", 0.25),
         eval_batches: 32,
         corpus: CorpusSource::choose(&default_cache_dir(), false, 2_000_000).unwrap(),
     };
