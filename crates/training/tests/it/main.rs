@@ -155,7 +155,7 @@ fn experts_and_their_router_rows_come_from_their_owners() {
     }
     let expert = "model.layers.1.block_sparse_moe.experts.3.w1.weight";
     let owner = usize::from(ownership.owners_of(3)[0]);
-    assert!(deltas[1 - owner].tensors.get(expert).is_none());
+    assert!(!deltas[1 - owner].tensors.contains_key(expert));
     for (i, &x) in after.tensors[expert].data.iter().enumerate() {
         let want = base.tensors[expert].data[i] + deltas[owner].tensors[expert].data[i];
         assert!((x - want).abs() < 1e-6);
