@@ -716,60 +716,28 @@ impl Validator {
 
     /// Averages accepted updates per tensor (an expert over its accepted owners, the
     /// backbone over everyone accepted) into a pseudo-gradient and takes a Nesterov step.
-    /// A router row is averaged over the accepted owners of its expert when there are any:
-    /// each miner tuned its row for its own copy of that expert, and only the owners' copies
-    /// are kept.
     fn outer_step(
         &mut self,
-        ownership: &Ownership,
+        _ownership: &Ownership,
         deltas: &[Option<ParamSet>],
-        verdicts: &[Verdict],
+        _verdicts: &[Verdict],
     ) -> Result<(), TrainingError> {
-        let accepted: Vec<(u16, &ParamSet)> = deltas
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(d, v)| d.as_ref().map(|d| (v.uid, d)))
-            .collect();
+        let accepted: Vec<&ParamSet> = deltas.iter().flatten().collect();
         let old = self.params.clone();
         let mu = self.run.outer_momentum as f32;
         let lr = self.run.outer_lr as f32;
         for (name, p) in self.params.tensors.iter_mut() {
-            let contributors: Vec<(u16, &[f32])> = accepted
+            let contributors: Vec<&[f32]> = accepted
                 .iter()
-                .filter_map(|(uid, d)| d.tensors.get(name).map(|t| (*uid, t.data.as_slice())))
+                .filter_map(|d| d.tensors.get(name).map(|t| t.data.as_slice()))
                 .collect();
             let Some(m) = self.momentum.tensors.get_mut(name) else {
                 continue;
             };
-            let all: Vec<&[f32]> = contributors.iter().map(|(_, c)| *c).collect();
-            let is_router = name.ends_with(".block_sparse_moe.gate.weight") && p.shape.len() == 2;
-            let row_len = if is_router {
-                p.shape[1].max(1)
-            } else {
-                p.data.len().max(1)
-            };
-            let row_sources: Vec<Vec<&[f32]>> = (0..p.data.len().div_ceil(row_len))
-                .map(|row| {
-                    if !is_router {
-                        return all.clone();
-                    }
-                    let owners: Vec<&[f32]> = contributors
-                        .iter()
-                        .filter(|(uid, _)| ownership.owners_of(row).contains(uid))
-                        .map(|(_, c)| *c)
-                        .collect();
-                    if owners.is_empty() {
-                        all.clone()
-                    } else {
-                        owners
-                    }
-                })
-                .collect();
+            let k = contributors.len() as f32;
             for (i, (x, u)) in p.data.iter_mut().zip(m.data.iter_mut()).enumerate() {
-                let sources = &row_sources[i / row_len];
-                let k = sources.len() as f32;
                 let mut avg = 0.0f32;
-                for c in sources {
+                for c in &contributors {
                     avg += c[i];
                 }
                 // The pseudo-gradient points against the average change.
