@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use crate::error::TrainingError;
 use crate::params::{Digest32, ParamSet};
 
-/// AdamW's hyper-parameters, plus warm-up and global gradient clipping.
+/// AdamW's hyper-parameters, plus the learning-rate schedule (linear warm-up, then an
+/// optional cosine decay) and global gradient clipping.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     /// Peak learning rate.
@@ -23,6 +24,17 @@ pub struct AdamWConfig {
     pub warmup_steps: u64,
     /// Global gradient-norm clip (0 disables).
     pub grad_clip: f64,
+    /// Step at which the cosine decay that follows warm-up ends: the whole run's length in
+    /// steps, so that the schedule runs once across every round (0 keeps the peak rate).
+    #[serde(default)]
+    pub decay_steps: u64,
+    /// Learning rate at the end of the decay, as a share of the peak.
+    #[serde(default = "default_min_lr_ratio")]
+    pub min_lr_ratio: f64,
+}
+
+fn default_min_lr_ratio() -> f64 {
+    0.1
 }
 
 impl Default for AdamWConfig {
@@ -35,6 +47,8 @@ impl Default for AdamWConfig {
             weight_decay: 0.01,
             warmup_steps: 20,
             grad_clip: 1.0,
+            decay_steps: 0,
+            min_lr_ratio: default_min_lr_ratio(),
         }
     }
 }
@@ -71,13 +85,19 @@ impl AdamWState {
     }
 }
 
-/// The learning rate at `step` (1-based) under linear warm-up.
+/// The learning rate at `step` (1-based): linear warm-up to the peak, then cosine decay to
+/// `min_lr_ratio` of it at `decay_steps`, held there after.
 pub fn lr_at(cfg: &AdamWConfig, step: u64) -> f64 {
-    if cfg.warmup_steps == 0 || step >= cfg.warmup_steps {
-        cfg.lr
-    } else {
-        cfg.lr * step as f64 / cfg.warmup_steps as f64
+    if cfg.warmup_steps > 0 && step < cfg.warmup_steps {
+        return cfg.lr * step as f64 / cfg.warmup_steps as f64;
     }
+    if cfg.decay_steps <= cfg.warmup_steps {
+        return cfg.lr;
+    }
+    let span = (cfg.decay_steps - cfg.warmup_steps) as f64;
+    let progress = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 }
 
 /// One AdamW step on `params` with `grads` (same layout as the state). Arithmetic is in f32
@@ -165,6 +185,27 @@ mod tests {
         assert!((p.tensors["w"].data[0] - 0.9).abs() < 1e-5);
         assert!((p.tensors["w"].data[1] - 1.1).abs() < 1e-5);
         assert_eq!(s.step, 1);
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays_once_to_the_floor() {
+        let cfg = AdamWConfig {
+            lr: 1.0,
+            warmup_steps: 10,
+            decay_steps: 110,
+            min_lr_ratio: 0.1,
+            ..Default::default()
+        };
+        assert!((lr_at(&cfg, 5) - 0.5).abs() < 1e-12);
+        assert!((lr_at(&cfg, 10) - 1.0).abs() < 1e-12);
+        assert!((lr_at(&cfg, 60) - 0.55).abs() < 1e-12);
+        assert!((lr_at(&cfg, 110) - 0.1).abs() < 1e-12);
+        assert!((lr_at(&cfg, 500) - 0.1).abs() < 1e-12);
+        let flat = AdamWConfig {
+            decay_steps: 0,
+            ..cfg
+        };
+        assert_eq!(lr_at(&flat, 500), 1.0);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One training round, as pure logic (no sockets, files or clocks):
 //!
 //! 1. the validator publishes the checkpoint id and a round seed;
-//! 2. each miner trains the parameters it owns (the shared backbone plus its experts) for
-//!    `inner_steps` AdamW steps on its assigned shard, and commits to the hash of its update
-//!    and of the optimizer state it started from;
+//! 2. each miner trains the whole model for `inner_steps` AdamW steps on its assigned shard,
+//!    keeps the change to the parameters it owns (the shared backbone plus its experts) as
+//!    its update, and commits to the hash of that update and of the optimizer state it
+//!    started from;
 //! 3. miners reveal; the validator checks commitments, layout, duplicates and norms,
 //!    measures each update's held-out loss improvement and whether it helps the miner's
 //!    assigned data more than random data, replays one miner bit-exactly, aggregates the
@@ -91,6 +92,9 @@ impl RunConfig {
         if self.replication == 0 {
             return bad("replication must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.inner.min_lr_ratio) {
+            return bad("min_lr_ratio must be in [0, 1]");
+        }
         if let Some(d) = self.density {
             if !(d > 0.0 && d <= 1.0) {
                 return bad("density must be in (0, 1]");
@@ -147,17 +151,19 @@ impl Ownership {
 /// compression residual. Committed by hash at the start of every round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinerState {
-    /// AdamW moments of the owned parameters.
+    /// AdamW moments of the whole model (a miner trains all of it locally).
     pub opt: AdamWState,
     /// Error-feedback residual (empty when updates are dense).
     pub residual: ParamSet,
 }
 
 impl MinerState {
-    /// The state of a miner that has not trained yet.
-    pub fn fresh(params: &ParamSet, ownership: &Ownership, uid: u16) -> Self {
+    /// The state of a miner that has not trained yet: zero moments for every parameter,
+    /// whichever experts `_uid` owns under `_ownership`, since every miner trains the whole
+    /// model locally and sends only what it owns.
+    pub fn fresh(params: &ParamSet, _ownership: &Ownership, _uid: u16) -> Self {
         Self {
-            opt: AdamWState::new(&params.filter(|n| ownership.owns(uid, n))),
+            opt: AdamWState::new(params),
             residual: ParamSet::default(),
         }
     }
@@ -298,7 +304,16 @@ pub fn train_round(
 ) -> Result<(Update, MinerState), TrainingError> {
     let owned = |n: &str| inp.ownership.owns(uid, n);
     let model = MoeModel::from_params(&inp.run.model, inp.base)?;
-    let mut trainer = Trainer::new(model, inp.run.inner.clone(), owned, Some(state.opt.clone()))?;
+    // The whole model trains locally, so that the backbone and router co-adapt with experts
+    // that keep learning (as they will once every owner's update is in); only the backbone
+    // and the owned experts are sent. Frozen foreign experts made each miner's router favour
+    // its own experts and left the backbone tuned to stale ones.
+    let mut trainer = Trainer::new(
+        model,
+        inp.run.inner.clone(),
+        |_| true,
+        Some(state.opt.clone()),
+    )?;
     let batches = assigned_batches(
         inp.corpus,
         inp.shard(data_uid),
@@ -309,7 +324,7 @@ pub fn train_round(
         let s = trainer.step(b)?;
         on_step(i, &s);
     }
-    let delta = trainer.trainable().delta_from(inp.base)?;
+    let delta = trainer.trainable().filter(owned).delta_from(inp.base)?;
     let (_, opt) = trainer.into_parts();
     let mut residual = state.residual.clone();
     let update = match inp.run.density {
@@ -341,7 +356,8 @@ pub enum Rejection {
     CopiesLastAggregate,
     /// Its norm is far from the round's median (or zero).
     NormOutlier,
-    /// Applied alone, it does not lower the held-out loss.
+    /// Applied alone, at the weight the aggregate gives it, it does not lower the held-out
+    /// loss.
     NoHeldoutGain,
     /// The replay from the committed state did not reproduce it.
     ReplayMismatch,
@@ -358,7 +374,8 @@ pub struct Verdict {
     pub rejection: Option<Rejection>,
     /// L2 norm of the update.
     pub norm: f64,
-    /// Relative held-out loss improvement when the update alone is applied.
+    /// Relative held-out loss improvement when the update alone is applied, each tensor
+    /// scaled by its weight in the aggregate (one over the number of updates carrying it).
     pub heldout_gain: f64,
     /// Loss improvement on a sample of its assigned batches.
     pub assigned_gain: f64,
@@ -660,9 +677,23 @@ impl Validator {
             round: self.round,
             round_seed,
         };
+        // Each tensor enters the aggregate averaged over the updates that carry it, so an
+        // update is judged at that weight: a backbone change that helps as one of n averaged
+        // changes can overshoot on its own (each miner's endpoint carries its own noise).
+        let mut carriers: BTreeMap<String, usize> = BTreeMap::new();
+        for d in deltas.iter().flatten() {
+            for name in d.tensors.keys() {
+                *carriers.entry(name.clone()).or_insert(0) += 1;
+            }
+        }
         for (d, v) in deltas.iter_mut().zip(verdicts.iter_mut()) {
             let Some(delta) = d.as_ref() else { continue };
-            let after = self.eval_with(delta, &self.heldout)?;
+            let mut weighted = delta.clone();
+            for (name, t) in weighted.tensors.iter_mut() {
+                let share = 1.0 / carriers.get(name).copied().unwrap_or(1).max(1) as f32;
+                t.data.iter_mut().for_each(|x| *x *= share);
+            }
+            let after = self.eval_with(&weighted, &self.heldout)?;
             v.heldout_gain = (heldout_before - after) / heldout_before;
             let assigned = self.probe_batches(corpus, &inputs, v.uid)?;
             let assigned_before = self.scratch.eval_loss(&assigned)?;

@@ -250,8 +250,9 @@ impl<'a> Reader<'a> {
 }
 
 /// Top-k sparsification with error feedback: adds the carried `residual` to `delta`, keeps
-/// the `density` share of largest-magnitude entries of each tensor (at least one; ties go
-/// to the lower position) and carries the rest in `residual` to the next round.
+/// the `density` share of largest-magnitude entries of each matrix (at least one; ties go
+/// to the lower position) and every entry of each vector, and carries the rest in
+/// `residual` to the next round.
 pub fn compress_topk(
     delta: &ParamSet,
     residual: &mut ParamSet,
@@ -272,7 +273,13 @@ pub fn compress_topk(
             *ri += di;
         }
         let n = r.data.len();
-        let k = ((density * n as f64).ceil() as usize).clamp(1, n.max(1));
+        // Vectors (the norms' gains) are a sliver of the bytes but scale whole layers:
+        // starving them to a few entries a round cost more loss than any matrix share.
+        let k = if d.shape.len() <= 1 {
+            n
+        } else {
+            ((density * n as f64).ceil() as usize).clamp(1, n.max(1))
+        };
         let mut order: Vec<u32> = (0..n as u32).collect();
         let by_size = |a: &u32, b: &u32| {
             r.data[*b as usize]
@@ -312,11 +319,34 @@ mod tests {
         p.tensors.insert(
             "a".into(),
             HostTensor {
-                shape: vec![v.len()],
+                shape: vec![1, v.len()],
                 data: v,
             },
         );
         p
+    }
+
+    #[test]
+    fn vectors_are_sent_whole() {
+        let mut d = delta(vec![1.0, -3.0, 0.5, 2.0]);
+        d.tensors.insert(
+            "norm".into(),
+            HostTensor {
+                shape: vec![4],
+                data: vec![0.1, 0.0, -0.2, 0.3],
+            },
+        );
+        let mut res = ParamSet::default();
+        let s = compress_topk(&d, &mut res, 0.25).unwrap();
+        assert_eq!(
+            s["norm"].1,
+            TensorDelta::Sparse {
+                indices: vec![0, 1, 2, 3],
+                values: vec![0.1, 0.0, -0.2, 0.3]
+            }
+        );
+        assert!(res.tensors["norm"].data.iter().all(|&x| x == 0.0));
+        assert!(matches!(&s["a"].1, TensorDelta::Sparse { indices, .. } if indices == &[1]));
     }
 
     #[test]

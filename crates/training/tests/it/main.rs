@@ -92,6 +92,79 @@ fn the_same_state_and_inputs_give_the_same_update_bytes() {
     assert!(a.encode().len() * 5 < 4 * params.len());
 }
 
+/// With one owner per expert, the outer step (lr 1, no momentum) applies each expert's
+/// change from its owner in full (no averaging with the miner that does not send it) and
+/// averages the backbone, router included.
+#[test]
+fn experts_come_whole_from_their_owner_and_the_backbone_is_averaged() {
+    use agora_training::round::{Commit, Validator};
+    use std::collections::BTreeMap;
+    let run = run(1);
+    let corpus = corpus();
+    let base = run.initial_params().unwrap();
+    let mut validator = Validator::new(
+        run.clone(),
+        ValidatorConfig::default(),
+        &corpus,
+        base.clone(),
+    )
+    .unwrap();
+    let ownership = Ownership::assign(run.model.num_local_experts, &[0, 1], 1);
+    let inputs = RoundInputs {
+        run: &run,
+        corpus: &corpus,
+        base: &base,
+        base_id: validator.checkpoint().1,
+        ownership: &ownership,
+        round: 0,
+        round_seed: validator.round_seed(),
+    };
+    let mut reveals = BTreeMap::new();
+    let mut commits = Vec::new();
+    let mut states = BTreeMap::new();
+    for uid in [0u16, 1] {
+        let state = MinerState::fresh(&base, &ownership, uid);
+        let (update, _) = train_round(&inputs, uid, uid, &state, &mut |_, _| {}).unwrap();
+        commits.push(Commit {
+            uid,
+            update_hash: update.commitment(),
+            state_hash: state.hash(),
+        });
+        reveals.insert(uid, update);
+        states.insert(uid, state);
+    }
+    let target = validator.spot_check_target(&[0, 1]).unwrap();
+    let report = validator
+        .finish_round(&corpus, &ownership, &commits, &reveals, states.get(&target))
+        .unwrap();
+    assert!(
+        report.verdicts.iter().all(|v| v.rejection.is_none()),
+        "{report:?}"
+    );
+    let deltas: Vec<_> = [0u16, 1].iter().map(|u| reveals[u].to_dense()).collect();
+    let after = validator.checkpoint().0;
+    let expert = "model.layers.1.block_sparse_moe.experts.3.w1.weight";
+    let owner = usize::from(ownership.owners_of(3)[0]);
+    assert!(!deltas[1 - owner].tensors.contains_key(expert));
+    for (i, &x) in after.tensors[expert].data.iter().enumerate() {
+        let want = base.tensors[expert].data[i] + deltas[owner].tensors[expert].data[i];
+        assert!((x - want).abs() < 1e-6);
+    }
+    for shared in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.block_sparse_moe.gate.weight",
+    ] {
+        for (i, &x) in after.tensors[shared].data.iter().enumerate() {
+            let mean =
+                (deltas[0].tensors[shared].data[i] + deltas[1].tensors[shared].data[i]) / 2.0;
+            assert!(
+                (x - (base.tensors[shared].data[i] + mean)).abs() < 1e-6,
+                "{shared}"
+            );
+        }
+    }
+}
+
 fn adversary_scores_lowest(bad: Behaviour, rounds: usize) -> Vec<Option<Rejection>> {
     let mut behaviours = vec![Behaviour::Honest; 3];
     behaviours.push(bad);
@@ -195,7 +268,7 @@ fn bench_training_through_the_harness() {
         },
         miners: 2,
         rounds: env("BENCH_ROUNDS", 8.0) as u64,
-        density: env("BENCH_DENSITY", 0.01),
+        density: env("BENCH_DENSITY", 0.25),
         eval_batches: 32,
         corpus: CorpusSource::choose(&default_cache_dir(), false, 2_000_000).unwrap(),
     };
