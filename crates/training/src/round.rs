@@ -241,11 +241,13 @@ impl MinerState {
         })
     }
 
-    /// Whether this state fits the parameters `uid` trains under `ownership` (it does not
-    /// after the set of miners, and so the expert assignment, changed).
+    /// Whether this state fits `params` and what `uid` sends under `ownership`: the
+    /// optimizer covers the whole model (miners train all of it locally), the compression
+    /// residual only the owned tensors, so it stops fitting when the set of miners, and so
+    /// the expert assignment, changed.
     pub fn fits(&self, params: &ParamSet, ownership: &Ownership, uid: u16) -> bool {
         let owned = params.filter(|n| ownership.owns(uid, n));
-        owned.check_same_layout(&self.opt.m).is_ok()
+        params.check_same_layout(&self.opt.m).is_ok()
             && (self.residual.is_empty() || owned.check_same_layout(&self.residual).is_ok())
     }
 }
@@ -923,8 +925,15 @@ mod tests {
         let back = MinerState::decode(&bytes).unwrap();
         assert_eq!(back, state);
         assert_eq!(back.hash(), state.hash());
+        // The optimizer covers the whole model: a fresh state fits any miner.
         assert!(back.fits(&params, &own, 5));
-        assert!(!back.fits(&params, &own, 3));
+        assert!(back.fits(&params, &own, 3));
+        // The compression residual covers what uid 5 sends, which uid 3 does not.
+        let mut with_residual = back.clone();
+        with_residual.residual = params.filter(|n| own.owns(5, n));
+        assert!(with_residual.fits(&params, &own, 5));
+        assert!(!with_residual.fits(&params, &own, 3));
+        assert!(!with_residual.fits(&params.filter(|n| own.owns(5, n)), &own, 5));
         for cut in [0, 3, 12, bytes.len() - 1] {
             assert!(MinerState::decode(&bytes[..cut]).is_err());
         }

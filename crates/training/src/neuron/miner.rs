@@ -215,8 +215,8 @@ impl TrainingMiner {
             &req.miners,
             req.run.replication,
         );
-        // A new set of miners reassigns experts; the optimizer state of experts this miner
-        // no longer owns is useless, so it starts afresh (and commits to that).
+        // A new set of miners reassigns experts; the compression residual of experts this
+        // miner no longer sends is useless, so it starts afresh (and commits to that).
         let state = match memory.state.take() {
             Some(s) if s.fits(&base, &ownership, my_uid) => s,
             _ => MinerState::fresh(&base, &ownership, my_uid),
