@@ -36,7 +36,18 @@ async fn fails_over_to_a_working_miner_before_the_first_byte() {
         assert_eq!(status, 200);
         assert!(events.last().is_some_and(|e| e.is_done()), "stream {i}");
     }
+    // Only the good miner can answer: every request and stream above was its.
     assert_eq!(good.served.load(Ordering::Relaxed), 24);
+
+    // Which failing miner the requests above tried first depends on the probes' latencies.
+    // With the good one gone too, one request tries all three (the default three attempts)
+    // in whatever order: each failure is retried, counted against its miner, and the
+    // client gets OpenAI's 503 after the last.
+    let good_url = good.url.clone();
+    good.stop().await;
+    let (status, v) = post(&chat, &chat_body("nobody left")).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "service_unavailable", "{v}");
     let metrics = http()
         .get(format!("{}/metrics", gw.url()))
         .send()
@@ -50,16 +61,17 @@ async fn fails_over_to_a_working_miner_before_the_first_byte() {
         .find_map(|l| l.strip_prefix("agora_gateway_retries_total "))
         .and_then(|v| v.parse().ok())
         .expect("retries metric");
-    assert!(retries > 0, "{metrics}");
-    assert!(
-        metrics.lines().any(|l| l.starts_with(&format!(
-            "agora_gateway_miner_failures_total{{miner=\"{down_url}\""
-        )) && !l.ends_with(" 0")),
-        "{metrics}"
-    );
+    assert!(retries >= 2, "{metrics}");
+    for url in [&down_url, &broken.url, &good_url] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!(
+                "agora_gateway_miner_failures_total{{miner=\"{url}\""
+            )) && !l.ends_with(" 0")),
+            "no failure counted against {url}: {metrics}"
+        );
+    }
     gw.stop().await.unwrap();
     broken.stop().await;
-    good.stop().await;
 }
 
 #[tokio::test]
