@@ -9,7 +9,8 @@
 //! holds the `agora model` and `agora bench decode` commands.
 //!
 //! The subnet's neurons: [`miner`] (the OpenAI-compatible axon), [`private`] (the attested
-//! enclave serving end-to-end encrypted requests), [`validator`] (plaintext and private
+//! enclave serving end-to-end encrypted requests, its evidence from the guest kernel via
+//! [`tsm`]), [`validator`] (plaintext and private
 //! challenges checked against the validator's own copy of the model, with [`verify`],
 //! [`challenge`] and [`attestation`], the verdicts on miners' TEE bundles).
 
@@ -21,5 +22,6 @@ pub mod miner;
 pub mod neuron_cli;
 pub mod private;
 pub mod tee_bench;
+pub mod tsm;
 pub mod validator;
 pub mod verify;

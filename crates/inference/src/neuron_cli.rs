@@ -74,6 +74,14 @@ pub struct TeeArgs {
     /// to this machine's TEE evidence, published at `GET /v1/attestation` and on chain.
     #[arg(long)]
     pub tee: bool,
+    /// With `--tee`: the collateral verifiers need with this machine's evidence — Intel's
+    /// collateral JSON (PCK CRL, TCB info, QE identity, from a PCCS) or AMD's VCEK and ASK
+    /// certificates (PEM). Read again at each attestation, so a refreshed file is used.
+    #[arg(long, requires = "tee")]
+    pub tee_collateral: Option<PathBuf>,
+    /// With `--tee`: the guest kernel's configfs-tsm report directory.
+    #[arg(long, requires = "tee", default_value = crate::tsm::DEFAULT_TSM_REPORT_DIR)]
+    pub tee_tsm_dir: PathBuf,
     /// INSECURE, development only: attest with the public test PKI instead of TEE hardware.
     /// Only gateways and clients started with `--insecure-mock-tee` accept such evidence.
     #[cfg(feature = "insecure-mock-tee")]
@@ -123,7 +131,7 @@ impl TeeArgs {
             return self.mock_enclave(netuid).map(Some);
         }
         if self.tee {
-            let source = hardware_evidence_source()?;
+            let source = hardware_evidence_source(self)?;
             let enclave = Enclave::start(source.as_ref(), netuid)
                 .map_err(|e| SubnetError::Usage(format!("--tee: {e}")))?;
             return Ok(Some(Arc::new(enclave)));
@@ -163,13 +171,20 @@ impl TeeArgs {
     }
 }
 
-/// Evidence from this machine's TEE. No hardware source is built in yet: a TDX or SEV-SNP
-/// guest would implement [`agora_tee::EvidenceSource`] over the kernel's configfs-tsm
-/// report interface.
-fn hardware_evidence_source() -> Result<Box<dyn agora_tee::EvidenceSource>, SubnetError> {
-    Err(SubnetError::Usage(
-        "--tee: no TEE hardware evidence source is available in this build".into(),
-    ))
+/// Evidence from this machine's TEE: the guest kernel's configfs-tsm report interface
+/// (TDX or SEV-SNP), with the verifier's collateral from `--tee-collateral`.
+fn hardware_evidence_source(
+    args: &TeeArgs,
+) -> Result<Box<dyn agora_tee::EvidenceSource>, SubnetError> {
+    let collateral = args.tee_collateral.as_ref().ok_or_else(|| {
+        SubnetError::Usage(
+            "--tee needs --tee-collateral FILE: Intel's collateral JSON (from a PCCS) or AMD's VCEK and ASK PEM"
+                .into(),
+        )
+    })?;
+    let source = crate::tsm::ConfigfsTsm::open(&args.tee_tsm_dir, collateral)
+        .map_err(|e| SubnetError::Usage(format!("--tee: {e}")))?;
+    Ok(Box::new(source))
 }
 
 /// Arguments of an inference validator.

@@ -11,6 +11,10 @@ pub enum TeeError {
     /// version, unknown TEE type).
     #[error("malformed evidence: {0}")]
     MalformedEvidence(String),
+    /// The platform's evidence source (the guest kernel's report interface, the
+    /// collateral file) failed to produce evidence.
+    #[error("evidence source: {0}")]
+    EvidenceSource(String),
     /// The collateral (Intel PCK chain, CRLs, TCB info, QE identity; AMD VCEK/ASK/ARK) could
     /// not be parsed.
     #[error("malformed collateral: {0}")]
