@@ -250,32 +250,15 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
             "--rpc-url",
             &rpc,
         ]);
-        let mut args: Vec<String> = [
+        let mut args = inference_neuron_args(
             "miner",
-            "inference",
-            "--subtensor.chain_endpoint",
             &ws,
-            "--netuid",
             &netuid,
-            "--wallet.path",
-            wallets.to_str().unwrap(),
-            "--wallet.name",
+            &wallets,
             name,
-            "--wallet.hotkey",
-            "default",
-            "--axon.port",
-            "0",
-            "--axon.trusted_hotkey",
-            &gateway_ss58,
-            "--model",
-            model_dir.to_str().unwrap(),
-            "--served-model-name",
-            MODEL,
-            "--insecure-mock-tee",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            &model_dir,
+            &["--axon.port", "0", "--axon.trusted_hotkey", &gateway_ss58],
+        );
         args.extend(extra.iter().cloned());
         let (proc, ready) = spawn_ready(&args, &tmp.path().join(format!("{name}.log")));
         let url = ready["url"].as_str().unwrap().to_owned();
@@ -638,34 +621,22 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         .local_addr()
         .unwrap()
         .port();
-    let validator_args: Vec<String> = [
+    let validator_args = inference_neuron_args(
         "validator",
-        "inference",
-        "--subtensor.chain_endpoint",
         &ws,
-        "--netuid",
         &netuid,
-        "--wallet.path",
-        wallets.to_str().unwrap(),
-        "--wallet.name",
+        &wallets,
         "PrivValidator",
-        "--wallet.hotkey",
-        "default",
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--served-model-name",
-        MODEL,
-        "--max-tokens",
-        "8",
-        "--round-interval-s",
-        "1",
-        "--metrics-addr",
-        &format!("127.0.0.1:{metrics_port}"),
-        "--insecure-mock-tee",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &model_dir,
+        &[
+            "--max-tokens",
+            "8",
+            "--round-interval-s",
+            "1",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+        ],
+    );
     let validator_log = tmp.path().join("validator.log");
     let (_validator, _) = spawn_ready(&validator_args, &validator_log);
 
@@ -786,4 +757,41 @@ fn http_get(port: u16, path: &str) -> String {
     raw.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
+}
+
+/// The command line of an inference `role` (`miner` or `validator`) on the test chain: its
+/// wallet, the test model, the test PKI, then `extra`.
+fn inference_neuron_args(
+    role: &str,
+    ws: &str,
+    netuid: &str,
+    wallets: &std::path::Path,
+    wallet_name: &str,
+    model_dir: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        role,
+        "inference",
+        "--subtensor.chain_endpoint",
+        ws,
+        "--netuid",
+        netuid,
+        "--wallet.path",
+        wallets.to_str().unwrap(),
+        "--wallet.name",
+        wallet_name,
+        "--wallet.hotkey",
+        "default",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--served-model-name",
+        MODEL,
+        "--insecure-mock-tee",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
