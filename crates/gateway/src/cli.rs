@@ -148,26 +148,21 @@ impl ServeArgs {
                 )),
             };
         let policy = match &self.tee_policy {
-            Some(p) => {
-                let bytes = std::fs::read(p).map_err(|source| GatewayError::Io {
-                    path: p.display().to_string(),
-                    source,
-                })?;
-                agora_tee::Policy::from_json(&bytes)
-                    .map_err(|e| GatewayError::Usage(format!("--tee-policy: {e}")))?
-            }
-            None => agora_tee::Policy::default(),
+            Some(p) => Some(std::fs::read(p).map_err(|source| GatewayError::Io {
+                path: p.display().to_string(),
+                source,
+            })?),
+            None => None,
         };
-        #[allow(unused_mut)]
-        let mut anchors = agora_tee::TrustAnchors::production();
         #[cfg(feature = "insecure-mock-tee")]
-        if self.insecure_mock_tee {
+        let test_pki = self.insecure_mock_tee;
+        #[cfg(not(feature = "insecure-mock-tee"))]
+        let test_pki = false;
+        if test_pki {
             tracing::warn!("INSECURE: trusting the test PKI's TEE evidence (--insecure-mock-tee)");
-            let roots = agora_tee::mock::MockPki::dev()
-                .and_then(|p| p.roots())
-                .map_err(|e| GatewayError::Usage(format!("--insecure-mock-tee: {e}")))?;
-            anchors = anchors.with_mock_root(roots);
         }
+        let (policy, anchors) = agora_tee::subnet_trust(policy.as_deref(), test_pki)
+            .map_err(|e| GatewayError::Usage(format!("TEE trust: {e}")))?;
         Ok(Some(PrivateConfig {
             netuid,
             policy,

@@ -171,6 +171,15 @@ impl TeeArgs {
     }
 }
 
+/// The bytes of `--tee-policy`, when given.
+fn read_tee_policy(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, SubnetError> {
+    path.map(|p| {
+        std::fs::read(p)
+            .map_err(|e| SubnetError::Usage(format!("--tee-policy {}: {e}", p.display())))
+    })
+    .transpose()
+}
+
 /// Evidence from this machine's TEE: the guest kernel's configfs-tsm report interface
 /// (TDX or SEV-SNP), with the verifier's collateral from `--tee-collateral`.
 fn hardware_evidence_source(
@@ -236,26 +245,16 @@ pub struct ValidatorTeeArgs {
 impl ValidatorTeeArgs {
     /// The trust these flags describe, for `netuid`.
     pub fn trust(&self, netuid: u16) -> Result<TeeTrust, SubnetError> {
-        let policy = match &self.tee_policy {
-            Some(p) => {
-                let bytes = std::fs::read(p).map_err(|e| {
-                    SubnetError::Usage(format!("--tee-policy {}: {e}", p.display()))
-                })?;
-                agora_tee::Policy::from_json(&bytes)
-                    .map_err(|e| SubnetError::Usage(format!("--tee-policy: {e}")))?
-            }
-            None => agora_tee::Policy::default(),
-        };
-        #[allow(unused_mut)]
-        let mut anchors = agora_tee::TrustAnchors::production();
+        let policy = read_tee_policy(self.tee_policy.as_deref())?;
         #[cfg(feature = "insecure-mock-tee")]
-        if self.insecure_mock_tee {
+        let test_pki = self.insecure_mock_tee;
+        #[cfg(not(feature = "insecure-mock-tee"))]
+        let test_pki = false;
+        if test_pki {
             tracing::warn!("INSECURE: trusting the test PKI's TEE evidence (--insecure-mock-tee)");
-            let roots = agora_tee::mock::MockPki::dev()
-                .and_then(|p| p.roots())
-                .map_err(|e| SubnetError::Usage(format!("--insecure-mock-tee: {e}")))?;
-            anchors = anchors.with_mock_root(roots);
         }
+        let (policy, anchors) = agora_tee::subnet_trust(policy.as_deref(), test_pki)
+            .map_err(|e| SubnetError::Usage(format!("TEE trust: {e}")))?;
         Ok(TeeTrust {
             netuid,
             policy,

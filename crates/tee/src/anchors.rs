@@ -1,6 +1,8 @@
 //! The roots of trust a verifier accepts.
 
+use crate::error::Result;
 use crate::evidence::TrustAnchor;
+use crate::Policy;
 
 /// The set of roots verification may chain to.
 ///
@@ -105,6 +107,33 @@ impl Default for TrustAnchors {
     }
 }
 
+/// What a subnet's verifiers (validators and gateways) trust, from their operator's
+/// settings: the policy document (`None`: [`Policy::default`]) over the vendors' roots, plus
+/// the public test PKI's roots when `trust_test_pki`. Only builds with feature
+/// `insecure-mock-tee` can honour that; any other build refuses rather than ignore it.
+pub fn subnet_trust(
+    policy_json: Option<&[u8]>,
+    trust_test_pki: bool,
+) -> Result<(Policy, TrustAnchors)> {
+    let policy = match policy_json {
+        Some(bytes) => Policy::from_json(bytes)?,
+        None => Policy::default(),
+    };
+    let anchors = TrustAnchors::production();
+    if !trust_test_pki {
+        return Ok((policy, anchors));
+    }
+    #[cfg(feature = "insecure-mock-tee")]
+    {
+        let roots = crate::mock::MockPki::dev()?.roots()?;
+        Ok((policy, anchors.with_mock_root(roots)))
+    }
+    #[cfg(not(feature = "insecure-mock-tee"))]
+    Err(crate::TeeError::UntrustedChain(
+        "trusting the test PKI needs a build with feature insecure-mock-tee".into(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +152,23 @@ mod tests {
             .all(|(anchor, der)| *anchor == TrustAnchor::IntelSgxRootCa && der.is_none()));
         // The built-in AMD roots all load.
         assert_eq!(TrustAnchors::production().amd_roots().len(), 3);
+    }
+
+    #[test]
+    fn subnet_trust_reads_the_policy_and_only_a_mock_build_trusts_the_test_pki() {
+        let (policy, _) = subnet_trust(None, false).expect("defaults");
+        assert_eq!(policy, Policy::default());
+        assert!(matches!(
+            subnet_trust(Some(b"{not json"), false),
+            Err(crate::TeeError::MalformedPolicy(_))
+        ));
+        let with_test_pki = subnet_trust(None, true);
+        #[cfg(feature = "insecure-mock-tee")]
+        assert!(with_test_pki.is_ok());
+        #[cfg(not(feature = "insecure-mock-tee"))]
+        assert!(matches!(
+            with_test_pki,
+            Err(crate::TeeError::UntrustedChain(_))
+        ));
     }
 }

@@ -59,7 +59,7 @@ pub mod report;
 pub mod snp;
 mod time;
 
-pub use anchors::TrustAnchors;
+pub use anchors::{subnet_trust, TrustAnchors};
 pub use attest::{attest_key, Evidence, EvidenceSource};
 pub use binding::{check_binding, KeyDescriptor, KEY_BINDING_DOMAIN};
 pub use bundle::{
