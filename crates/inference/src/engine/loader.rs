@@ -234,7 +234,7 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
                 }
                 false => None,
             };
-            Ok(Linear::new(w, b))
+            Linear::new(w, b)
         };
         let qkv = proj(
             src,
@@ -289,7 +289,7 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
         // Tied embeddings: the output matrix is the embedding matrix.
         false => src.linear(&cfg, "model.embed_tokens.weight")?,
     };
-    Model::new(cfg, embed, blocks, norm, Linear::new(lm_head, None), rope)
+    Model::new(cfg, embed, blocks, norm, Linear::new(lm_head, None)?, rope)
 }
 
 struct GgufSource {

@@ -1,0 +1,317 @@
+//! The GEMM on AVX-512 with VNNI int8 dot products (`vpdpbusd`).
+//!
+//! A tile is `R` activation rows × one panel of 32 columns, held in two 16-lane vectors
+//! per row. Per block of 32 values the kernel keeps integer sums (eight dot products per
+//! vector), folds them into a per-group float sum with the block's weight scales, and once
+//! per group of eight blocks applies the activation scale and removes the +128 offset.
+//! Every weight load serves `R` rows and every broadcast activation word two vectors.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+use std::ops::Range;
+
+use crate::out::SharedOut;
+use crate::pack::{Q8Matrix, PANEL_BLOCK_BYTES};
+use crate::rows::{QuantizedRows, Source, EXP_TAYLOR, LN2_HI, LN2_LO};
+use crate::{BLOCK, GROUP, PANEL};
+
+/// Activation rows per tile: six rows keep twelve independent dot-product chains in
+/// flight, enough to cover the instruction's latency on both vector ports.
+const TILE_ROWS: usize = 6;
+
+/// Activation groups per pass over a panel: 1,024 values, so the panel's slice of
+/// weights (32 KiB plus scales) stays in L1 across the row tiles.
+const SLICE_GROUPS: usize = 4;
+
+/// A tile's work: the weight, the rows, the panel, the first row, the groups, the output.
+type TileArgs<'a> = (
+    &'a Q8Matrix,
+    &'a QuantizedRows,
+    usize,
+    usize,
+    Range<usize>,
+    &'a SharedOut,
+);
+
+/// Whether this CPU runs the kernel.
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// [`crate::rows::process_row`] on AVX-512: sixteen values per instruction for the
+/// SwiGLU activation, the group maxima and the conversion to bytes.
+pub(crate) fn process_row(
+    source: Source<'_>,
+    r: usize,
+    k: usize,
+    scratch: &mut Vec<f32>,
+    q: &mut [u8],
+    d: &mut [f32],
+) -> bool {
+    assert!(available(), "the AVX-512 path needs a CPU that has it");
+    assert!(k.is_multiple_of(16) && q.len() == k && d.len() == k.div_ceil(GROUP));
+    let x: &[f32] = match source {
+        Source::Plain(x) => &x[r * k..(r + 1) * k],
+        Source::SwiGlu(gate_up) => {
+            let (gate, up) = gate_up[r * 2 * k..(r + 1) * 2 * k].split_at(k);
+            scratch.resize(k, 0.0);
+            // SAFETY: the CPU has the features (asserted above); all three slices hold
+            // `k` values, a multiple of 16.
+            unsafe { swiglu(gate, up, scratch) };
+            scratch
+        }
+    };
+    // SAFETY: as above; `x` and `q` hold `k` values and `d` one scale per group.
+    unsafe { quantize(x, q, d) }
+}
+
+/// `out = silu(gate) · up`, sixteen lanes at a time; the exponential is
+/// [`crate::rows::exp`]'s, with fused multiply-adds.
+///
+/// Safety: AVX-512 F; the three slices have one length, a multiple of 16.
+#[target_feature(enable = "avx512f")]
+unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let one = _mm512_set1_ps(1.0);
+    for i in (0..out.len()).step_by(16) {
+        let g = _mm512_loadu_ps(gate.as_ptr().add(i));
+        let u = _mm512_loadu_ps(up.as_ptr().add(i));
+        let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        let silu = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_mul_ps(silu, u));
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn exp16(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+        _mm512_set1_ps(88.0),
+    );
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(EXP_TAYLOR[0]);
+    for c in &EXP_TAYLOR[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+    }
+    let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+        _mm512_cvtps_epi32(n),
+        _mm512_set1_epi32(127),
+    ));
+    _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
+}
+
+/// Quantizes a row as [`crate::rows::quantize_row`] does, to the same bytes.
+///
+/// Safety: AVX-512 F and BW; `x` and `q` hold the same number of values, a multiple of
+/// 16, and `d` one scale per group of them.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize(x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool {
+    let zero = _mm512_setzero_ps();
+    let mut bad: __mmask16 = 0;
+    for (g, scale) in d.iter_mut().enumerate() {
+        let range = g * GROUP..((g + 1) * GROUP).min(x.len());
+        let mut vmax = zero;
+        for i in range.clone().step_by(16) {
+            let v = _mm512_loadu_ps(x.as_ptr().add(i));
+            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v));
+            // `v · 0 == 0` fails exactly for NaN and infinities.
+            bad |= !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_mul_ps(v, zero), zero);
+        }
+        let amax = _mm512_reduce_max_ps(vmax);
+        *scale = amax / 127.0;
+        let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+        for i in range.step_by(16) {
+            let v = _mm512_mul_ps(_mm512_loadu_ps(x.as_ptr().add(i)), inv);
+            let n =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            let n = _mm512_min_epi32(
+                _mm512_max_epi32(n, _mm512_set1_epi32(-127)),
+                _mm512_set1_epi32(127),
+            );
+            let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(n, _mm512_set1_epi32(128)));
+            _mm_storeu_si128(q.as_mut_ptr().add(i) as *mut __m128i, bytes);
+        }
+    }
+    bad == 0
+}
+
+/// Computes the output columns of `panels` for every row of `x`.
+pub(crate) fn panels(w: &Q8Matrix, x: &QuantizedRows, panels: Range<usize>, out: &SharedOut) {
+    assert!(
+        available(),
+        "the AVX-512 VNNI kernel needs a CPU that has it"
+    );
+    assert!(x.k == w.k && panels.end <= w.panels);
+    assert!(x.q.len() == x.m * x.k && x.d.len() == x.m * w.groups());
+    let groups = w.groups();
+    for p in panels {
+        // The panel's weights for a slice of groups stay in L1 while every row tile
+        // passes over them; the first slice stores, later ones add.
+        for first in (0..groups).step_by(SLICE_GROUPS) {
+            let slice = first..(first + SLICE_GROUPS).min(groups);
+            let mut r0 = 0;
+            while r0 < x.m {
+                let rows = (x.m - r0).min(TILE_ROWS);
+                let args = (w, x, p, r0, slice.clone(), out);
+                // SAFETY: the CPU has the features (asserted above); the shapes of `w`, `x`
+                // and `out` were checked against each other, so every pointer the tile
+                // forms is in bounds (see `tile`).
+                unsafe {
+                    match rows {
+                        6 => tile::<6>(args),
+                        5 => tile::<5>(args),
+                        4 => tile::<4>(args),
+                        3 => tile::<3>(args),
+                        2 => tile::<2>(args),
+                        _ => tile::<1>(args),
+                    }
+                }
+                r0 += rows;
+            }
+        }
+    }
+}
+
+/// One tile: rows `r0..r0 + R` of `x` against panel `p` of `w`, over the activation
+/// groups `slice`; the output is stored when the slice starts at group 0, else added to.
+///
+/// Safety: the CPU has AVX-512 F, BW and VNNI; `p < w.panels`, `r0 + R <= x.m`,
+/// `slice.end <= w.groups()`, and `x` has `w.k` values per row and `w.groups()` scales per
+/// row.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>) {
+    let blocks = w.blocks;
+    let groups = w.groups();
+    let blocks_per_group = GROUP / BLOCK;
+    // SAFETY (all pointer arithmetic below): the panel's bytes, scales and offsets lie at
+    // these offsets by construction in `Q8Matrix::from_q8_0`; row `r0 + r` of `x` has `w.k`
+    // bytes and every block read stays below `w.blocks · BLOCK = w.k`.
+    let qs = w.qs.as_ptr().add(p * blocks * PANEL_BLOCK_BYTES) as *const u8;
+    let scales = w.scales.as_ptr().add(p * blocks * PANEL);
+    let offsets = w.offsets.as_ptr().add(p * groups * PANEL);
+    let rows: [*const u8; R] = std::array::from_fn(|r| x.q.as_ptr().add((r0 + r) * x.k));
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let accumulate = slice.start > 0;
+    for g in slice {
+        let mut group_sum = [[_mm512_setzero_ps(); 2]; R];
+        let first = g * blocks_per_group;
+        for b in first..(first + blocks_per_group).min(blocks) {
+            let mut isum = [[_mm512_setzero_si512(); 2]; R];
+            let wb = qs.add(b * PANEL_BLOCK_BYTES);
+            for s in 0..BLOCK / 4 {
+                let w0 = _mm512_loadu_si512(wb.add(s * PANEL * 4) as *const __m512i);
+                let w1 = _mm512_loadu_si512(wb.add(s * PANEL * 4 + 64) as *const __m512i);
+                for r in 0..R {
+                    let word = (rows[r].add(b * BLOCK + s * 4) as *const i32).read_unaligned();
+                    let a = _mm512_set1_epi32(word);
+                    isum[r][0] = _mm512_dpbusd_epi32(isum[r][0], a, w0);
+                    isum[r][1] = _mm512_dpbusd_epi32(isum[r][1], a, w1);
+                }
+            }
+            let d0 = _mm512_loadu_ps(scales.add(b * PANEL));
+            let d1 = _mm512_loadu_ps(scales.add(b * PANEL + 16));
+            for r in 0..R {
+                group_sum[r][0] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][0]), d0, group_sum[r][0]);
+                group_sum[r][1] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][1]), d1, group_sum[r][1]);
+            }
+        }
+        let o0 = _mm512_loadu_ps(offsets.add(g * PANEL));
+        let o1 = _mm512_loadu_ps(offsets.add(g * PANEL + 16));
+        for r in 0..R {
+            let da = _mm512_set1_ps(x.d[(r0 + r) * groups + g]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_sub_ps(group_sum[r][0], o0), da, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_sub_ps(group_sum[r][1], o1), da, acc[r][1]);
+        }
+    }
+    let col = p * PANEL;
+    let width = PANEL.min(w.n - col);
+    let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as __mmask16 };
+    for (r, row) in acc.iter().enumerate() {
+        let dst = out.at(r0 + r, col);
+        // SAFETY: `width` columns from `col` lie inside row `r0 + r` of the output, and
+        // this thread owns them (the panel is its own).
+        let (m0, m1) = (mask(width), mask(width.saturating_sub(16)));
+        let (mut v0, mut v1) = (row[0], row[1]);
+        if accumulate {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, dst));
+            if width > 16 {
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, dst.add(16)));
+            }
+        }
+        _mm512_mask_storeu_ps(dst, m0, v0);
+        if width > 16 {
+            _mm512_mask_storeu_ps(dst.add(16), m1, v1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 97.0)
+            .collect()
+    }
+
+    #[test]
+    fn vector_rows_match_the_portable_ones() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+            return;
+        }
+        let k = 608; // two full groups and a partial one
+        for (source, len) in [(0, k), (1, 2 * k)] {
+            let x = values(2 * len, source);
+            let src = |x| {
+                if source == 0 {
+                    Source::Plain(x)
+                } else {
+                    Source::SwiGlu(x)
+                }
+            };
+            let (mut qa, mut qb) = (vec![0u8; k], vec![0u8; k]);
+            let (mut da, mut db) = (vec![0f32; 3], vec![0f32; 3]);
+            let mut scratch = Vec::new();
+            for r in 0..2 {
+                assert!(process_row(src(&x), r, k, &mut scratch, &mut qa, &mut da));
+                assert!(crate::rows::process_row(
+                    src(&x),
+                    r,
+                    k,
+                    &mut scratch,
+                    &mut qb,
+                    &mut db
+                ));
+                for (a, b) in da.iter().zip(&db) {
+                    assert!((a - b).abs() <= 1e-6 * b.abs(), "scale {a} vs {b}");
+                }
+                let off_by_one = qa.iter().zip(&qb).filter(|(a, b)| a != b).count();
+                assert!(qa.iter().zip(&qb).all(|(a, b)| a.abs_diff(*b) <= 1));
+                if source == 0 {
+                    // Plain rows: the same arithmetic, so the same bytes.
+                    assert_eq!(off_by_one, 0);
+                }
+            }
+        }
+        let mut x = values(k, 3);
+        x[400] = f32::NAN;
+        let (mut q, mut d) = (vec![0u8; k], vec![0f32; 3]);
+        assert!(!process_row(
+            Source::Plain(&x),
+            0,
+            k,
+            &mut Vec::new(),
+            &mut q,
+            &mut d
+        ));
+    }
+}

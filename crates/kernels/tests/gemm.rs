@@ -1,0 +1,163 @@
+//! The kernels against a plain dequantize-and-multiply reference, and against each other.
+
+use agora_kernels::{KernelKind, Parallel, Q8Matrix, QuantizedRows, Serial, BLOCK, GROUP};
+use half::f16;
+use proptest::prelude::*;
+
+/// GGUF `Q8_0` bytes for `n × k` weights from a seed, with scales of varied size.
+fn q8_0_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut bytes = Vec::with_capacity(n * k / BLOCK * 34);
+    for _ in 0..n * k / BLOCK {
+        let d = f16::from_f32(((next() % 1000) as f32 + 1.0) * 1e-4);
+        bytes.extend_from_slice(&d.to_le_bytes());
+        for _ in 0..BLOCK {
+            // The full signed range, -128 included.
+            bytes.push(next() as u8);
+        }
+    }
+    bytes
+}
+
+fn dequantize(bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
+    let mut w = Vec::with_capacity(n * k);
+    for block in bytes.chunks_exact(34) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        w.extend(block[2..].iter().map(|&q| q as i8 as f32 * d));
+    }
+    w
+}
+
+fn activations(m: usize, k: usize, seed: u64) -> Vec<f32> {
+    (0..m * k)
+        .map(|i| {
+            let h = (i as u64 ^ seed).wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (h % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// `x Wᵀ` in f64 from the dequantized weight and the exact (unquantized) activations.
+fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut out = vec![0f64; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (0..k)
+                .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+/// Two threads over `std::thread::scope`, so the split across work ranges is exercised.
+struct TwoThreads;
+
+impl Parallel for TwoThreads {
+    fn run(&self, items: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        let mid = items / 2;
+        std::thread::scope(|s| {
+            s.spawn(|| f(0..mid));
+            f(mid..items);
+        });
+    }
+}
+
+fn check(m: usize, n: usize, k: usize, seed: u64) {
+    let bytes = q8_0_bytes(n, k, seed);
+    let w = Q8Matrix::from_q8_0(&bytes, n, k).unwrap();
+    let x = activations(m, k, seed);
+    let rows = QuantizedRows::quantize(&x, m, k).unwrap();
+    let exact = reference(&x, &dequantize(&bytes, n, k), m, n, k);
+    let w_abs: Vec<f64> = dequantize(&bytes, n, k)
+        .iter()
+        .map(|v| v.abs() as f64)
+        .collect();
+    // Activation quantization moves each output by at most half a step per value.
+    let bounds: Vec<f64> = (0..m * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            let amax = x[r * k..(r + 1) * k]
+                .iter()
+                .fold(0f32, |a, v| a.max(v.abs())) as f64;
+            (0..k).map(|j| w_abs[c * k + j]).sum::<f64>() * amax / 127.0 * 0.5 * 1.01 + 1e-4
+        })
+        .collect();
+    let within = |got: &[f32], what: &str| {
+        for (i, g) in got.iter().enumerate() {
+            let (g, want) = (*g as f64, exact[i]);
+            assert!(
+                (g - want).abs() <= bounds[i],
+                "{what} {m}×{n}×{k} at {i}: {g} vs {want} (bound {})",
+                bounds[i]
+            );
+        }
+    };
+    let mut portable = vec![f32::NAN; m * n];
+    w.matmul(&rows, &mut portable, KernelKind::Portable, &TwoThreads)
+        .unwrap();
+    within(&portable, "portable");
+    if KernelKind::detect() == KernelKind::Avx512Vnni {
+        for parallel in [&Serial as &dyn Parallel, &TwoThreads] {
+            let mut fast = vec![f32::NAN; m * n];
+            w.matmul(&rows, &mut fast, KernelKind::Avx512Vnni, parallel)
+                .unwrap();
+            within(&fast, "vector");
+            // Same integers, different float rounding: far closer than the quantization.
+            for (i, (a, b)) in fast.iter().zip(&portable).enumerate() {
+                assert!(
+                    ((a - b).abs() as f64) <= bounds[i] * 0.01,
+                    "{m}×{n}×{k} at {i}: vector {a} vs portable {b}"
+                );
+            }
+        }
+    } else {
+        eprintln!("this CPU lacks AVX-512 VNNI: only the portable kernel was checked");
+    }
+}
+
+#[test]
+fn shapes_of_a_real_model_layer() {
+    // A full panel set, whole groups; then ragged rows, a partial last group and a
+    // partial last panel.
+    check(13, 64, 512, 1);
+    check(7, 40, 320, 2);
+    check(1, 96, 32, 3);
+    // Long rows: several passes over each panel, the last one ragged.
+    check(9, 70, 2336, 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn any_shape_matches_the_reference(
+        m in 1usize..14,
+        n in 1usize..70,
+        blocks in 1usize..(2 * GROUP / BLOCK + 3),
+        seed in any::<u64>(),
+    ) {
+        check(m, n, blocks * BLOCK, seed);
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_refused_and_leave_the_output_alone() {
+    let w = Q8Matrix::from_q8_0(&q8_0_bytes(32, 64, 9), 32, 64).unwrap();
+    let rows = QuantizedRows::quantize(&activations(2, 32, 1), 2, 32).unwrap();
+    let mut out = vec![7.0; 64];
+    assert!(w
+        .matmul(&rows, &mut out, KernelKind::detect(), &Serial)
+        .is_err());
+    let rows = QuantizedRows::quantize(&activations(2, 64, 1), 2, 64).unwrap();
+    let mut short = vec![7.0; 63];
+    assert!(w
+        .matmul(&rows, &mut short, KernelKind::detect(), &Serial)
+        .is_err());
+    assert!(out.iter().chain(&short).all(|&v| v == 7.0));
+}
