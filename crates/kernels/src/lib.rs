@@ -15,6 +15,7 @@
 //! Everything is checked: shapes and byte lengths are validated and a bad weight is refused
 //! with a [`KernelError`], never a panic.
 
+mod attention;
 mod out;
 mod pack;
 mod portable;
@@ -24,6 +25,7 @@ mod x86;
 
 use std::ops::Range;
 
+pub use attention::{causal_attention, AttentionShape};
 pub use pack::Q8Matrix;
 pub use rows::QuantizedRows;
 
@@ -112,4 +114,37 @@ pub(crate) fn process_rows(
         finite &= rows::process_row(source, r, k, &mut scratch, q, d);
     }
     finite
+}
+
+/// One attention head on the widest vector unit this CPU has.
+pub(crate) fn attend_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: AttentionShape,
+    scale: f32,
+    h: usize,
+    out: &out::SharedOut,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        return x86::attend_head(q, k, v, shape, scale, h, out);
+    }
+    attention::attend_head(q, k, v, shape, scale, h, out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Two threads over `std::thread::scope`, so splits across work ranges are exercised.
+    pub(crate) struct TwoThreads;
+
+    impl crate::Parallel for TwoThreads {
+        fn run(&self, items: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+            let mid = items / 2;
+            std::thread::scope(|s| {
+                s.spawn(|| f(0..mid));
+                f(mid..items);
+            });
+        }
+    }
 }

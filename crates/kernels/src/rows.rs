@@ -13,6 +13,31 @@ pub(crate) enum Source<'a> {
     /// A SwiGLU MLP's stacked gate and up projections, `m × 2k`: row `r` becomes
     /// `silu(gate) · up`, the input of the down projection.
     SwiGlu(&'a [f32]),
+    /// Rows of `m × k` values, RMS-normalised and scaled by `weight` (`k` values):
+    /// `x / sqrt(mean(x²) + eps) · weight`, the input of a block's first projections.
+    RmsNorm {
+        x: &'a [f32],
+        weight: &'a [f32],
+        eps: f32,
+    },
+}
+
+/// Writes row `r` of an RMS-normalised source into `out` (`k` values). Inlined so that
+/// each CPU's entry point vectorizes it for its own instruction set.
+#[inline(always)]
+pub(crate) fn rms_norm_row(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    // Sixteen partial sums, so the reduction vectorizes (see `quantize_row`).
+    let mut lanes = [0f32; 16];
+    for chunk in x.chunks_exact(16) {
+        for j in 0..16 {
+            lanes[j] += chunk[j] * chunk[j];
+        }
+    }
+    let mean = lanes.iter().sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * inv * w;
+    }
 }
 
 /// Computes and quantizes row `r`: per group, the scale maps the largest magnitude to
@@ -33,6 +58,11 @@ pub(crate) fn process_row(
             for ((out, &g), &u) in scratch.iter_mut().zip(gate).zip(up) {
                 *out = g / (1.0 + exp(-g)) * u;
             }
+            scratch
+        }
+        Source::RmsNorm { x, weight, eps } => {
+            scratch.resize(k, 0.0);
+            rms_norm_row(&x[r * k..(r + 1) * k], weight, eps, scratch);
             scratch
         }
     };
@@ -185,6 +215,28 @@ impl QuantizedRows {
         self.fill(Source::SwiGlu(gate_up), m, k, parallel)
     }
 
+    /// Quantizes `m` RMS-normalised rows of `x` (`m × k`): row `r` becomes
+    /// `x_r / sqrt(mean(x_r²) + eps) · weight`. Fusing the norm into the quantization
+    /// saves a pass and a tensor per projection.
+    pub fn requantize_rms_norm(
+        &mut self,
+        x: &[f32],
+        weight: &[f32],
+        eps: f32,
+        m: usize,
+        k: usize,
+        parallel: &dyn Parallel,
+    ) -> Result<(), KernelError> {
+        self.check(x.len(), m, k, 1)?;
+        if weight.len() != k {
+            return Err(KernelError::Shape(format!(
+                "a norm weight of {} values for rows of {k}",
+                weight.len()
+            )));
+        }
+        self.fill(Source::RmsNorm { x, weight, eps }, m, k, parallel)
+    }
+
     fn fill(
         &mut self,
         source: Source<'_>,
@@ -311,6 +363,34 @@ mod tests {
         }
         // A value may land on the other side of a rounding boundary, never further.
         assert!(got.q.iter().zip(&want.q).all(|(a, b)| a.abs_diff(*b) <= 1));
+    }
+
+    #[test]
+    fn rms_norm_rows_are_normalised_then_quantized() {
+        let (m, k) = (2, 64);
+        let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let weight: Vec<f32> = (0..k).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let mut got = QuantizedRows::default();
+        got.requantize_rms_norm(&x, &weight, 1e-5, m, k, &crate::Serial)
+            .unwrap();
+        let mut want = Vec::new();
+        for row in x.chunks(k) {
+            let mean = row.iter().map(|v| (v * v) as f64).sum::<f64>() / k as f64;
+            let inv = 1.0 / (mean + 1e-5).sqrt();
+            want.extend(
+                row.iter()
+                    .zip(&weight)
+                    .map(|(&v, &w)| (v as f64 * inv * w as f64) as f32),
+            );
+        }
+        let want = QuantizedRows::quantize(&want, m, k).unwrap();
+        for (a, b) in got.d.iter().zip(&want.d) {
+            assert!((a - b).abs() <= 1e-5 * b.abs());
+        }
+        assert!(got.q.iter().zip(&want.q).all(|(a, b)| a.abs_diff(*b) <= 1));
+        assert!(got
+            .requantize_rms_norm(&x, &weight[1..], 1e-5, m, k, &crate::Serial)
+            .is_err());
     }
 
     #[test]

@@ -62,9 +62,48 @@ pub(crate) fn process_row(
             unsafe { swiglu(gate, up, scratch) };
             scratch
         }
+        Source::RmsNorm { x, weight, eps } => {
+            scratch.resize(k, 0.0);
+            // SAFETY: as above; the body is safe Rust, vectorized for AVX-512.
+            unsafe { rms_norm(&x[r * k..(r + 1) * k], weight, eps, scratch) };
+            scratch
+        }
     };
     // SAFETY: as above; `x` and `q` hold `k` values and `d` one scale per group.
     unsafe { quantize(x, q, d) }
+}
+
+#[target_feature(enable = "avx512f")]
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    crate::rows::rms_norm_row(x, weight, eps, out)
+}
+
+/// [`crate::attention::attend_head`] compiled for AVX-512.
+pub(crate) fn attend_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: crate::AttentionShape,
+    scale: f32,
+    h: usize,
+    out: &SharedOut,
+) {
+    assert!(available(), "the AVX-512 path needs a CPU that has it");
+    // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
+    unsafe { attend_head_avx512(q, k, v, shape, scale, h, out) }
+}
+
+#[target_feature(enable = "avx512f")]
+fn attend_head_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: crate::AttentionShape,
+    scale: f32,
+    h: usize,
+    out: &SharedOut,
+) {
+    crate::attention::attend_head(q, k, v, shape, scale, h, out)
 }
 
 /// `out = silu(gate) · up`, sixteen lanes at a time; the exponential is

@@ -6,6 +6,8 @@
 //! sequence against that sequence's own key/value cache. Logits come back for whichever
 //! rows a caller asks for, which is how one prefill scores every position of a text.
 
+use std::cell::RefCell;
+
 use agora_kernels::{KernelKind, Q8Matrix, QuantizedRows};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Module, Tensor};
@@ -68,10 +70,23 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// `rms_norm(x) Wᵀ (+ b)`: on the int8 GEMM the norm is applied while the rows are
+    /// quantized.
+    fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Q8(w) => q8_forward(w, x, Some((norm, eps)))?,
+            Weight::Candle(w) => w.forward(&candle_nn::ops::rms_norm(x, norm, eps)?)?,
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             Weight::Candle(w) => w.forward(x)?,
-            Weight::Q8(w) => q8_forward(w, x)?,
+            Weight::Q8(w) => q8_forward(w, x, None)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -80,33 +95,56 @@ impl Linear {
     }
 }
 
-/// `x Wᵀ` on the int8 GEMM for `x` of shape `(rows, k)`.
-fn q8_forward(w: &Q8Matrix, x: &Tensor) -> Result<Tensor> {
+/// Buffers the int8 GEMM path reuses from call to call on a thread: fresh buffers of
+/// several megabytes would be page-faulted in again by every projection.
+#[derive(Default)]
+struct Scratch {
+    rows: QuantizedRows,
+    hidden: Vec<f32>,
+    hidden_rows: QuantizedRows,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// `x Wᵀ` on the int8 GEMM for `x` of shape `(rows, k)`, RMS-normalised first when `norm`
+/// gives the weight and eps.
+fn q8_forward(w: &Q8Matrix, x: &Tensor, norm: Option<(&Tensor, f32)>) -> Result<Tensor> {
     let (m, _) = x.dims2()?;
-    let rows = quantize_rows(x)?;
-    Ok(Tensor::from_vec(
-        q8_matmul(w, &rows)?,
-        (m, w.rows()),
-        x.device(),
-    )?)
+    let out = SCRATCH.with_borrow_mut(|s| {
+        quantize_rows(x, norm, &mut s.rows)?;
+        q8_matmul(w, &s.rows)
+    })?;
+    Ok(Tensor::from_vec(out, (m, w.rows()), x.device())?)
 }
 
 /// A SwiGLU MLP on the int8 GEMM: the activation is applied while the down projection's
 /// input is quantized, with no tensor in between.
-fn q8_swiglu(gate_up: &Q8Matrix, down: &Q8Matrix, x: &Tensor) -> Result<Tensor> {
+fn q8_swiglu(
+    gate_up: &Q8Matrix,
+    down: &Q8Matrix,
+    x: &Tensor,
+    norm: Option<(&Tensor, f32)>,
+) -> Result<Tensor> {
     let (m, _) = x.dims2()?;
-    let hidden = q8_matmul(gate_up, &quantize_rows(x)?)?;
-    let mut rows = QuantizedRows::default();
-    rows.requantize_swiglu(&hidden, m, gate_up.rows() / 2, &CandlePool)
-        .map_err(kernel_error)?;
-    Ok(Tensor::from_vec(
-        q8_matmul(down, &rows)?,
-        (m, down.rows()),
-        x.device(),
-    )?)
+    let out = SCRATCH.with_borrow_mut(|s| {
+        quantize_rows(x, norm, &mut s.rows)?;
+        s.hidden.resize(m * gate_up.rows(), 0.0);
+        gate_up
+            .matmul(&s.rows, &mut s.hidden, KernelKind::Avx512Vnni, &CandlePool)
+            .map_err(kernel_error)?;
+        s.hidden_rows
+            .requantize_swiglu(&s.hidden, m, gate_up.rows() / 2, &CandlePool)
+            .map_err(kernel_error)?;
+        q8_matmul(down, &s.hidden_rows)
+    })?;
+    Ok(Tensor::from_vec(out, (m, down.rows()), x.device())?)
 }
 
-fn quantize_rows(x: &Tensor) -> Result<QuantizedRows> {
+/// Quantizes the rows of `x` into `rows`, RMS-normalised first when `norm` gives the
+/// weight and eps.
+fn quantize_rows(x: &Tensor, norm: Option<(&Tensor, f32)>, rows: &mut QuantizedRows) -> Result<()> {
     let (m, k) = x.dims2()?;
     let x = x.to_dtype(DType::F32)?.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
@@ -119,10 +157,14 @@ fn quantize_rows(x: &Tensor) -> Result<QuantizedRows> {
         }
     };
     let values = &values[layout.start_offset()..layout.start_offset() + m * k];
-    let mut rows = QuantizedRows::default();
-    rows.requantize_parallel(values, m, k, &CandlePool)
-        .map_err(kernel_error)?;
-    Ok(rows)
+    match norm {
+        Some((weight, eps)) => {
+            let weight = weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            rows.requantize_rms_norm(values, &weight, eps, m, k, &CandlePool)
+        }
+        None => rows.requantize_parallel(values, m, k, &CandlePool),
+    }
+    .map_err(kernel_error)
 }
 
 fn q8_matmul(w: &Q8Matrix, rows: &QuantizedRows) -> Result<Vec<f32>> {
@@ -159,14 +201,30 @@ pub(crate) struct Expert {
 }
 
 impl Expert {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let (Weight::Q8(gate_up), Weight::Q8(down), None, None) = (
+    /// The MLP of `rms_norm(x)`, the norm fused into the quantization on the int8 GEMM.
+    fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
+        match self.q8() {
+            Some((gate_up, down)) => q8_swiglu(gate_up, down, x, Some((norm, eps))),
+            None => self.forward(&candle_nn::ops::rms_norm(x, norm, eps)?),
+        }
+    }
+
+    /// Both weights when the whole MLP runs on the int8 GEMM.
+    fn q8(&self) -> Option<(&Q8Matrix, &Q8Matrix)> {
+        match (
             &self.gate_up.weight,
             &self.down.weight,
             &self.gate_up.bias,
             &self.down.bias,
         ) {
-            return q8_swiglu(gate_up, down, x);
+            (Weight::Q8(gate_up), Weight::Q8(down), None, None) => Some((gate_up, down)),
+            _ => None,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some((gate_up, down)) = self.q8() {
+            return q8_swiglu(gate_up, down, x, None);
         }
         let gate_up = self.gate_up.forward(x)?;
         let width = gate_up.dim(1)? / 2;
@@ -193,6 +251,15 @@ pub(crate) enum Ffn {
 }
 
 impl Ffn {
+    /// The feed-forward part of `rms_norm(x)`.
+    fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
+        match self {
+            Ffn::Dense(mlp) => mlp.forward_normed(x, norm, eps),
+            // The router reads the normalised rows too, so they are built once.
+            Ffn::Routed { .. } => self.forward(&candle_nn::ops::rms_norm(x, norm, eps)?),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (router, experts, per_token) = match self {
             Ffn::Dense(mlp) => return mlp.forward(x),
@@ -311,8 +378,7 @@ impl Model {
         let eps = cfg.rms_norm_eps as f32;
         let starts: Vec<usize> = segments.iter().map(|s| s.cache.len).collect();
         for (layer, block) in self.blocks.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, eps)?;
-            let qkv = block.qkv.forward(&h)?;
+            let qkv = block.qkv.forward_normed(&x, &block.attn_norm, eps)?;
             let q_width = cfg.num_heads * cfg.head_dim;
             let kv_width = cfg.num_kv_heads * cfg.head_dim;
             let q = qkv.narrow(1, 0, q_width)?;
@@ -333,8 +399,7 @@ impl Model {
             }
             let attn = Tensor::cat(&outs, 0)?;
             x = (x + block.o.forward(&attn)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps)?;
-            x = (x + block.ffn.forward(&h)?)?;
+            x = (&x + block.ffn.forward_normed(&x, &block.ffn_norm, eps)?)?;
         }
         // Only the rows asked for go through the final norm and the (large) output matrix.
         let mut wanted = Vec::new();
@@ -421,33 +486,51 @@ impl Model {
                 start + t
             )));
         }
-        // Grouped-query attention without copying keys: the query heads that share a key
-        // head are stacked as extra rows, (kv_heads, group * t, hd).
-        let group = nh / nkv;
-        let q = q.reshape((nkv, group * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut scores = (q.matmul(&k_all.t()?)? * scale)?;
-        if t > 1 {
-            let mut mask = vec![0f32; t * total];
-            for i in 0..t {
-                for j in (start + i + 1)..total {
-                    mask[i * total + j] = f32::NEG_INFINITY;
-                }
-            }
-            let mask = Tensor::from_vec(mask, (t, total), &Device::Cpu)?;
-            scores = scores
-                .reshape((nkv, group, t, total))?
-                .broadcast_add(&mask)?
-                .reshape((nkv, group * t, total))?;
+        let (q, k_all, v_all) = (q.contiguous()?, k_all.contiguous()?, v_all.contiguous()?);
+        let mut out = vec![0f32; t * nh * hd];
+        {
+            let (q_storage, q_layout) = q.storage_and_layout();
+            let (k_storage, k_layout) = k_all.storage_and_layout();
+            let (v_storage, v_layout) = v_all.storage_and_layout();
+            agora_kernels::causal_attention(
+                cpu_f32(&q_storage, q_layout, nh * t * hd)?,
+                cpu_f32(&k_storage, k_layout, nkv * total * hd)?,
+                cpu_f32(&v_storage, v_layout, nkv * total * hd)?,
+                agora_kernels::AttentionShape {
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                    rows: t,
+                    start,
+                },
+                1.0 / (hd as f32).sqrt(),
+                &mut out,
+                &CandlePool,
+            )
+            .map_err(kernel_error)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v_all)?;
         cache.layers[layer] = Some((k_all, v_all));
-        Ok(out
-            .reshape((nh, t, hd))?
-            .transpose(0, 1)?
-            .reshape((t, nh * hd))?)
+        Ok(Tensor::from_vec(out, (t, nh * hd), &Device::Cpu)?)
     }
+}
+
+/// The `len` f32 values of a contiguous CPU tensor.
+fn cpu_f32<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+    len: usize,
+) -> Result<&'a [f32]> {
+    let values = match storage {
+        candle_core::Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
+        _ => return Err(EngineError::Execution("attention runs on the CPU".into())),
+    };
+    let start = layout.start_offset();
+    if !layout.is_contiguous() || values.len() < start + len {
+        return Err(EngineError::Execution(
+            "attention expects contiguous f32 tensors".into(),
+        ));
+    }
+    Ok(&values[start..start + len])
 }
 
 fn rope_tables(cfg: &ModelConfig) -> Result<(Tensor, Tensor)> {
