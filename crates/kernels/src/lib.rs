@@ -19,6 +19,7 @@ mod attention;
 mod out;
 mod pack;
 mod portable;
+mod rope;
 mod rows;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -27,6 +28,7 @@ use std::ops::Range;
 
 pub use attention::{causal_attention, AttentionShape};
 pub use pack::Q8Matrix;
+pub use rope::{split_heads, HeadSplit, RopePairs};
 pub use rows::QuantizedRows;
 
 /// Values per `Q8_0` block: one scale covers this many weights.

@@ -315,6 +315,9 @@ pub(crate) struct Model {
     /// `(context, head_dim / 2)` tables of the rotation angles' cosines and sines.
     cos: Tensor,
     sin: Tensor,
+    /// The same tables as plain values, for the kernels.
+    cos_table: Vec<f32>,
+    sin_table: Vec<f32>,
 }
 
 /// The keys and values a sequence has computed so far, per layer `(kv_heads, len, head_dim)`.
@@ -345,6 +348,10 @@ impl Model {
         rope: RopeStyle,
     ) -> Result<Self> {
         let (cos, sin) = rope_tables(&cfg)?;
+        let (cos_table, sin_table) = (
+            cos.flatten_all()?.to_vec1::<f32>()?,
+            sin.flatten_all()?.to_vec1::<f32>()?,
+        );
         Ok(Model {
             cfg,
             embed,
@@ -354,6 +361,8 @@ impl Model {
             rope,
             cos,
             sin,
+            cos_table,
+            sin_table,
         })
     }
 
@@ -379,11 +388,6 @@ impl Model {
         let starts: Vec<usize> = segments.iter().map(|s| s.cache.len).collect();
         for (layer, block) in self.blocks.iter().enumerate() {
             let qkv = block.qkv.forward_normed(&x, &block.attn_norm, eps)?;
-            let q_width = cfg.num_heads * cfg.head_dim;
-            let kv_width = cfg.num_kv_heads * cfg.head_dim;
-            let q = qkv.narrow(1, 0, q_width)?;
-            let k = qkv.narrow(1, q_width, kv_width)?;
-            let v = qkv.narrow(1, q_width + kv_width, kv_width)?;
             let mut outs = Vec::with_capacity(segments.len());
             let mut row = 0;
             for (seg, &start) in segments.iter_mut().zip(&starts) {
@@ -391,13 +395,15 @@ impl Model {
                 if t == 0 {
                     continue;
                 }
-                let q = q.narrow(0, row, t)?;
-                let k = k.narrow(0, row, t)?;
-                let v = v.narrow(0, row, t)?;
-                outs.push(self.attend(block, layer, seg.cache, start, &q, &k, &v)?);
+                let rows = qkv.narrow(0, row, t)?;
+                outs.push(self.attend(block, layer, seg.cache, start, &rows)?);
                 row += t;
             }
-            let attn = Tensor::cat(&outs, 0)?;
+            // One segment (a prefill, a lone decode) needs no copy.
+            let attn = match outs.as_slice() {
+                [only] => only.clone(),
+                _ => Tensor::cat(&outs, 0)?,
+            };
             x = (x + block.o.forward(&attn)?)?;
             x = (&x + block.ffn.forward_normed(&x, &block.ffn_norm, eps)?)?;
         }
@@ -434,22 +440,66 @@ impl Model {
         Ok(result)
     }
 
-    /// Causal attention of `t` new rows of one sequence, whose cache holds `start` positions.
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        block: &Block,
-        layer: usize,
-        cache: &mut KvCache,
-        start: usize,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-    ) -> Result<Tensor> {
+    /// Splits one sequence's `(t, q | k | v)` rows into head-major queries, keys and values
+    /// with the rotary embedding applied, in one pass.
+    fn split_heads(&self, qkv: &Tensor, start: usize) -> Result<(Tensor, Tensor, Tensor)> {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
-        let t = q.dim(0)?;
+        let t = qkv.dim(0)?;
+        let qkv = qkv.contiguous()?;
+        let (mut q, mut k, mut v) = (
+            vec![0f32; nh * t * hd],
+            vec![0f32; nkv * t * hd],
+            vec![0f32; nkv * t * hd],
+        );
+        {
+            let (storage, layout) = qkv.storage_and_layout();
+            let shape = agora_kernels::HeadSplit {
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
+                rows: t,
+                start,
+                pairs: match self.rope {
+                    RopeStyle::Interleaved => agora_kernels::RopePairs::Interleaved,
+                    RopeStyle::Halves => agora_kernels::RopePairs::Halves,
+                },
+            };
+            let rows = cpu_f32(&storage, layout, t * (nh + 2 * nkv) * hd)?;
+            agora_kernels::split_heads(
+                rows,
+                shape,
+                &self.cos_table,
+                &self.sin_table,
+                &mut q,
+                &mut k,
+                &mut v,
+            )
+            .map_err(kernel_error)?;
+        }
+        let dev = &Device::Cpu;
+        Ok((
+            Tensor::from_vec(q, (nh, t, hd), dev)?,
+            Tensor::from_vec(k, (nkv, t, hd), dev)?,
+            Tensor::from_vec(v, (nkv, t, hd), dev)?,
+        ))
+    }
+
+    /// [`Model::split_heads`] for models that RMS-normalise each query and key head before
+    /// the rotation (Qwen3), on candle's operations.
+    fn split_heads_normed(
+        &self,
+        block: &Block,
+        qkv: &Tensor,
+        start: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let cfg = &self.cfg;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let t = qkv.dim(0)?;
         let eps = cfg.rms_norm_eps as f32;
+        let q = qkv.narrow(1, 0, nh * hd)?;
+        let k = qkv.narrow(1, nh * hd, nkv * hd)?;
+        let v = qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?;
         // (t, heads * hd) -> (1, heads, t, hd), the layout the rotary kernels expect.
         let mut q = q.reshape((t, nh, hd))?.transpose(0, 1)?.contiguous()?;
         let mut k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
@@ -470,8 +520,27 @@ impl Model {
             };
             Ok(y.squeeze(0)?)
         };
-        let q = rotate(&q)?;
-        let k = rotate(&k)?;
+        Ok((rotate(&q)?, rotate(&k)?, v))
+    }
+
+    /// Causal attention of `t` new rows of one sequence, whose cache holds `start` positions.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        block: &Block,
+        layer: usize,
+        cache: &mut KvCache,
+        start: usize,
+        qkv: &Tensor,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let t = qkv.dim(0)?;
+        let (q, k, v) = if block.q_norm.is_none() && block.k_norm.is_none() {
+            self.split_heads(qkv, start)?
+        } else {
+            self.split_heads_normed(block, qkv, start)?
+        };
         if cache.layers.len() <= layer {
             cache.layers.resize_with(layer + 1, || None);
         }
