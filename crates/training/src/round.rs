@@ -51,7 +51,7 @@ pub struct RunConfig {
     pub replication: usize,
     /// Top-k share kept per tensor (with error feedback); `None` sends dense updates.
     pub density: Option<f64>,
-    /// How the values of updated matrices travel.
+    /// How the values of updated matrices travel (f32 when a run file leaves it out).
     #[serde(default)]
     pub values: ValueEncoding,
 }
