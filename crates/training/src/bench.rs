@@ -85,6 +85,33 @@ pub struct BenchSettings {
     pub eval_batches: usize,
     /// The corpus.
     pub corpus: CorpusSource,
+    /// Which parts run (experiments on one side skip the others); all when empty.
+    #[serde(default)]
+    pub parts: Vec<BenchPart>,
+    /// The validator's settings.
+    #[serde(default)]
+    pub validator: ValidatorConfig,
+}
+
+/// A part of the benchmark.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+pub enum BenchPart {
+    /// The centralized baseline.
+    Centralized,
+    /// The network with dense updates.
+    Network,
+    /// The network with compressed updates.
+    Compressed,
+    /// Tokens per second of one process and of two worker processes.
+    Throughput,
+}
+
+impl BenchSettings {
+    fn runs(&self, part: BenchPart) -> bool {
+        self.parts.is_empty() || self.parts.contains(&part)
+    }
 }
 
 /// Work for one throughput worker process.
@@ -159,6 +186,7 @@ pub fn run_bench(
     let eval = heldout_batches(&corpus, settings.eval_batches, run.shape)?;
     let step_tokens = run.shape.batch * run.shape.seq_len * usize::from(settings.miners);
     let total_steps = settings.rounds * run.inner_steps as u64;
+    let total_tokens = total_steps as f64 * step_tokens as f64;
     progress(&format!(
         "corpus {}: {} training / {} held-out bytes; model {} parameters",
         corpus.source,
@@ -166,28 +194,34 @@ pub fn run_bench(
         corpus.heldout.len(),
         run.model.num_params()
     ));
+    let m = |name, value, unit| Metric { name, value, unit };
+    let mut out = Vec::new();
 
-    let started = Instant::now();
-    let model = train_centralized(
-        &run,
-        &corpus,
-        settings.miners,
-        settings.rounds,
-        0,
-        &mut |s, st| {
-            if (s + 1) % 50 == 0 || s + 1 == total_steps {
-                progress(&format!(
-                    "centralized step {}/{total_steps} loss {:.4}",
-                    s + 1,
-                    st.lm
-                ));
-            }
-        },
-    )?;
-    let central_secs = started.elapsed().as_secs_f64();
-    let central_tokens = total_steps as f64 * step_tokens as f64;
-    let centralized_loss = model.eval_loss(&eval)?;
-    progress(&format!("centralized held-out loss {centralized_loss:.4}"));
+    let mut central = None;
+    if settings.runs(BenchPart::Centralized) || settings.runs(BenchPart::Throughput) {
+        let started = Instant::now();
+        let model = train_centralized(
+            &run,
+            &corpus,
+            settings.miners,
+            settings.rounds,
+            0,
+            &mut |s, st| {
+                if (s + 1) % 50 == 0 || s + 1 == total_steps {
+                    progress(&format!(
+                        "centralized step {}/{total_steps} loss {:.4}",
+                        s + 1,
+                        st.lm
+                    ));
+                }
+            },
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        let loss = model.eval_loss(&eval)?;
+        progress(&format!("centralized held-out loss {loss:.4}"));
+        out.push(m("centralized_loss", loss, "nats/token"));
+        central = Some((loss, secs));
+    }
 
     let mut network = |density: Option<f64>| -> Result<(f64, f64), TrainingError> {
         let run = RunConfig {
@@ -197,7 +231,7 @@ pub fn run_bench(
         let behaviours = vec![Behaviour::Honest; usize::from(settings.miners)];
         let mut net = Network::new(
             run.clone(),
-            ValidatorConfig::default(),
+            settings.validator.clone(),
             corpus.clone(),
             &behaviours,
         )?;
@@ -228,81 +262,73 @@ pub fn run_bench(
             net.bytes.iter().map(|b| b.total() as f64).sum::<f64>() / net.bytes.len().max(1) as f64;
         Ok((loss, bytes))
     };
-    let (network_loss, dense_bytes) = network(None)?;
-    let (compressed_loss, compressed_bytes) = network(Some(settings.density))?;
     let dp_bytes = dataparallel_bytes_per_round(
         run.model.num_params(),
         usize::from(settings.miners),
         run.inner_steps,
-    );
-
-    progress("throughput: two single-threaded miner processes");
-    let started = Instant::now();
-    let children = (0..settings.miners)
-        .map(|uid| {
-            spawn_worker(&WorkerJob {
-                settings: settings.clone(),
-                uid,
-            })
-        })
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| TrainingError::io(Path::new("worker"), e))?;
-    for child in children {
-        let out = child
-            .wait_with_output()
-            .map_err(|e| TrainingError::io(Path::new("worker"), e))?;
-        if !out.status.success() {
-            return Err(TrainingError::InvalidInput(format!(
-                "worker failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    let worker_secs = started.elapsed().as_secs_f64();
-    let worker_tokens = total_steps as f64 * step_tokens as f64;
-
-    let m = |name, value, unit| Metric { name, value, unit };
-    Ok(vec![
-        m("centralized_loss", centralized_loss, "nats/token"),
-        m("network_loss", network_loss, "nats/token"),
-        m("network_compressed_loss", compressed_loss, "nats/token"),
-        m("bytes_per_round_dense", dense_bytes.round(), "bytes"),
-        m(
-            "bytes_per_round_compressed",
-            compressed_bytes.round(),
-            "bytes",
-        ),
-        m("dataparallel_bytes_same_tokens", dp_bytes as f64, "bytes"),
-        m(
-            "tokens_per_s_one_process",
-            central_tokens / central_secs,
-            "tokens/s",
-        ),
-        m(
-            "tokens_per_s_two_miners",
-            worker_tokens / worker_secs,
-            "tokens/s",
-        ),
-        m(
+    ) as f64;
+    let mut versus = Vec::new();
+    for (part, density, loss_name, bytes_name, vs_name, reduction_name) in [
+        (
+            BenchPart::Network,
+            None,
+            "network_loss",
+            "bytes_per_round_dense",
             "network_vs_centralized_loss",
-            100.0 * (network_loss / centralized_loss - 1.0),
-            "%",
+            "dense_reduction",
         ),
-        m(
+        (
+            BenchPart::Compressed,
+            Some(settings.density),
+            "network_compressed_loss",
+            "bytes_per_round_compressed",
             "network_compressed_vs_centralized_loss",
-            100.0 * (compressed_loss / centralized_loss - 1.0),
-            "%",
-        ),
-        m("dense_reduction", dp_bytes as f64 / dense_bytes, "x"),
-        m(
             "compressed_reduction",
-            dp_bytes as f64 / compressed_bytes,
-            "x",
         ),
-        m(
-            "two_miner_speedup",
-            (worker_tokens / worker_secs) / (central_tokens / central_secs),
-            "x",
-        ),
-    ])
+    ] {
+        if !settings.runs(part) {
+            continue;
+        }
+        let (loss, bytes) = network(density)?;
+        out.push(m(loss_name, loss, "nats/token"));
+        out.push(m(bytes_name, bytes.round(), "bytes"));
+        if let Some((central_loss, _)) = central {
+            versus.push(m(vs_name, 100.0 * (loss / central_loss - 1.0), "%"));
+        }
+        versus.push(m(reduction_name, dp_bytes / bytes, "x"));
+    }
+    out.push(m("dataparallel_bytes_same_tokens", dp_bytes, "bytes"));
+    out.extend(versus);
+
+    if let (true, Some((_, central_secs))) = (settings.runs(BenchPart::Throughput), central) {
+        progress("throughput: two single-threaded miner processes");
+        let started = Instant::now();
+        let children = (0..settings.miners)
+            .map(|uid| {
+                spawn_worker(&WorkerJob {
+                    settings: settings.clone(),
+                    uid,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| TrainingError::io(Path::new("worker"), e))?;
+        for child in children {
+            let out = child
+                .wait_with_output()
+                .map_err(|e| TrainingError::io(Path::new("worker"), e))?;
+            if !out.status.success() {
+                return Err(TrainingError::InvalidInput(format!(
+                    "worker failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        let worker_secs = started.elapsed().as_secs_f64();
+        let one = total_tokens / central_secs;
+        let two = total_tokens / worker_secs;
+        out.push(m("tokens_per_s_one_process", one, "tokens/s"));
+        out.push(m("tokens_per_s_two_miners", two, "tokens/s"));
+        out.push(m("two_miner_speedup", two / one, "x"));
+    }
+    Ok(out)
 }

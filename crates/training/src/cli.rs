@@ -7,13 +7,14 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::bench::{run_bench, run_worker, BenchSettings, CorpusSource, WorkerJob};
+use crate::bench::{run_bench, run_worker, BenchPart, BenchSettings, CorpusSource, WorkerJob};
 use crate::checkpoint;
 use crate::config::ModelConfig;
 use crate::data::{default_cache_dir, heldout_batches, BatchShape};
 use crate::error::TrainingError;
 use crate::optim::AdamWConfig;
-use crate::round::{train_centralized, RunConfig};
+use crate::round::{train_centralized, RunConfig, ValidatorConfig};
+use crate::update::ValueEncoding;
 
 /// The model and schedule, shared by `agora train` and `agora bench training`.
 #[derive(Args, Debug, Clone)]
@@ -36,11 +37,12 @@ pub struct RunArgs {
     /// Windows per miner per step.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    /// Inner steps per round (H).
-    #[arg(long, default_value_t = 50)]
+    /// Inner steps per round (H). Ten keeps the network's loss near the centralized run's;
+    /// 8-bit values keep its bytes far below per-step synchronisation even so.
+    #[arg(long, default_value_t = 10)]
     pub inner_steps: usize,
     /// Rounds.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 40)]
     pub rounds: u64,
     /// Miners whose tokens each step covers.
     #[arg(long, default_value_t = 2)]
@@ -61,6 +63,12 @@ pub struct RunArgs {
     /// Owners per expert.
     #[arg(long, default_value_t = 1)]
     pub replication: usize,
+    /// How the values of updated matrices travel (dense and compressed).
+    #[arg(long, value_enum, default_value_t = ValueEncoding::Int8)]
+    pub values: ValueEncoding,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub warmup_steps: u64,
     /// Seed of the initial weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -85,6 +93,7 @@ impl RunArgs {
             init_seed: self.seed,
             inner: AdamWConfig {
                 lr: self.lr,
+                warmup_steps: self.warmup_steps,
                 decay_steps: if self.cosine_lr {
                     self.rounds.saturating_mul(self.inner_steps as u64)
                 } else {
@@ -101,6 +110,7 @@ impl RunArgs {
             outer_momentum: self.outer_momentum,
             replication: self.replication,
             density: None,
+            values: self.values,
         }
     }
 
@@ -137,15 +147,21 @@ pub struct TrainArgs {
 /// `agora bench training`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Top-k share of each tensor the compressed network sends. Each kept value costs 8
-    /// bytes (index and value), so 0.25 sends half the bytes of a dense update; far lower
-    /// shares leave most of the change in the error-feedback residual over a run of a few
-    /// rounds, and the loss falls behind.
+    /// Top-k share of each matrix the compressed network sends. With 8-bit values a kept
+    /// value costs about 2 bytes (a one-byte gap to the previous index and the value), so
+    /// 0.25 sends half the bytes of a dense 8-bit update; far lower shares leave most of the
+    /// change in the error-feedback residual, and the loss falls behind.
     #[arg(long, default_value_t = 0.25)]
     pub density: f64,
     /// Held-out batches in the final evaluation.
     #[arg(long, default_value_t = 32)]
     pub eval_batches: usize,
+    /// Held-out batches the validator judges each update on.
+    #[arg(long, default_value_t = ValidatorConfig::default().heldout_batches)]
+    pub validator_heldout_batches: usize,
+    /// Run only these parts (comma-separated; all by default).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub parts: Vec<BenchPart>,
     /// The model and schedule.
     #[command(flatten)]
     pub run: RunArgs,
@@ -230,6 +246,11 @@ pub fn run_bench_cli(a: &BenchArgs, exe: &std::path::Path) -> Result<(), Trainin
         density: a.density,
         eval_batches: a.eval_batches,
         corpus: a.run.corpus()?,
+        parts: a.parts.clone(),
+        validator: ValidatorConfig {
+            heldout_batches: a.validator_heldout_batches,
+            ..ValidatorConfig::default()
+        },
     };
     let spawn = |job: &WorkerJob| {
         let json = serde_json::to_string(job).map_err(std::io::Error::other)?;

@@ -305,7 +305,8 @@ pub fn round_bytes(report: &RoundReport, num_params: usize) -> RoundBytes {
 
 /// What per-step data-parallel training would exchange for the tokens of one round:
 /// every worker sends its full gradient and receives the averaged one on each of the
-/// `inner_steps` steps (4 bytes per parameter each way).
+/// `inner_steps` steps (4 bytes per parameter each way: data-parallel training exchanges
+/// f32 gradients, whatever encoding the network's updates use).
 pub fn dataparallel_bytes_per_round(num_params: usize, workers: usize, inner_steps: usize) -> u64 {
     (inner_steps * workers * 2 * 4 * num_params) as u64
 }

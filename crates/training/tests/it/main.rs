@@ -265,12 +265,15 @@ fn bench_training_through_the_harness() {
             outer_momentum: env("BENCH_OUTER_MOMENTUM", 0.0),
             replication: env("BENCH_REPLICATION", 1.0) as usize,
             density: None,
+            values: Default::default(),
         },
         miners: 2,
         rounds: env("BENCH_ROUNDS", 8.0) as u64,
         density: env("BENCH_DENSITY", 0.25),
         eval_batches: 32,
         corpus: CorpusSource::choose(&default_cache_dir(), false, 2_000_000).unwrap(),
+        parts: Vec::new(),
+        validator: Default::default(),
     };
     let exe = std::env::current_exe().unwrap();
     let spawn = |job: &WorkerJob| {
