@@ -148,15 +148,7 @@ fn quantize_rows(x: &Tensor, norm: Option<(&Tensor, f32)>, rows: &mut QuantizedR
     let (m, k) = x.dims2()?;
     let x = x.to_dtype(DType::F32)?.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
-    let values = match &*storage {
-        candle_core::Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
-        _ => {
-            return Err(EngineError::Execution(
-                "the int8 GEMM runs on the CPU".into(),
-            ))
-        }
-    };
-    let values = &values[layout.start_offset()..layout.start_offset() + m * k];
+    let values = cpu_f32(&storage, layout, m * k)?;
     match norm {
         Some((weight, eps)) => {
             let weight = weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
@@ -583,7 +575,7 @@ impl Model {
     }
 }
 
-/// The `len` f32 values of a contiguous CPU tensor.
+/// The `len` f32 values of a contiguous CPU tensor, for the kernels.
 fn cpu_f32<'a>(
     storage: &'a candle_core::Storage,
     layout: &candle_core::Layout,
@@ -591,12 +583,12 @@ fn cpu_f32<'a>(
 ) -> Result<&'a [f32]> {
     let values = match storage {
         candle_core::Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
-        _ => return Err(EngineError::Execution("attention runs on the CPU".into())),
+        _ => return Err(EngineError::Execution("the kernels run on the CPU".into())),
     };
     let start = layout.start_offset();
     if !layout.is_contiguous() || values.len() < start + len {
         return Err(EngineError::Execution(
-            "attention expects contiguous f32 tensors".into(),
+            "the kernels expect contiguous f32 tensors".into(),
         ));
     }
     Ok(&values[start..start + len])
