@@ -103,17 +103,19 @@ pub(crate) fn process_rows(
     let groups = k.div_ceil(GROUP);
     let mut scratch = Vec::new();
     let mut finite = true;
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = x86::Avx512Ops::new();
     for (i, r) in rows.enumerate() {
         let (q, d) = (
             &mut q[i * k..(i + 1) * k],
             &mut d[i * groups..(i + 1) * groups],
         );
         #[cfg(target_arch = "x86_64")]
-        if x86::available() {
-            finite &= x86::process_row(source, r, k, &mut scratch, q, d);
+        if let Some(ops) = &avx512 {
+            finite &= rows::process_row(ops, source, r, k, &mut scratch, q, d);
             continue;
         }
-        finite &= rows::process_row(source, r, k, &mut scratch, q, d);
+        finite &= rows::process_row(&rows::PortableOps, source, r, k, &mut scratch, q, d);
     }
     finite
 }

@@ -40,9 +40,39 @@ pub(crate) fn rms_norm_row(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32])
     }
 }
 
-/// Computes and quantizes row `r`: per group, the scale maps the largest magnitude to
-/// 127. Returns whether every value was finite.
+/// The per-CPU arithmetic that turns a [`Source`] row into quantized bytes.
+pub(crate) trait RowOps {
+    /// `out = silu(gate) · up`.
+    fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]);
+    /// `out = x / sqrt(mean(x²) + eps) · weight`.
+    fn rms_norm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]);
+    /// Quantizes `x`; returns whether every value was finite.
+    fn quantize(&self, x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool;
+}
+
+/// Plain Rust, any CPU.
+pub(crate) struct PortableOps;
+
+impl RowOps for PortableOps {
+    fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *out = g / (1.0 + exp(-g)) * u;
+        }
+    }
+
+    fn rms_norm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        rms_norm_row(x, weight, eps, out)
+    }
+
+    fn quantize(&self, x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool {
+        quantize_row(x, q, d)
+    }
+}
+
+/// Computes and quantizes row `r` with `ops`: per group, the scale maps the largest
+/// magnitude to 127. Returns whether every value was finite.
 pub(crate) fn process_row(
+    ops: &impl RowOps,
     source: Source<'_>,
     r: usize,
     k: usize,
@@ -55,18 +85,16 @@ pub(crate) fn process_row(
         Source::SwiGlu(gate_up) => {
             let (gate, up) = gate_up[r * 2 * k..(r + 1) * 2 * k].split_at(k);
             scratch.resize(k, 0.0);
-            for ((out, &g), &u) in scratch.iter_mut().zip(gate).zip(up) {
-                *out = g / (1.0 + exp(-g)) * u;
-            }
+            ops.swiglu(gate, up, scratch);
             scratch
         }
         Source::RmsNorm { x, weight, eps } => {
             scratch.resize(k, 0.0);
-            rms_norm_row(&x[r * k..(r + 1) * k], weight, eps, scratch);
+            ops.rms_norm(&x[r * k..(r + 1) * k], weight, eps, scratch);
             scratch
         }
     };
-    quantize_row(x, q, d)
+    ops.quantize(x, q, d)
 }
 
 /// Quantizes one row of values; see [`process_row`].

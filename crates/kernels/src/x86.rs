@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use crate::out::SharedOut;
 use crate::pack::{Q8Matrix, PANEL_BLOCK_BYTES};
-use crate::rows::{QuantizedRows, Source, EXP_TAYLOR, LN2_HI, LN2_LO};
+use crate::rows::{QuantizedRows, RowOps, EXP_TAYLOR, LN2_HI, LN2_LO};
 use crate::{BLOCK, GROUP, PANEL};
 
 /// Activation rows per tile: six rows keep twelve independent dot-product chains in
@@ -40,37 +40,38 @@ pub(crate) fn available() -> bool {
         && is_x86_feature_detected!("avx512vnni")
 }
 
-/// [`crate::rows::process_row`] on AVX-512: sixteen values per instruction for the
-/// SwiGLU activation, the group maxima and the conversion to bytes.
-pub(crate) fn process_row(
-    source: Source<'_>,
-    r: usize,
-    k: usize,
-    scratch: &mut Vec<f32>,
-    q: &mut [u8],
-    d: &mut [f32],
-) -> bool {
-    assert!(available(), "the AVX-512 path needs a CPU that has it");
-    assert!(k.is_multiple_of(16) && q.len() == k && d.len() == k.div_ceil(GROUP));
-    let x: &[f32] = match source {
-        Source::Plain(x) => &x[r * k..(r + 1) * k],
-        Source::SwiGlu(gate_up) => {
-            let (gate, up) = gate_up[r * 2 * k..(r + 1) * 2 * k].split_at(k);
-            scratch.resize(k, 0.0);
-            // SAFETY: the CPU has the features (asserted above); all three slices hold
-            // `k` values, a multiple of 16.
-            unsafe { swiglu(gate, up, scratch) };
-            scratch
-        }
-        Source::RmsNorm { x, weight, eps } => {
-            scratch.resize(k, 0.0);
-            // SAFETY: as above; the body is safe Rust, vectorized for AVX-512.
-            unsafe { rms_norm(&x[r * k..(r + 1) * k], weight, eps, scratch) };
-            scratch
-        }
-    };
-    // SAFETY: as above; `x` and `q` hold `k` values and `d` one scale per group.
-    unsafe { quantize(x, q, d) }
+/// The row arithmetic on AVX-512: sixteen values per instruction for the SwiGLU
+/// activation, the norm, the group maxima and the conversion to bytes. Only built by
+/// [`Avx512Ops::new`], which checks the CPU.
+pub(crate) struct Avx512Ops(());
+
+impl Avx512Ops {
+    pub(crate) fn new() -> Option<Self> {
+        available().then_some(Avx512Ops(()))
+    }
+}
+
+impl RowOps for Avx512Ops {
+    fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        assert!(gate.len() == out.len() && up.len() == out.len() && out.len().is_multiple_of(16));
+        // SAFETY: the CPU has the features (checked when `self` was built); all three
+        // slices hold the same number of values, a multiple of 16.
+        unsafe { swiglu(gate, up, out) }
+    }
+
+    fn rms_norm(&self, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        // SAFETY: as above; the body is safe Rust, vectorized for AVX-512.
+        unsafe { rms_norm(x, weight, eps, out) }
+    }
+
+    fn quantize(&self, x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool {
+        assert!(
+            x.len().is_multiple_of(16) && q.len() == x.len() && d.len() == x.len().div_ceil(GROUP)
+        );
+        // SAFETY: as above; `x` and `q` hold the same multiple of 16 values and `d` one
+        // scale per group.
+        unsafe { quantize(x, q, d) }
+    }
 }
 
 #[target_feature(enable = "avx512f")]
@@ -294,6 +295,7 @@ unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::{process_row, PortableOps, Source};
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
@@ -303,10 +305,10 @@ mod tests {
 
     #[test]
     fn vector_rows_match_the_portable_ones() {
-        if !available() {
+        let Some(ops) = Avx512Ops::new() else {
             eprintln!("skipped: this CPU lacks AVX-512 VNNI");
             return;
-        }
+        };
         let k = 608; // two full groups and a partial one
         for (source, len) in [(0, k), (1, 2 * k)] {
             let x = values(2 * len, source);
@@ -321,8 +323,17 @@ mod tests {
             let (mut da, mut db) = (vec![0f32; 3], vec![0f32; 3]);
             let mut scratch = Vec::new();
             for r in 0..2 {
-                assert!(process_row(src(&x), r, k, &mut scratch, &mut qa, &mut da));
-                assert!(crate::rows::process_row(
+                assert!(process_row(
+                    &ops,
+                    src(&x),
+                    r,
+                    k,
+                    &mut scratch,
+                    &mut qa,
+                    &mut da
+                ));
+                assert!(process_row(
+                    &PortableOps,
                     src(&x),
                     r,
                     k,
@@ -345,6 +356,7 @@ mod tests {
         x[400] = f32::NAN;
         let (mut q, mut d) = (vec![0u8; k], vec![0f32; 3]);
         assert!(!process_row(
+            &ops,
             Source::Plain(&x),
             0,
             k,
