@@ -21,6 +21,7 @@ mod pack;
 mod portable;
 mod rope;
 mod rows;
+mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -30,6 +31,7 @@ pub use attention::{causal_attention, AttentionShape};
 pub use pack::Q8Matrix;
 pub use rope::{split_heads, HeadSplit, RopePairs};
 pub use rows::QuantizedRows;
+pub use softmax::{log_softmax, Distribution};
 
 /// Values per `Q8_0` block: one scale covers this many weights.
 pub const BLOCK: usize = 32;
@@ -121,20 +123,12 @@ pub(crate) fn process_rows(
 }
 
 /// One attention head on the widest vector unit this CPU has.
-pub(crate) fn attend_head(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    shape: AttentionShape,
-    scale: f32,
-    h: usize,
-    out: &out::SharedOut,
-) {
+pub(crate) fn attend_head(call: &attention::Call<'_>, h: usize, space: &mut attention::Workspace) {
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
-        return x86::attend_head(q, k, v, shape, scale, h, out);
+        return x86::attend_head(call, h, space);
     }
-    attention::attend_head(q, k, v, shape, scale, h, out)
+    attention::attend_head(&rows::PortableOps, call, h, space)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use core::arch::x86_64::*;
 use std::ops::Range;
 
+use crate::attention::QUERY_BLOCK;
 use crate::out::SharedOut;
 use crate::pack::{Q8Matrix, PANEL_BLOCK_BYTES};
 use crate::rows::{QuantizedRows, RowOps, EXP_TAYLOR, LN2_HI, LN2_LO};
@@ -81,30 +82,134 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// [`crate::attention::attend_head`] compiled for AVX-512.
 pub(crate) fn attend_head(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    shape: crate::AttentionShape,
-    scale: f32,
+    call: &crate::attention::Call<'_>,
     h: usize,
-    out: &SharedOut,
+    space: &mut crate::attention::Workspace,
 ) {
     assert!(available(), "the AVX-512 path needs a CPU that has it");
     // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
-    unsafe { attend_head_avx512(q, k, v, shape, scale, h, out) }
+    unsafe { attend_head_avx512(call, h, space) }
 }
 
 #[target_feature(enable = "avx512f")]
 fn attend_head_avx512(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    shape: crate::AttentionShape,
-    scale: f32,
+    call: &crate::attention::Call<'_>,
     h: usize,
-    out: &SharedOut,
+    space: &mut crate::attention::Workspace,
 ) {
-    crate::attention::attend_head(q, k, v, shape, scale, h, out)
+    crate::attention::attend_head(&Avx512Ops(()), call, h, space)
+}
+
+impl crate::attention::AttentionOps for Avx512Ops {
+    fn block_scores(
+        &self,
+        queries: &[f32],
+        keys_t: &[f32],
+        d: usize,
+        chunks: usize,
+        scores: &mut [f32],
+    ) {
+        let padded = keys_t.len() / d;
+        assert!(
+            d > 0
+                && queries.len() >= QUERY_BLOCK * d
+                && chunks * 16 <= padded
+                && scores.len() >= (QUERY_BLOCK - 1) * padded + chunks * 16
+        );
+        // SAFETY: the CPU has the features (checked when `self` was built); every load
+        // and store below is within the lengths asserted above.
+        unsafe { block_scores(queries, keys_t, d, padded, chunks, scores) }
+    }
+
+    fn block_values(
+        &self,
+        probs: &[f32],
+        values: &[f32],
+        d: usize,
+        visible: usize,
+        out: &mut [f32],
+    ) {
+        let padded = probs.len() / QUERY_BLOCK;
+        assert!(visible <= padded && values.len() >= visible * d && out.len() >= QUERY_BLOCK * d);
+        // SAFETY: as above.
+        unsafe { block_values(probs, values, d, padded, visible, out) }
+    }
+}
+
+/// Sixteen keys' scores for each of the block's rows per pass over the features: one
+/// load of transposed keys serves [`QUERY_BLOCK`] multiply-adds.
+///
+/// Safety: AVX-512 F; the lengths `AttentionOps::block_scores` asserts.
+#[target_feature(enable = "avx512f")]
+unsafe fn block_scores(
+    queries: &[f32],
+    keys_t: &[f32],
+    d: usize,
+    padded: usize,
+    chunks: usize,
+    scores: &mut [f32],
+) {
+    for c in 0..chunks {
+        let mut s = [_mm512_setzero_ps(); QUERY_BLOCK];
+        let keys = keys_t.as_ptr().add(c * 16);
+        for f in 0..d {
+            let k = _mm512_loadu_ps(keys.add(f * padded));
+            for (r, acc) in s.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*queries.get_unchecked(r * d + f));
+                *acc = _mm512_fmadd_ps(x, k, *acc);
+            }
+        }
+        for (r, acc) in s.iter().enumerate() {
+            _mm512_storeu_ps(scores.as_mut_ptr().add(r * padded + c * 16), *acc);
+        }
+    }
+}
+
+/// Sixteen output features of each of the block's rows per pass over the keys: one load
+/// of a value row serves [`QUERY_BLOCK`] multiply-adds.
+///
+/// Safety: AVX-512 F; the lengths `AttentionOps::block_values` asserts.
+#[target_feature(enable = "avx512f")]
+unsafe fn block_values(
+    probs: &[f32],
+    values: &[f32],
+    d: usize,
+    padded: usize,
+    visible: usize,
+    out: &mut [f32],
+) {
+    for f0 in (0..d).step_by(16) {
+        let mask = ((1u32 << (d - f0).min(16)) - 1) as __mmask16;
+        let mut acc = [_mm512_setzero_ps(); QUERY_BLOCK];
+        for j in 0..visible {
+            let v = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(j * d + f0));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let p = _mm512_set1_ps(*probs.get_unchecked(r * padded + j));
+                *a = _mm512_fmadd_ps(p, v, *a);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * d + f0), mask, *a);
+        }
+    }
+}
+
+/// [`crate::softmax::log_softmax_row`] compiled for AVX-512.
+pub(crate) fn log_softmax(
+    logits: &[f32],
+    out: &mut [f32],
+) -> Result<crate::Distribution, crate::KernelError> {
+    assert!(available(), "the AVX-512 path needs a CPU that has it");
+    // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
+    unsafe { log_softmax_avx512(logits, out) }
+}
+
+#[target_feature(enable = "avx512f")]
+fn log_softmax_avx512(
+    logits: &[f32],
+    out: &mut [f32],
+) -> Result<crate::Distribution, crate::KernelError> {
+    crate::softmax::log_softmax_row(logits, out)
 }
 
 /// `out = silu(gate) · up`, sixteen lanes at a time; the exponential is
@@ -198,17 +303,18 @@ pub(crate) fn panels(w: &Q8Matrix, x: &QuantizedRows, panels: Range<usize>, out:
             while r0 < x.m {
                 let rows = (x.m - r0).min(TILE_ROWS);
                 let args = (w, x, p, r0, slice.clone(), out);
+                let prefetch = r0 == 0;
                 // SAFETY: the CPU has the features (asserted above); the shapes of `w`, `x`
                 // and `out` were checked against each other, so every pointer the tile
                 // forms is in bounds (see `tile`).
                 unsafe {
                     match rows {
-                        6 => tile::<6>(args),
-                        5 => tile::<5>(args),
-                        4 => tile::<4>(args),
-                        3 => tile::<3>(args),
-                        2 => tile::<2>(args),
-                        _ => tile::<1>(args),
+                        6 => tile::<6>(args, prefetch),
+                        5 => tile::<5>(args, prefetch),
+                        4 => tile::<4>(args, prefetch),
+                        3 => tile::<3>(args, prefetch),
+                        2 => tile::<2>(args, prefetch),
+                        _ => tile::<1>(args, prefetch),
                     }
                 }
                 r0 += rows;
@@ -224,7 +330,7 @@ pub(crate) fn panels(w: &Q8Matrix, x: &QuantizedRows, panels: Range<usize>, out:
 /// `slice.end <= w.groups()`, and `x` has `w.k` values per row and `w.groups()` scales per
 /// row.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>) {
+unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>, prefetch: bool) {
     let blocks = w.blocks;
     let groups = w.groups();
     let blocks_per_group = GROUP / BLOCK;
@@ -243,6 +349,21 @@ unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>) {
         for b in first..(first + blocks_per_group).min(blocks) {
             let mut isum = [[_mm512_setzero_si512(); 2]; R];
             let wb = qs.add(b * PANEL_BLOCK_BYTES);
+            if prefetch {
+                // The first row tile of a slice asks for the next slice's weights (the
+                // same panel's next groups, or the next panel's first) to come into L2
+                // while the other row tiles work from L1: otherwise every slice starts
+                // with a stall on memory. A prefetch never faults, so the address past
+                // the end of the weights is harmless; `wrapping_add` keeps it defined.
+                let ahead = wb.wrapping_add(SLICE_GROUPS * GROUP / BLOCK * PANEL_BLOCK_BYTES);
+                for line in (0..PANEL_BLOCK_BYTES).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
+                }
+                let scales_ahead =
+                    scales.wrapping_add((b + SLICE_GROUPS * GROUP / BLOCK) * PANEL) as *const i8;
+                _mm_prefetch::<_MM_HINT_T1>(scales_ahead);
+                _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(64));
+            }
             for s in 0..BLOCK / 4 {
                 let w0 = _mm512_loadu_si512(wb.add(s * PANEL * 4) as *const __m512i);
                 let w1 = _mm512_loadu_si512(wb.add(s * PANEL * 4 + 64) as *const __m512i);

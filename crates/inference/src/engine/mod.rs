@@ -247,7 +247,7 @@ impl Engine {
             for (i, row) in rows.iter().enumerate() {
                 let position = pos + first_wanted + i + 1;
                 let id = tokens[position];
-                let lp = sampling::log_softmax(row);
+                let (lp, entropy, logprob_variance) = sampling::log_softmax_with_entropy(row);
                 let logprob = lp[id as usize];
                 let rank = lp.iter().filter(|&&l| l > logprob).count();
                 let top_logprobs = sampling::top_k(&lp, top_k)
@@ -258,7 +258,6 @@ impl Engine {
                         logprob,
                     })
                     .collect();
-                let (entropy, logprob_variance) = crate::verify::entropy_and_variance(&lp);
                 out.push(ScoredToken {
                     position,
                     id,

@@ -7,16 +7,34 @@ use rand_chacha::ChaCha20Rng;
 /// Natural-log probabilities of every token under the model's own distribution
 /// (temperature 1, no filtering): what `logprobs` report and what `score` recomputes.
 pub(crate) fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    log_softmax_with_entropy(logits).0
+}
+
+/// [`log_softmax`], with the distribution's entropy and log-probability variance: one
+/// vectorized pass of exponentials for finite rows; rows with masked (`-inf`) or broken
+/// entries take the f64 reference path, which gives such entries probability zero.
+pub(crate) fn log_softmax_with_entropy(logits: &[f32]) -> (Vec<f32>, f32, f32) {
+    let mut out = vec![0f32; logits.len()];
+    if let Ok(d) = agora_kernels::log_softmax(logits, &mut out) {
+        return (out, d.entropy, d.logprob_variance);
+    }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
     let log_sum = sum.ln() as f32;
-    logits.iter().map(|&l| l - max - log_sum).collect()
+    let lp: Vec<f32> = logits.iter().map(|&l| l - max - log_sum).collect();
+    let (entropy, variance) = crate::verify::entropy_and_variance(&lp);
+    (lp, entropy, variance)
 }
 
 /// The `k` most likely tokens, most likely first; ties go to the lower id.
 pub(crate) fn top_k(logprobs: &[f32], k: usize) -> Vec<(u32, f32)> {
-    if k == 0 {
+    if k == 0 || logprobs.is_empty() {
         return Vec::new();
+    }
+    if k == 1 {
+        // What a validator asks for at every position: one pass, no index vector.
+        let best = argmax(logprobs);
+        return vec![(best, logprobs[best as usize])];
     }
     let mut ids: Vec<u32> = (0..logprobs.len() as u32).collect();
     let by_rank = |a: &u32, b: &u32| {
@@ -148,6 +166,27 @@ mod tests {
         let got = top_k(&[0.5, 2.0, 2.0, -1.0], 3);
         assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2, 0]);
         assert_eq!(top_k(&[1.0], 5).len(), 1);
+        // The single-best shortcut agrees with the general path, ties included.
+        for row in [vec![0.5, 2.0, 2.0, -1.0], vec![-3.0], vec![1.0, 1.0]] {
+            let general = {
+                let mut all = top_k(&row, row.len());
+                all.truncate(1);
+                all
+            };
+            assert_eq!(top_k(&row, 1), general);
+        }
+    }
+
+    #[test]
+    fn entropy_comes_with_the_log_probabilities() {
+        let logits: Vec<f32> = (0..300).map(|i| (i % 17) as f32 * 0.3).collect();
+        let (lp, h, var) = log_softmax_with_entropy(&logits);
+        let (want_h, want_var) = crate::verify::entropy_and_variance(&lp);
+        assert!((h - want_h).abs() < 1e-5 && (var - want_var).abs() < 1e-4);
+        // A masked entry: the reference path, with that entry at probability zero.
+        let (lp, h, _) = log_softmax_with_entropy(&[0.0, f32::NEG_INFINITY, 0.0]);
+        assert_eq!(lp[1], f32::NEG_INFINITY);
+        assert!((lp[0] - 0.5f32.ln()).abs() < 1e-6 && (h - 2f32.ln()).abs() < 1e-6);
     }
 
     #[test]
