@@ -3,14 +3,19 @@
 //! A validator checks a miner's answer by scoring it: one forward pass over the prompt and
 //! every generated token at once (a prefill), so its cost is dominated by matrix products
 //! of a few dozen to a few hundred activation rows against the model's quantized weights.
-//! This crate runs those products for GGUF `Q8_0` weights as an int8 GEMM:
+//! This crate runs those products for GGUF `Q8_0` and `Q4_K` weights as an int8 GEMM:
 //!
-//! * [`Q8Matrix`] repacks a `Q8_0` weight once, at load, into panels of [`PANEL`] output
-//!   columns whose bytes line up with the vector unit's int8 dot-product instruction;
+//! * [`PackedMatrix`] repacks a weight once, at load, into panels of [`PANEL`] output
+//!   columns whose bytes line up with the vector unit's int8 dot-product instruction
+//!   (`Q4_K` stays 4-bit in memory and is unpacked a slice at a time);
 //! * [`QuantizedRows`] quantizes the activations to int8 with one scale per
 //!   [`GROUP`] values (the granularity llama.cpp's and candle's `Q8_K` use);
-//! * [`Q8Matrix::matmul`] multiplies them, with an AVX-512 VNNI kernel when the CPU has it
+//! * [`PackedMatrix::matmul`] multiplies them, with an AVX-512 VNNI kernel when the CPU has it
 //!   and a portable kernel with the same arithmetic otherwise.
+//!
+//! Around the products, the rest of a scoring pass: fused RMS-norm and SwiGLU
+//! quantization, the rotary head split, causal attention, and the log-softmax with the
+//! entropy a validator's statistical checks need.
 //!
 //! Everything is checked: shapes and byte lengths are validated and a bad weight is refused
 //! with a [`KernelError`], never a panic.
@@ -28,7 +33,7 @@ mod x86;
 use std::ops::Range;
 
 pub use attention::{causal_attention, AttentionShape};
-pub use pack::Q8Matrix;
+pub use pack::{PackedFormat, PackedMatrix, Q4_K_BLOCK_BYTES, Q4_K_SUPER_BLOCK};
 pub use rope::{split_heads, HeadSplit, RopePairs};
 pub use rows::QuantizedRows;
 pub use softmax::{log_softmax, Distribution};

@@ -3,7 +3,7 @@
 
 /// A row-major `m × n` output that work ranges write column slices of concurrently.
 ///
-/// [`crate::Q8Matrix::matmul`] gives every panel of columns to exactly one work range, so
+/// [`crate::PackedMatrix::matmul`] gives every panel of columns to exactly one work range, so
 /// no two threads ever write the same element; that is the contract of [`SharedOut::new`].
 pub(crate) struct SharedOut {
     ptr: *mut f32,

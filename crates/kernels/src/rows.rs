@@ -167,7 +167,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 ///
 /// Values are stored offset by +128 as unsigned bytes: the int8 dot-product instruction
 /// multiplies unsigned by signed bytes, and the offset's contribution is a per-column
-/// constant of the weight that [`crate::Q8Matrix`] removes (see `pack.rs`).
+/// constant of the weight that [`crate::PackedMatrix`] removes (see `pack.rs`).
 #[derive(Debug, Clone, Default)]
 pub struct QuantizedRows {
     pub(crate) m: usize,
@@ -191,6 +191,18 @@ impl QuantizedRows {
     /// Like [`QuantizedRows::quantize`], reusing this value's buffers.
     pub fn requantize(&mut self, x: &[f32], m: usize, k: usize) -> Result<(), KernelError> {
         self.requantize_parallel(x, m, k, &crate::Serial)
+    }
+
+    /// Per row and block of [`BLOCK`] values, the sum of the signed quantized values: what
+    /// a weight's per-block minimum multiplies (`m × k / BLOCK`, row-major).
+    pub(crate) fn block_sums(&self) -> Vec<f32> {
+        self.q
+            .chunks_exact(BLOCK)
+            .map(|block| {
+                let offset_sum: i32 = block.iter().map(|&u| i32::from(u)).sum();
+                (offset_sum - 128 * BLOCK as i32) as f32
+            })
+            .collect()
     }
 
     /// Checks that `len` values are `m` rows of `per_row · k`.

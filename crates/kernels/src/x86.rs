@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use crate::attention::QUERY_BLOCK;
 use crate::out::SharedOut;
-use crate::pack::{Q8Matrix, PANEL_BLOCK_BYTES};
+use crate::pack::{PackedFormat, PackedMatrix, PANEL_BLOCK_BYTES};
 use crate::rows::{QuantizedRows, RowOps, EXP_TAYLOR, LN2_HI, LN2_LO};
 use crate::{BLOCK, GROUP, PANEL};
 
@@ -23,16 +23,6 @@ const TILE_ROWS: usize = 6;
 /// Activation groups per pass over a panel: 1,024 values, so the panel's slice of
 /// weights (32 KiB plus scales) stays in L1 across the row tiles.
 const SLICE_GROUPS: usize = 4;
-
-/// A tile's work: the weight, the rows, the panel, the first row, the groups, the output.
-type TileArgs<'a> = (
-    &'a Q8Matrix,
-    &'a QuantizedRows,
-    usize,
-    usize,
-    Range<usize>,
-    &'a SharedOut,
-);
 
 /// Whether this CPU runs the kernel.
 pub(crate) fn available() -> bool {
@@ -285,36 +275,135 @@ unsafe fn quantize(x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool {
     bad == 0
 }
 
-/// Computes the output columns of `panels` for every row of `x`.
-pub(crate) fn panels(w: &Q8Matrix, x: &QuantizedRows, panels: Range<usize>, out: &SharedOut) {
+/// One panel's weights over one slice of activation groups, as a tile reads them.
+struct SliceWeights {
+    /// The slice's first block: [`PANEL_BLOCK_BYTES`] signed bytes per block.
+    qs: *const u8,
+    /// `Q8_0`: the slice's first block, [`PANEL`] scales per block (null for `Q4_K`).
+    scales: *const f32,
+    /// `Q4_K`: the slice's first block, [`PANEL`] scale factors then [`PANEL`] minimum
+    /// factors per block (null for `Q8_0`).
+    factors: *const u8,
+    /// `Q4_K`: the slice's first group, [`PANEL`] `d` then [`PANEL`] `dmin` per group.
+    super_scales: *const f32,
+    /// The slice's first group: [`PANEL`] offsets per group.
+    offsets: *const f32,
+    /// The slice's groups.
+    groups: Range<usize>,
+    /// Blocks in a whole row (the last group may be partial).
+    blocks: usize,
+    /// Bytes ahead of `qs` and of `scales` to ask the caches for while the first row tile
+    /// runs; zero for none.
+    prefetch_qs: usize,
+    prefetch_scales: usize,
+}
+
+/// Computes the output columns of `panels` for every row of `x`; `sums` are the rows'
+/// block sums for a `Q4_K` weight (see [`QuantizedRows::block_sums`]).
+pub(crate) fn panels(
+    w: &PackedMatrix,
+    x: &QuantizedRows,
+    sums: &[f32],
+    panels: Range<usize>,
+    out: &SharedOut,
+) {
     assert!(
         available(),
         "the AVX-512 VNNI kernel needs a CPU that has it"
     );
     assert!(x.k == w.k && panels.end <= w.panels);
     assert!(x.q.len() == x.m * x.k && x.d.len() == x.m * w.groups());
+    let q4k = w.format == PackedFormat::Q4K;
+    assert!(
+        !q4k || (sums.len() == x.m * w.blocks
+            && w.factors.len() == w.panels * w.blocks * 2 * PANEL
+            && w.super_scales.len() == w.panels * w.groups() * 2 * PANEL)
+    );
     let groups = w.groups();
+    let blocks_per_group = GROUP / BLOCK;
+    // `Q4_K` nibbles are unpacked a slice at a time into bytes that every row tile reads.
+    // A single row tile per slice (a decode step) unpacks in registers instead: nothing
+    // would share the unpacked bytes.
+    let in_register = q4k && x.m <= TILE_ROWS;
+    let mut unpacked = if q4k && !in_register {
+        vec![0u8; SLICE_GROUPS * blocks_per_group * PANEL_BLOCK_BYTES]
+    } else {
+        Vec::new()
+    };
     for p in panels {
         // The panel's weights for a slice of groups stay in L1 while every row tile
         // passes over them; the first slice stores, later ones add.
         for first in (0..groups).step_by(SLICE_GROUPS) {
             let slice = first..(first + SLICE_GROUPS).min(groups);
+            let b0 = first * blocks_per_group;
+            let slice_blocks = (slice.end * blocks_per_group).min(w.blocks) - b0;
+            let at = p * w.blocks + b0;
+            let slice_weights = if in_register {
+                SliceWeights {
+                    qs: w.qs[at * PANEL_BLOCK_BYTES / 2..].as_ptr(),
+                    scales: std::ptr::null(),
+                    factors: w.factors[at * 2 * PANEL..].as_ptr(),
+                    super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
+                    offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
+                    groups: slice.clone(),
+                    blocks: w.blocks,
+                    prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES / 2,
+                    prefetch_scales: slice_blocks * 2 * PANEL,
+                }
+            } else if q4k {
+                let packed =
+                    &w.qs[at * PANEL_BLOCK_BYTES / 2..(at + slice_blocks) * PANEL_BLOCK_BYTES / 2];
+                // SAFETY: the CPU has the features (asserted above); `unpacked` holds a
+                // whole slice's bytes, twice the packed slice's.
+                unsafe { unpack_nibbles(packed, &mut unpacked) };
+                SliceWeights {
+                    qs: unpacked.as_ptr(),
+                    scales: std::ptr::null(),
+                    factors: w.factors[at * 2 * PANEL..].as_ptr(),
+                    super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
+                    offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
+                    groups: slice.clone(),
+                    blocks: w.blocks,
+                    prefetch_qs: 0,
+                    prefetch_scales: 0,
+                }
+            } else {
+                SliceWeights {
+                    qs: w.qs[at * PANEL_BLOCK_BYTES..].as_ptr(),
+                    scales: w.scales[at * PANEL..].as_ptr(),
+                    factors: std::ptr::null(),
+                    super_scales: std::ptr::null(),
+                    offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
+                    groups: slice.clone(),
+                    blocks: w.blocks,
+                    prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES,
+                    prefetch_scales: slice_blocks * PANEL * 4,
+                }
+            };
             let mut r0 = 0;
             while r0 < x.m {
                 let rows = (x.m - r0).min(TILE_ROWS);
-                let args = (w, x, p, r0, slice.clone(), out);
-                let prefetch = r0 == 0;
-                // SAFETY: the CPU has the features (asserted above); the shapes of `w`, `x`
-                // and `out` were checked against each other, so every pointer the tile
-                // forms is in bounds (see `tile`).
+                let args = (&slice_weights, x, sums, r0, p, w.n, out, r0 == 0);
+                // SAFETY: the CPU has the features (asserted above); the shapes of `w`, `x`,
+                // `sums` and `out` were checked against each other, so every pointer the
+                // tile forms is in bounds (see `tile`).
+                macro_rules! by_rows {
+                    ($mins:literal, $nibbles:literal) => {
+                        match rows {
+                            6 => tile::<6, $mins, $nibbles>(args),
+                            5 => tile::<5, $mins, $nibbles>(args),
+                            4 => tile::<4, $mins, $nibbles>(args),
+                            3 => tile::<3, $mins, $nibbles>(args),
+                            2 => tile::<2, $mins, $nibbles>(args),
+                            _ => tile::<1, $mins, $nibbles>(args),
+                        }
+                    };
+                }
                 unsafe {
-                    match rows {
-                        6 => tile::<6>(args, prefetch),
-                        5 => tile::<5>(args, prefetch),
-                        4 => tile::<4>(args, prefetch),
-                        3 => tile::<3>(args, prefetch),
-                        2 => tile::<2>(args, prefetch),
-                        _ => tile::<1>(args, prefetch),
+                    match (q4k, in_register) {
+                        (false, _) => by_rows!(false, false),
+                        (true, false) => by_rows!(true, false),
+                        (true, true) => by_rows!(true, true),
                     }
                 }
                 r0 += rows;
@@ -323,50 +412,126 @@ pub(crate) fn panels(w: &Q8Matrix, x: &QuantizedRows, panels: Range<usize>, out:
     }
 }
 
-/// One tile: rows `r0..r0 + R` of `x` against panel `p` of `w`, over the activation
-/// groups `slice`; the output is stored when the slice starts at group 0, else added to.
+/// Unpacks a slice of `Q4_K` nibbles: 64 packed bytes become two 64-byte chunks (the low
+/// nibbles, then the high ones), the layout `pack.rs` describes. While it runs, the next
+/// slice's nibbles are asked for, so the unpacking of the next slice does not wait on
+/// memory.
 ///
-/// Safety: the CPU has AVX-512 F, BW and VNNI; `p < w.panels`, `r0 + R <= x.m`,
-/// `slice.end <= w.groups()`, and `x` has `w.k` values per row and `w.groups()` scales per
-/// row.
+/// Safety: AVX-512 F and BW; `out` holds at least twice `packed.len()` bytes, and
+/// `packed.len()` is a multiple of 64.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack_nibbles(packed: &[u8], out: &mut [u8]) {
+    assert!(packed.len().is_multiple_of(64) && out.len() >= 2 * packed.len());
+    let low = _mm512_set1_epi8(0x0F);
+    for (c, chunk) in packed.chunks_exact(64).enumerate() {
+        // A prefetch never faults, so the address past the end of the weights is
+        // harmless; `wrapping_add` keeps it defined.
+        _mm_prefetch::<_MM_HINT_T1>(chunk.as_ptr().wrapping_add(packed.len()) as *const i8);
+        let v = _mm512_loadu_si512(chunk.as_ptr() as *const __m512i);
+        let dst = out.as_mut_ptr().add(c * 128);
+        _mm512_storeu_si512(dst as *mut __m512i, _mm512_and_si512(v, low));
+        _mm512_storeu_si512(
+            dst.add(64) as *mut __m512i,
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v), low),
+        );
+    }
+}
+
+/// Sixteen 6-bit `Q4_K` factors (bytes) as f32.
+///
+/// Safety: AVX-512 F; `at` points to sixteen readable bytes.
+#[target_feature(enable = "avx512f")]
+unsafe fn factors16(at: *const u8) -> __m512 {
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at as *const __m128i)))
+}
+
+/// A tile's work: the slice's weights, the rows, their block sums (`Q4_K`), the first row,
+/// the panel, the weight's row count, the output, and whether to prefetch.
+type TileArgs<'a> = (
+    &'a SliceWeights,
+    &'a QuantizedRows,
+    &'a [f32],
+    usize,
+    usize,
+    usize,
+    &'a SharedOut,
+    bool,
+);
+
+/// One tile: rows `r0..r0 + R` of `x` against panel `p`, over the slice's groups; the
+/// output is stored when the slice starts at group 0, else added to. `MINS` subtracts the
+/// `Q4_K` minima's term; `NIBBLES` reads the weights packed (half a block's bytes) and
+/// unpacks them in registers.
+///
+/// Safety: the CPU has AVX-512 F, BW and VNNI; the slice's pointers cover its groups'
+/// blocks (scales for `Q8_0`, factors and super-block scales when `MINS`); `r0 + R <= x.m`; `x` has `blocks · BLOCK` values and
+/// one scale per group per row; `sums` has `blocks` values per row when `MINS`; `p` is a
+/// panel of an `n`-row weight and `out` has `n` columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>, prefetch: bool) {
-    let blocks = w.blocks;
-    let groups = w.groups();
+unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
+    (w, x, sums, r0, p, n, out, prefetch): TileArgs<'_>,
+) {
+    let groups = x.d.len() / x.m;
     let blocks_per_group = GROUP / BLOCK;
-    // SAFETY (all pointer arithmetic below): the panel's bytes, scales and offsets lie at
-    // these offsets by construction in `Q8Matrix::from_q8_0`; row `r0 + r` of `x` has `w.k`
-    // bytes and every block read stays below `w.blocks · BLOCK = w.k`.
-    let qs = w.qs.as_ptr().add(p * blocks * PANEL_BLOCK_BYTES) as *const u8;
-    let scales = w.scales.as_ptr().add(p * blocks * PANEL);
-    let offsets = w.offsets.as_ptr().add(p * groups * PANEL);
+    let b0 = w.groups.start * blocks_per_group;
+    let block_bytes = if NIBBLES {
+        PANEL_BLOCK_BYTES / 2
+    } else {
+        PANEL_BLOCK_BYTES
+    };
+    let low_nibbles = _mm512_set1_epi8(0x0F);
+    // SAFETY (all pointer arithmetic below): the slice's blocks, scales, minima and
+    // offsets lie at these offsets (see `panels`); row `r0 + r` of `x` has `x.k` bytes and
+    // every block read stays below `blocks · BLOCK = x.k`.
     let rows: [*const u8; R] = std::array::from_fn(|r| x.q.as_ptr().add((r0 + r) * x.k));
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let accumulate = slice.start > 0;
-    for g in slice {
+    let accumulate = w.groups.start > 0;
+    for g in w.groups.clone() {
         let mut group_sum = [[_mm512_setzero_ps(); 2]; R];
         let first = g * blocks_per_group;
-        for b in first..(first + blocks_per_group).min(blocks) {
+        // `Q4_K`: the group's d (two vectors), then its dmin (two vectors).
+        let sup: [__m512; 4] = if MINS {
+            let at = w.super_scales.add((g - w.groups.start) * 2 * PANEL);
+            std::array::from_fn(|i| _mm512_loadu_ps(at.add(16 * i)))
+        } else {
+            [_mm512_setzero_ps(); 4]
+        };
+        for b in first..(first + blocks_per_group).min(w.blocks) {
+            let rel = b - b0;
             let mut isum = [[_mm512_setzero_si512(); 2]; R];
-            let wb = qs.add(b * PANEL_BLOCK_BYTES);
-            if prefetch {
+            let wb = w.qs.add(rel * block_bytes);
+            if prefetch && w.prefetch_qs > 0 {
                 // The first row tile of a slice asks for the next slice's weights (the
                 // same panel's next groups, or the next panel's first) to come into L2
                 // while the other row tiles work from L1: otherwise every slice starts
                 // with a stall on memory. A prefetch never faults, so the address past
                 // the end of the weights is harmless; `wrapping_add` keeps it defined.
-                let ahead = wb.wrapping_add(SLICE_GROUPS * GROUP / BLOCK * PANEL_BLOCK_BYTES);
-                for line in (0..PANEL_BLOCK_BYTES).step_by(64) {
+                let ahead = wb.wrapping_add(w.prefetch_qs);
+                for line in (0..block_bytes).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
                 }
-                let scales_ahead =
-                    scales.wrapping_add((b + SLICE_GROUPS * GROUP / BLOCK) * PANEL) as *const i8;
+                let scales_here = if MINS {
+                    w.factors.wrapping_add(rel * 2 * PANEL) as *const i8
+                } else {
+                    w.scales.wrapping_add(rel * PANEL) as *const i8
+                };
+                let scales_ahead = scales_here.wrapping_add(w.prefetch_scales);
                 _mm_prefetch::<_MM_HINT_T1>(scales_ahead);
                 _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(64));
             }
             for s in 0..BLOCK / 4 {
-                let w0 = _mm512_loadu_si512(wb.add(s * PANEL * 4) as *const __m512i);
-                let w1 = _mm512_loadu_si512(wb.add(s * PANEL * 4 + 64) as *const __m512i);
+                let (w0, w1) = if NIBBLES {
+                    let v = _mm512_loadu_si512(wb.add(s * 64) as *const __m512i);
+                    (
+                        _mm512_and_si512(v, low_nibbles),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(v), low_nibbles),
+                    )
+                } else {
+                    (
+                        _mm512_loadu_si512(wb.add(s * PANEL * 4) as *const __m512i),
+                        _mm512_loadu_si512(wb.add(s * PANEL * 4 + 64) as *const __m512i),
+                    )
+                };
                 for r in 0..R {
                     let word = (rows[r].add(b * BLOCK + s * 4) as *const i32).read_unaligned();
                     let a = _mm512_set1_epi32(word);
@@ -374,17 +539,37 @@ unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>, prefetch
                     isum[r][1] = _mm512_dpbusd_epi32(isum[r][1], a, w1);
                 }
             }
-            let d0 = _mm512_loadu_ps(scales.add(b * PANEL));
-            let d1 = _mm512_loadu_ps(scales.add(b * PANEL + 16));
+            let (d0, d1) = if MINS {
+                let f = w.factors.add(rel * 2 * PANEL);
+                (
+                    _mm512_mul_ps(factors16(f), sup[0]),
+                    _mm512_mul_ps(factors16(f.add(16)), sup[1]),
+                )
+            } else {
+                (
+                    _mm512_loadu_ps(w.scales.add(rel * PANEL)),
+                    _mm512_loadu_ps(w.scales.add(rel * PANEL + 16)),
+                )
+            };
             for r in 0..R {
                 group_sum[r][0] =
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][0]), d0, group_sum[r][0]);
                 group_sum[r][1] =
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][1]), d1, group_sum[r][1]);
             }
+            if MINS {
+                let f = w.factors.add(rel * 2 * PANEL + PANEL);
+                let m0 = _mm512_mul_ps(factors16(f), sup[2]);
+                let m1 = _mm512_mul_ps(factors16(f.add(16)), sup[3]);
+                for (r, sum) in group_sum.iter_mut().enumerate() {
+                    let s = _mm512_set1_ps(*sums.get_unchecked((r0 + r) * w.blocks + b));
+                    sum[0] = _mm512_fnmadd_ps(s, m0, sum[0]);
+                    sum[1] = _mm512_fnmadd_ps(s, m1, sum[1]);
+                }
+            }
         }
-        let o0 = _mm512_loadu_ps(offsets.add(g * PANEL));
-        let o1 = _mm512_loadu_ps(offsets.add(g * PANEL + 16));
+        let o0 = _mm512_loadu_ps(w.offsets.add((g - w.groups.start) * PANEL));
+        let o1 = _mm512_loadu_ps(w.offsets.add((g - w.groups.start) * PANEL + 16));
         for r in 0..R {
             let da = _mm512_set1_ps(x.d[(r0 + r) * groups + g]);
             acc[r][0] = _mm512_fmadd_ps(_mm512_sub_ps(group_sum[r][0], o0), da, acc[r][0]);
@@ -392,7 +577,7 @@ unsafe fn tile<const R: usize>((w, x, p, r0, slice, out): TileArgs<'_>, prefetch
         }
     }
     let col = p * PANEL;
-    let width = PANEL.min(w.n - col);
+    let width = PANEL.min(n - col);
     let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as __mmask16 };
     for (r, row) in acc.iter().enumerate() {
         let dst = out.at(r0 + r, col);

@@ -1,6 +1,10 @@
 //! The kernels against a plain dequantize-and-multiply reference, and against each other.
 
-use agora_kernels::{KernelKind, Parallel, Q8Matrix, QuantizedRows, Serial, BLOCK, GROUP};
+use agora_kernels::{
+    KernelKind, PackedMatrix, Parallel, QuantizedRows, Serial, BLOCK, GROUP, Q4_K_BLOCK_BYTES,
+    Q4_K_SUPER_BLOCK,
+};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use half::f16;
 use proptest::prelude::*;
 
@@ -23,6 +27,72 @@ fn q8_0_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// GGUF `Q4_K` bytes for `n × k` weights from a seed: random scales, minima, 6-bit factors
+/// and nibbles, so every bit of the packed factors is exercised.
+fn q4_k_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let supers = n * k / Q4_K_SUPER_BLOCK;
+    let mut bytes = Vec::with_capacity(supers * Q4_K_BLOCK_BYTES);
+    for _ in 0..supers {
+        let d = f16::from_f32(((next() % 1000) as f32 + 1.0) * 2e-5);
+        let dmin = f16::from_f32(((next() % 1000) as f32 + 1.0) * 1e-5);
+        bytes.extend_from_slice(&d.to_le_bytes());
+        bytes.extend_from_slice(&dmin.to_le_bytes());
+        for _ in 0..12 + Q4_K_SUPER_BLOCK / 2 {
+            bytes.push(next() as u8);
+        }
+    }
+    bytes
+}
+
+/// The weights as the GGUF reference dequantizes them, through candle's implementation:
+/// a reference that shares no code with the packing.
+fn dequantize_q4_k(bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
+    let cpu = candle_core::Device::Cpu;
+    qtensor_from_ggml(GgmlDType::Q4K, bytes, vec![n, k], &cpu)
+        .unwrap()
+        .dequantize(&cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+/// A weight format under test: its bytes, the packed matrix, the reference weights.
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Q8_0,
+    Q4K,
+}
+
+impl Format {
+    fn weights(self, n: usize, k: usize, seed: u64) -> (PackedMatrix, Vec<f32>) {
+        match self {
+            Format::Q8_0 => {
+                let bytes = q8_0_bytes(n, k, seed);
+                (
+                    PackedMatrix::from_q8_0(&bytes, n, k).unwrap(),
+                    dequantize(&bytes, n, k),
+                )
+            }
+            Format::Q4K => {
+                let bytes = q4_k_bytes(n, k, seed);
+                (
+                    PackedMatrix::from_q4_k(&bytes, n, k).unwrap(),
+                    dequantize_q4_k(&bytes, n, k),
+                )
+            }
+        }
+    }
 }
 
 fn dequantize(bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
@@ -70,15 +140,15 @@ impl Parallel for TwoThreads {
 }
 
 fn check(m: usize, n: usize, k: usize, seed: u64) {
-    let bytes = q8_0_bytes(n, k, seed);
-    let w = Q8Matrix::from_q8_0(&bytes, n, k).unwrap();
+    check_format(Format::Q8_0, m, n, k, seed)
+}
+
+fn check_format(format: Format, m: usize, n: usize, k: usize, seed: u64) {
+    let (w, dense) = format.weights(n, k, seed);
     let x = activations(m, k, seed);
     let rows = QuantizedRows::quantize(&x, m, k).unwrap();
-    let exact = reference(&x, &dequantize(&bytes, n, k), m, n, k);
-    let w_abs: Vec<f64> = dequantize(&bytes, n, k)
-        .iter()
-        .map(|v| v.abs() as f64)
-        .collect();
+    let exact = reference(&x, &dense, m, n, k);
+    let w_abs: Vec<f64> = dense.iter().map(|v| v.abs() as f64).collect();
     // Activation quantization moves each output by at most half a step per value.
     let bounds: Vec<f64> = (0..m * n)
         .map(|i| {
@@ -94,7 +164,7 @@ fn check(m: usize, n: usize, k: usize, seed: u64) {
             let (g, want) = (*g as f64, exact[i]);
             assert!(
                 (g - want).abs() <= bounds[i],
-                "{what} {m}×{n}×{k} at {i}: {g} vs {want} (bound {})",
+                "{format:?} {what} {m}×{n}×{k} at {i}: {g} vs {want} (bound {})",
                 bounds[i]
             );
         }
@@ -133,6 +203,24 @@ fn shapes_of_a_real_model_layer() {
     check(9, 70, 2336, 4);
 }
 
+#[test]
+fn q4_k_shapes_of_a_real_model_layer() {
+    // Whole panels; ragged rows and a partial last panel; several passes over a panel
+    // (k = 2,304 is nine super-blocks, more than two slices of four groups).
+    check_format(Format::Q4K, 13, 64, 512, 11);
+    check_format(Format::Q4K, 7, 40, 256, 12);
+    check_format(Format::Q4K, 1, 96, 2304, 13);
+}
+
+#[test]
+fn malformed_q4_k_is_refused() {
+    assert!(PackedMatrix::from_q4_k(&[0; Q4_K_BLOCK_BYTES], 1, 128).is_err());
+    assert!(PackedMatrix::from_q4_k(&[0; Q4_K_BLOCK_BYTES - 1], 1, 256).is_err());
+    let mut inf = q4_k_bytes(1, 256, 5);
+    inf[2..4].copy_from_slice(&f16::NAN.to_le_bytes());
+    assert!(PackedMatrix::from_q4_k(&inf, 1, 256).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
@@ -144,11 +232,21 @@ proptest! {
     ) {
         check(m, n, blocks * BLOCK, seed);
     }
+
+    #[test]
+    fn any_q4_k_shape_matches_the_reference(
+        m in 1usize..14,
+        n in 1usize..70,
+        supers in 1usize..6,
+        seed in any::<u64>(),
+    ) {
+        check_format(Format::Q4K, m, n, supers * Q4_K_SUPER_BLOCK, seed);
+    }
 }
 
 #[test]
 fn mismatched_shapes_are_refused_and_leave_the_output_alone() {
-    let w = Q8Matrix::from_q8_0(&q8_0_bytes(32, 64, 9), 32, 64).unwrap();
+    let w = PackedMatrix::from_q8_0(&q8_0_bytes(32, 64, 9), 32, 64).unwrap();
     let rows = QuantizedRows::quantize(&activations(2, 32, 1), 2, 32).unwrap();
     let mut out = vec![7.0; 64];
     assert!(w

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use agora_kernels::{KernelKind, Q8Matrix, QuantizedRows};
+use agora_kernels::{KernelKind, PackedMatrix, QuantizedRows};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Module, Tensor};
 
@@ -34,10 +34,10 @@ pub(crate) struct Linear {
 /// Where a projection's weight lives and which kernel multiplies by it.
 #[derive(Debug)]
 enum Weight {
-    /// `Q8_0` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI): about twice
+    /// `Q8_0` or `Q4_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI): about twice
     /// candle's speed for the many rows of a prefill, which is what a validator's scoring
     /// pass runs, and as fast for a decode step.
-    Q8(Q8Matrix),
+    Packed(Box<PackedMatrix>),
     /// Everything else: candle's quantized or dense matmul.
     Candle(QMatMul),
 }
@@ -56,14 +56,20 @@ impl Linear {
     pub(crate) fn new(weight: QMatMul, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
             QMatMul::QTensor(t)
-                if t.dtype() == GgmlDType::Q8_0
+                if matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4K)
                     && t.device().is_cpu()
                     && KernelKind::detect() == KernelKind::Avx512Vnni =>
             {
                 let (n, k) = t.shape().dims2()?;
-                let packed = Q8Matrix::from_q8_0(&t.data()?, n, k)
-                    .map_err(|e| EngineError::invalid_model(format!("a Q8_0 weight: {e}")))?;
-                Weight::Q8(packed)
+                let bytes = t.data()?;
+                let packed = match t.dtype() {
+                    GgmlDType::Q8_0 => PackedMatrix::from_q8_0(&bytes, n, k),
+                    _ => PackedMatrix::from_q4_k(&bytes, n, k),
+                }
+                .map_err(|e| {
+                    EngineError::invalid_model(format!("a {:?} weight: {e}", t.dtype()))
+                })?;
+                Weight::Packed(Box::new(packed))
             }
             other => Weight::Candle(other),
         };
@@ -74,7 +80,7 @@ impl Linear {
     /// quantized.
     fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
         let y = match &self.weight {
-            Weight::Q8(w) => q8_forward(w, x, Some((norm, eps)))?,
+            Weight::Packed(w) => packed_forward(w, x, Some((norm, eps)))?,
             Weight::Candle(w) => w.forward(&candle_nn::ops::rms_norm(x, norm, eps)?)?,
         };
         Ok(match &self.bias {
@@ -86,7 +92,7 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             Weight::Candle(w) => w.forward(x)?,
-            Weight::Q8(w) => q8_forward(w, x, None)?,
+            Weight::Packed(w) => packed_forward(w, x, None)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -110,20 +116,20 @@ thread_local! {
 
 /// `x Wᵀ` on the int8 GEMM for `x` of shape `(rows, k)`, RMS-normalised first when `norm`
 /// gives the weight and eps.
-fn q8_forward(w: &Q8Matrix, x: &Tensor, norm: Option<(&Tensor, f32)>) -> Result<Tensor> {
+fn packed_forward(w: &PackedMatrix, x: &Tensor, norm: Option<(&Tensor, f32)>) -> Result<Tensor> {
     let (m, _) = x.dims2()?;
     let out = SCRATCH.with_borrow_mut(|s| {
         quantize_rows(x, norm, &mut s.rows)?;
-        q8_matmul(w, &s.rows)
+        packed_matmul(w, &s.rows)
     })?;
     Ok(Tensor::from_vec(out, (m, w.rows()), x.device())?)
 }
 
 /// A SwiGLU MLP on the int8 GEMM: the activation is applied while the down projection's
 /// input is quantized, with no tensor in between.
-fn q8_swiglu(
-    gate_up: &Q8Matrix,
-    down: &Q8Matrix,
+fn packed_swiglu(
+    gate_up: &PackedMatrix,
+    down: &PackedMatrix,
     x: &Tensor,
     norm: Option<(&Tensor, f32)>,
 ) -> Result<Tensor> {
@@ -137,7 +143,7 @@ fn q8_swiglu(
         s.hidden_rows
             .requantize_swiglu(&s.hidden, m, gate_up.rows() / 2, &CandlePool)
             .map_err(kernel_error)?;
-        q8_matmul(down, &s.hidden_rows)
+        packed_matmul(down, &s.hidden_rows)
     })?;
     Ok(Tensor::from_vec(out, (m, down.rows()), x.device())?)
 }
@@ -159,7 +165,7 @@ fn quantize_rows(x: &Tensor, norm: Option<(&Tensor, f32)>, rows: &mut QuantizedR
     .map_err(kernel_error)
 }
 
-fn q8_matmul(w: &Q8Matrix, rows: &QuantizedRows) -> Result<Vec<f32>> {
+fn packed_matmul(w: &PackedMatrix, rows: &QuantizedRows) -> Result<Vec<f32>> {
     let mut out = vec![0f32; rows.rows() * w.rows()];
     w.matmul(rows, &mut out, KernelKind::Avx512Vnni, &CandlePool)
         .map_err(kernel_error)?;
@@ -195,28 +201,28 @@ pub(crate) struct Expert {
 impl Expert {
     /// The MLP of `rms_norm(x)`, the norm fused into the quantization on the int8 GEMM.
     fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
-        match self.q8() {
-            Some((gate_up, down)) => q8_swiglu(gate_up, down, x, Some((norm, eps))),
+        match self.packed() {
+            Some((gate_up, down)) => packed_swiglu(gate_up, down, x, Some((norm, eps))),
             None => self.forward(&candle_nn::ops::rms_norm(x, norm, eps)?),
         }
     }
 
     /// Both weights when the whole MLP runs on the int8 GEMM.
-    fn q8(&self) -> Option<(&Q8Matrix, &Q8Matrix)> {
+    fn packed(&self) -> Option<(&PackedMatrix, &PackedMatrix)> {
         match (
             &self.gate_up.weight,
             &self.down.weight,
             &self.gate_up.bias,
             &self.down.bias,
         ) {
-            (Weight::Q8(gate_up), Weight::Q8(down), None, None) => Some((gate_up, down)),
+            (Weight::Packed(gate_up), Weight::Packed(down), None, None) => Some((gate_up, down)),
             _ => None,
         }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some((gate_up, down)) = self.q8() {
-            return q8_swiglu(gate_up, down, x, None);
+        if let Some((gate_up, down)) = self.packed() {
+            return packed_swiglu(gate_up, down, x, None);
         }
         let gate_up = self.gate_up.forward(x)?;
         let width = gate_up.dim(1)? / 2;

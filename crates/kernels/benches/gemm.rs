@@ -1,11 +1,11 @@
 //! The int8 GEMM against candle's quantized matmul (the engine's previous path) on the
 //! projections of the 380M test model (`agora model init --size medium`), for the rows of
-//! one scored request (a 13-token prompt and 64 generated tokens) and for one decode row.
-//! Both run on candle's thread pool.
+//! one scored request (a 13-token prompt and 64 generated tokens) and for one decode row,
+//! with `Q8_0` and `Q4_K` weights. Both run on candle's thread pool.
 //!
-//! `cargo bench -p agora-kernels --bench q8_gemm`
+//! `cargo bench -p agora-kernels --bench gemm`
 
-use agora_kernels::{KernelKind, Parallel, Q8Matrix, QuantizedRows};
+use agora_kernels::{KernelKind, PackedMatrix, Parallel, QuantizedRows};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -19,17 +19,26 @@ impl Parallel for CandlePool {
     }
 }
 
-fn weight_bytes(n: usize, k: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(n * k / 32 * 34);
+/// GGUF bytes of an `n × k` weight in `dtype` (`Q8_0` or `Q4_K`): fixed f16 scales,
+/// pseudo-random values and factors.
+fn weight_bytes(dtype: GgmlDType, n: usize, k: usize) -> Vec<u8> {
     let mut s = 0x1234_5678_9abc_def1u64;
-    for _ in 0..n * k / 32 {
-        bytes.extend_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
-        for _ in 0..32 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            bytes.push((s as u8) / 2);
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s as u8
+    };
+    let (values, scales, body) = match dtype {
+        GgmlDType::Q8_0 => (32, 1, 32),
+        _ => (256, 2, 12 + 128),
+    };
+    let mut bytes = Vec::new();
+    for _ in 0..n * k / values {
+        for _ in 0..scales {
+            bytes.extend_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
         }
+        bytes.extend((0..body).map(|_| next() / 2));
     }
     bytes
 }
@@ -40,15 +49,24 @@ fn bench(c: &mut Criterion) {
         ("gate_up", 8192, 1024),
         ("down", 1024, 4096),
     ];
-    for m in [77usize, 1] {
-        let mut group = c.benchmark_group(format!("q8_0_matmul_m{m}"));
+    for (dtype, m) in [
+        (GgmlDType::Q8_0, 77usize),
+        (GgmlDType::Q8_0, 1),
+        (GgmlDType::Q4K, 77),
+        (GgmlDType::Q4K, 1),
+    ] {
+        let mut group = c.benchmark_group(format!("{dtype:?}_matmul_m{m}"));
         for (name, n, k) in shapes {
-            let bytes = weight_bytes(n, k);
+            let bytes = weight_bytes(dtype, n, k);
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919 % 2003) as f32 / 1000.0) - 1.0)
                 .collect();
             group.throughput(Throughput::Elements((2 * m * n * k) as u64));
-            let ours = Q8Matrix::from_q8_0(&bytes, n, k).unwrap();
+            let ours = match dtype {
+                GgmlDType::Q8_0 => PackedMatrix::from_q8_0(&bytes, n, k),
+                _ => PackedMatrix::from_q4_k(&bytes, n, k),
+            }
+            .unwrap();
             let mut out = vec![0f32; m * n];
             let mut rows = QuantizedRows::default();
             group.bench_function(BenchmarkId::new("agora_int8_gemm", name), |b| {
@@ -58,8 +76,7 @@ fn bench(c: &mut Criterion) {
                         .unwrap();
                 })
             });
-            let storage =
-                QStorage::from_data(Cow::Borrowed(&bytes), &Device::Cpu, GgmlDType::Q8_0).unwrap();
+            let storage = QStorage::from_data(Cow::Borrowed(&bytes), &Device::Cpu, dtype).unwrap();
             let theirs = QMatMul::from_qtensor(QTensor::new(storage, (n, k)).unwrap()).unwrap();
             let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
             group.bench_function(BenchmarkId::new("candle_qmatmul", name), |b| {
