@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::checkpoint::checkpoint_id;
-use crate::data::heldout_batches;
 use crate::data::{fetch_shakespeare, find_shakespeare_texts, Corpus};
+use crate::data::{heldout_batches, HeldoutPart};
 use crate::error::TrainingError;
 use crate::model::MoeModel;
 use crate::round::{
@@ -183,7 +183,12 @@ pub fn run_bench(
         density: None,
         ..settings.run.clone()
     };
-    let eval = heldout_batches(&corpus, settings.eval_batches, run.shape)?;
+    let eval = heldout_batches(
+        &corpus,
+        HeldoutPart::Evaluation,
+        settings.eval_batches,
+        run.shape,
+    )?;
     let step_tokens = run.shape.batch * run.shape.seq_len * usize::from(settings.miners);
     let total_steps = settings.rounds * run.inner_steps as u64;
     let total_tokens = total_steps as f64 * step_tokens as f64;

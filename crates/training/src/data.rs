@@ -365,18 +365,37 @@ pub fn random_train_batches(
         .collect()
 }
 
-/// A fixed set of held-out batches, evenly spaced through the held-out split.
+/// Which half of the held-out split a set of batches comes from. The validator accepts or
+/// rejects updates on the first half; the losses reported as results (the benchmark, the
+/// centralized trainer) are measured on the second, so no decision that shaped the model
+/// was taken on the text it is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldoutPart {
+    /// The validator's: scoring updates.
+    Validation,
+    /// Reported losses.
+    Evaluation,
+}
+
+/// A fixed set of held-out batches, evenly spaced through one half of the held-out split.
 pub fn heldout_batches(
     corpus: &Corpus,
+    part: HeldoutPart,
     count: usize,
     shape: BatchShape,
 ) -> Result<Vec<Batch>, TrainingError> {
+    // Each half holds more than one window (`check_len` asks for two windows in all).
     corpus.check_len(shape.seq_len)?;
+    let half = corpus.heldout.len() / 2;
+    let text = match part {
+        HeldoutPart::Validation => &corpus.heldout[..half],
+        HeldoutPart::Evaluation => &corpus.heldout[half..],
+    };
     let windows = count * shape.batch;
-    let span = corpus.heldout.len() - (shape.seq_len + 1);
+    let span = text.len() - (shape.seq_len + 1);
     let all: Vec<usize> = (0..windows).map(|i| i * span / windows.max(1)).collect();
     all.chunks(shape.batch.max(1))
-        .map(|o| Batch::from_offsets(&corpus.heldout, o, shape.seq_len))
+        .map(|o| Batch::from_offsets(text, o, shape.seq_len))
         .collect()
 }
 
@@ -440,8 +459,12 @@ mod tests {
             batch: 3,
             seq_len: 16,
         };
-        let h = heldout_batches(&c, 4, s).unwrap();
+        let h = heldout_batches(&c, HeldoutPart::Validation, 4, s).unwrap();
         assert_eq!(h.len(), 4);
+        // The two halves share no window.
+        let e = heldout_batches(&c, HeldoutPart::Evaluation, 4, s).unwrap();
+        assert_eq!(e.len(), 4);
+        assert!(h.iter().all(|a| e.iter().all(|b| a != b)));
         assert!(Corpus::synthetic(3, 100).check_len(64).is_err());
     }
 }

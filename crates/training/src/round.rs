@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::checkpoint_id;
 use crate::config::{expert_of, ModelConfig};
 use crate::data::{
-    assigned_batches, heldout_batches, random_train_batches, BatchShape, Corpus, Shard,
+    assigned_batches, heldout_batches, random_train_batches, BatchShape, Corpus, HeldoutPart, Shard,
 };
 use crate::error::TrainingError;
 use crate::model::{Batch, MoeModel};
@@ -473,7 +473,12 @@ impl Validator {
     ) -> Result<Self, TrainingError> {
         run.validate()?;
         let scratch = MoeModel::from_params(&run.model, &params)?;
-        let heldout = heldout_batches(corpus, cfg.heldout_batches.max(1), run.shape)?;
+        let heldout = heldout_batches(
+            corpus,
+            HeldoutPart::Validation,
+            cfg.heldout_batches.max(1),
+            run.shape,
+        )?;
         let id = checkpoint_id(&run.model, &params)?;
         Ok(Self {
             momentum: params.zeros_like(),

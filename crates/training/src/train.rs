@@ -115,7 +115,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::config::ModelConfig;
-    use crate::data::{assigned_batches, heldout_batches, BatchShape, Corpus, Shard};
+    use crate::data::{assigned_batches, heldout_batches, BatchShape, Corpus, HeldoutPart, Shard};
 
     #[test]
     fn training_lowers_heldout_loss_and_is_bit_reproducible() {
@@ -136,7 +136,7 @@ mod tests {
             shape,
         )
         .unwrap();
-        let held = heldout_batches(&corpus, 2, shape).unwrap();
+        let held = heldout_batches(&corpus, HeldoutPart::Evaluation, 2, shape).unwrap();
         let run = || {
             let model = MoeModel::init(&ModelConfig::tiny(), 11).unwrap();
             let mut t = Trainer::new(model, AdamWConfig::default(), |_| true, None).unwrap();
