@@ -24,9 +24,9 @@
 //! of 64-byte chunk `c` holds byte `j` of unpacked chunks `2c` in its low nibble and
 //! `2c + 1` in its high one, so a kernel unpacks a chunk with a mask and a shift), and its
 //! scales as GGUF does: per block the 6-bit factors as bytes, per group (which is the
-//! 256-value super-block) `d` and `dmin` as f32, so the matrix stays within 6% of the
-//! file's size and a decode step, bound by memory, reads no more than it must. Columns
-//! past `n` in the last panel are zero.
+//! 256-value super-block) `d` and `dmin` as f32. The matrix is then under a tenth larger
+//! than the file's tensor, so a decode step, bound by memory, reads little more than it
+//! must. Columns past `n` in the last panel are zero.
 
 use half::f16;
 
