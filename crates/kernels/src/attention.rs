@@ -445,9 +445,56 @@ mod tests {
             .collect()
     }
 
+    /// One test case: the shape, queries, keys and values from `seed..seed + 3`, the scale,
+    /// and the f64 reference output.
+    struct Case {
+        shape: AttentionShape,
+        q: Vec<f32>,
+        k: Vec<f32>,
+        v: Vec<f32>,
+        scale: f32,
+        want: Vec<f64>,
+    }
+
+    fn case(
+        (heads, kv_heads, head_dim, rows, start): (usize, usize, usize, usize, usize),
+        seed: u32,
+    ) -> Case {
+        let shape = AttentionShape {
+            heads,
+            kv_heads,
+            head_dim,
+            rows,
+            start,
+        };
+        let q = data(heads * rows * head_dim, seed);
+        let k = data(kv_heads * shape.total() * head_dim, seed + 1);
+        let v = data(kv_heads * shape.total() * head_dim, seed + 2);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let want = reference(&q, &k, &v, shape, scale);
+        Case {
+            shape,
+            q,
+            k,
+            v,
+            scale,
+            want,
+        }
+    }
+
+    fn assert_matches(got: &[f32], c: &Case) {
+        for (i, (g, w)) in got.iter().zip(&c.want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() < 1e-5,
+                "{:?} at {i}: {g} vs {w}",
+                c.shape
+            );
+        }
+    }
+
     #[test]
     fn matches_the_masked_reference() {
-        for (heads, kv_heads, head_dim, rows, start) in [
+        for dims in [
             (4, 2, 32, 5, 0),
             (6, 3, 20, 3, 4),
             (2, 2, 64, 1, 9),
@@ -458,24 +505,11 @@ mod tests {
             (2, 1, 40, 8, 13),
             (3, 3, 16, 33, 5),
         ] {
-            let s = AttentionShape {
-                heads,
-                kv_heads,
-                head_dim,
-                rows,
-                start,
-            };
-            let q = data(heads * rows * head_dim, 1);
-            let k = data(kv_heads * s.total() * head_dim, 2);
-            let v = data(kv_heads * s.total() * head_dim, 3);
-            let scale = 1.0 / (head_dim as f32).sqrt();
-            let want = reference(&q, &k, &v, s, scale);
+            let c = case(dims, 1);
             for parallel in [&Serial as &dyn Parallel, &crate::tests::TwoThreads] {
-                let mut got = vec![f32::NAN; want.len()];
-                causal_attention(&q, &k, &v, s, scale, &mut got, parallel).unwrap();
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!((*g as f64 - w).abs() < 1e-5, "{s:?} at {i}: {g} vs {w}");
-                }
+                let mut got = vec![f32::NAN; c.want.len()];
+                causal_attention(&c.q, &c.k, &c.v, c.shape, c.scale, &mut got, parallel).unwrap();
+                assert_matches(&got, &c);
             }
         }
     }
@@ -484,38 +518,24 @@ mod tests {
     /// directly, since on this CPU `causal_attention` would take the vector path.
     #[test]
     fn the_portable_path_matches_the_reference() {
-        for (heads, kv_heads, head_dim, rows, start) in
-            [(4, 2, 64, 19, 0), (2, 1, 40, 9, 13), (2, 2, 8, 2, 3)]
-        {
-            let s = AttentionShape {
-                heads,
-                kv_heads,
-                head_dim,
-                rows,
-                start,
-            };
-            let q = data(heads * rows * head_dim, 4);
-            let k = data(kv_heads * s.total() * head_dim, 5);
-            let v = data(kv_heads * s.total() * head_dim, 6);
-            let scale = 1.0 / (head_dim as f32).sqrt();
-            let want = reference(&q, &k, &v, s, scale);
-            let mut got = vec![f32::NAN; want.len()];
-            let out = SharedOut::new(&mut got, heads * head_dim);
+        for dims in [(4, 2, 64, 19, 0), (2, 1, 40, 9, 13), (2, 2, 8, 2, 3)] {
+            let c = case(dims, 4);
+            let heads = c.shape.heads;
+            let mut got = vec![f32::NAN; c.want.len()];
+            let out = SharedOut::new(&mut got, heads * c.shape.head_dim);
             let call = Call {
-                q: &q,
-                k: &k,
-                v: &v,
-                shape: s,
-                scale,
+                q: &c.q,
+                k: &c.k,
+                v: &c.v,
+                shape: c.shape,
+                scale: c.scale,
                 out: &out,
             };
             let mut space = Workspace::default();
             for h in 0..heads {
                 attend_head(&crate::rows::PortableOps, &call, h, &mut space);
             }
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((*g as f64 - w).abs() < 1e-5, "{s:?} at {i}: {g} vs {w}");
-            }
+            assert_matches(&got, &c);
         }
     }
 

@@ -8,15 +8,20 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use half::f16;
 use proptest::prelude::*;
 
-/// GGUF `Q8_0` bytes for `n × k` weights from a seed, with scales of varied size.
-fn q8_0_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
+/// A xorshift stream from a seed: the weights' random bytes.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// GGUF `Q8_0` bytes for `n × k` weights from a seed, with scales of varied size.
+fn q8_0_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut next = xorshift(seed);
     let mut bytes = Vec::with_capacity(n * k / BLOCK * 34);
     for _ in 0..n * k / BLOCK {
         let d = f16::from_f32(((next() % 1000) as f32 + 1.0) * 1e-4);
@@ -32,13 +37,7 @@ fn q8_0_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
 /// GGUF `Q4_K` bytes for `n × k` weights from a seed: random scales, minima, 6-bit factors
 /// and nibbles, so every bit of the packed factors is exercised.
 fn q4_k_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(seed);
     let supers = n * k / Q4_K_SUPER_BLOCK;
     let mut bytes = Vec::with_capacity(supers * Q4_K_BLOCK_BYTES);
     for _ in 0..supers {
