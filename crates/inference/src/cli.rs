@@ -150,6 +150,10 @@ pub struct BenchDecodeArgs {
     /// Skip the llama.cpp comparison.
     #[arg(long)]
     pub no_llamacpp: bool,
+    /// Skip the fidelity lines, which load a second copy of the model dequantized to f32
+    /// (four to eight times the file's size in memory).
+    #[arg(long)]
+    pub no_fidelity: bool,
 }
 
 /// Runs `agora bench decode`, printing `name: value unit` lines to `out`.
@@ -266,6 +270,31 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
             ),
         )?;
     }
+    // Fidelity: how far this engine's log-probabilities of its own greedy answer are from
+    // the file's weights evaluated in f32, teacher-forced, so that one early near-tie does
+    // not decide every later position as comparing two greedy answers would.
+    let reference = if args.no_fidelity || !is_quantized(&info) {
+        None
+    } else {
+        match reference_scores(&args.model, &all, prompt.len()) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                p(
+                    out,
+                    format!("fidelity_mean_abs_logprob_error: not measured ({why})"),
+                )?;
+                None
+            }
+        }
+    };
+    if let Some(reference) = &reference {
+        let ours = engine.score(&all, prompt.len(), 1)?;
+        let (logprobs, argmax) = logprobs_and_argmax(&ours);
+        p(
+            out,
+            fidelity_line("fidelity", reference, &logprobs, &argmax),
+        )?;
+    }
     if args.no_llamacpp {
         p(
             out,
@@ -274,18 +303,78 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         return Ok(());
     }
     match info.format.as_str() {
-        "gguf" => match llamacpp_decode(&args.model, &prompt, tokens) {
-            Ok((tps, ids)) => {
+        "gguf" => match llamacpp_decode(&args.model, &prompt, &generated) {
+            Ok(run) => {
+                let tps = run.tokens_per_s;
                 p(out, format!("llamacpp_decode_tokens_per_s: {tps:.1} tokens/s"))?;
                 p(out, format!("decode_vs_llamacpp: {:.2}", f.decode_tokens_per_s / tps))?;
-                let agree = ids.iter().zip(&generated).take_while(|(a, b)| a == b).count();
-                p(out, format!("llamacpp_greedy_prefix_agreement: {agree}/{} tokens", generated.len()))?;
+                if let Some(reference) = &reference {
+                    p(out, fidelity_line("llamacpp_fidelity", reference, &run.logprobs, &run.argmax))?;
+                }
             }
             Err(why) => p(out, format!("llamacpp_decode_tokens_per_s: not measured ({why})"))?,
         },
         _ => p(out, "llamacpp_decode_tokens_per_s: not measured (llama.cpp reads GGUF only; this model is safetensors)".into())?,
     }
     Ok(())
+}
+
+/// Whether the projections are stored quantized (a dequantized copy would then differ).
+fn is_quantized(info: &crate::engine::ModelInfo) -> bool {
+    !matches!(info.quantization.as_str(), "F32" | "F16" | "BF16")
+}
+
+/// The log-probability of each scored token and the most likely token at each position.
+fn logprobs_and_argmax(scored: &[crate::engine::ScoredToken]) -> (Vec<f32>, Vec<u32>) {
+    scored
+        .iter()
+        .map(|s| {
+            let best = s.top_logprobs.first().map_or(s.id, |t| t.id);
+            (s.logprob, best)
+        })
+        .unzip()
+}
+
+/// `tokens` scored by the model in `dir` with every matrix dequantized to f32.
+fn reference_scores(
+    dir: &std::path::Path,
+    tokens: &[u32],
+    start: usize,
+) -> Result<(Vec<f32>, Vec<u32>)> {
+    let opts = LoadOptions {
+        max_concurrent: 1,
+        dequantize: true,
+        ..LoadOptions::default()
+    };
+    let reference = Engine::load(dir, &opts)?;
+    Ok(logprobs_and_argmax(&reference.score(tokens, start, 1)?))
+}
+
+/// `NAME_mean_abs_logprob_error` and `NAME_argmax_agreement` of one engine's scores
+/// against the f32 reference's.
+fn fidelity_line(
+    name: &str,
+    (ref_logprobs, ref_argmax): &(Vec<f32>, Vec<u32>),
+    logprobs: &[f32],
+    argmax: &[u32],
+) -> String {
+    let n = ref_logprobs.len().min(logprobs.len()).max(1);
+    let error = ref_logprobs
+        .iter()
+        .zip(logprobs)
+        .map(|(r, o)| f64::from((r - o).abs()))
+        .sum::<f64>()
+        / n as f64;
+    let agree = ref_argmax
+        .iter()
+        .zip(argmax)
+        .filter(|(r, o)| r == o)
+        .count();
+    format!(
+        "{name}_mean_abs_logprob_error: {error:.4} nats; {name}_argmax_agreement: {agree}/{} \
+         positions (teacher-forced, against the weights in f32)",
+        ref_argmax.len().min(argmax.len())
+    )
 }
 
 /// Generate-then-score pairs timed for `verify_cost_ratio`.
@@ -314,14 +403,35 @@ def run(count):
     return out, time.perf_counter() - first
 run(4)
 out, secs = run(n)
-print(json.dumps({"tokens_per_s": (len(out) - 1) / secs, "tokens": out}))
+# Teacher-forced: the log-probability of each of our tokens and the most likely token.
+import numpy as np
+ours = json.loads(sys.argv[4])
+seq = prompt + ours
+scorer = llama_cpp.Llama(model_path=path, n_ctx=len(seq) + 8, n_threads=os.cpu_count(), n_batch=512, logits_all=True, verbose=False)
+scorer.eval(seq)
+logprobs, argmax = [], []
+for i in range(len(prompt) - 1, len(seq) - 1):
+    row = np.asarray(scorer.scores[i], dtype=np.float64)
+    top = row.max()
+    lp = row - (top + np.log(np.exp(row - top).sum()))
+    logprobs.append(float(lp[seq[i + 1]]))
+    argmax.append(int(lp.argmax()))
+print(json.dumps({"tokens_per_s": (len(out) - 1) / secs, "logprobs": logprobs, "argmax": argmax}))
 "#;
+
+/// What the llama.cpp run reports: its decode speed, and its teacher-forced scores of our
+/// greedy answer (the log-probability of each token and the most likely token).
+struct LlamaCppRun {
+    tokens_per_s: f64,
+    logprobs: Vec<f32>,
+    argmax: Vec<u32>,
+}
 
 fn llamacpp_decode(
     dir: &std::path::Path,
     prompt: &[u32],
-    tokens: usize,
-) -> std::result::Result<(f64, Vec<u32>), String> {
+    ours: &[u32],
+) -> std::result::Result<LlamaCppRun, String> {
     let gguf = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -337,12 +447,13 @@ fn llamacpp_decode(
                 .into(),
         );
     }
-    let prompt_json = serde_json::to_string(prompt).map_err(|e| e.to_string())?;
+    let json = |ids: &[u32]| serde_json::to_string(ids).map_err(|e| e.to_string());
     let run = std::process::Command::new("python3")
         .args(["-c", LLAMACPP_SCRIPT])
         .arg(&gguf)
-        .arg(tokens.to_string())
-        .arg(prompt_json)
+        .arg(ours.len().to_string())
+        .arg(json(prompt)?)
+        .arg(json(ours)?)
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     if !run.status.success() {
@@ -355,13 +466,24 @@ fn llamacpp_decode(
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("unreadable llama.cpp output: {e}"))?;
     let tps = v["tokens_per_s"].as_f64().ok_or("no tokens_per_s")?;
-    let ids = v["tokens"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_u64().map(|t| t as u32))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((tps, ids))
+    let numbers = |key: &str| -> Vec<f64> {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let logprobs: Vec<f32> = numbers("logprobs").iter().map(|&x| x as f32).collect();
+    let argmax: Vec<u32> = numbers("argmax").iter().map(|&x| x as u32).collect();
+    if logprobs.len() != ours.len() || argmax.len() != ours.len() {
+        return Err(format!(
+            "llama.cpp scored {} of {} tokens",
+            logprobs.len().min(argmax.len()),
+            ours.len()
+        ));
+    }
+    Ok(LlamaCppRun {
+        tokens_per_s: tps,
+        logprobs,
+        argmax,
+    })
 }

@@ -292,8 +292,12 @@ struct SliceWeights {
     groups: Range<usize>,
     /// Blocks in a whole row (the last group may be partial).
     blocks: usize,
-    /// Bytes ahead of `qs` and of `scales` to ask the caches for while the first row tile
-    /// runs; zero for none.
+    /// The slice's first block as it lies in the packed matrix (for an unpacked `Q4_K`
+    /// slice, its nibbles, not `qs`), and its bytes per block there.
+    stored_qs: *const u8,
+    stored_block_bytes: usize,
+    /// Bytes ahead of `stored_qs` and of the scales to ask the caches for while the first
+    /// row tile runs; zero for none.
     prefetch_qs: usize,
     prefetch_scales: usize,
 }
@@ -341,6 +345,8 @@ pub(crate) fn panels(
             let slice_weights = if in_register {
                 SliceWeights {
                     qs: w.qs[at * PANEL_BLOCK_BYTES / 2..].as_ptr(),
+                    stored_qs: w.qs[at * PANEL_BLOCK_BYTES / 2..].as_ptr(),
+                    stored_block_bytes: PANEL_BLOCK_BYTES / 2,
                     scales: std::ptr::null(),
                     factors: w.factors[at * 2 * PANEL..].as_ptr(),
                     super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
@@ -358,18 +364,22 @@ pub(crate) fn panels(
                 unsafe { unpack_nibbles(packed, &mut unpacked) };
                 SliceWeights {
                     qs: unpacked.as_ptr(),
+                    stored_qs: packed.as_ptr(),
+                    stored_block_bytes: PANEL_BLOCK_BYTES / 2,
                     scales: std::ptr::null(),
                     factors: w.factors[at * 2 * PANEL..].as_ptr(),
                     super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
                     offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
                     groups: slice.clone(),
                     blocks: w.blocks,
-                    prefetch_qs: 0,
-                    prefetch_scales: 0,
+                    prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES / 2,
+                    prefetch_scales: slice_blocks * 2 * PANEL,
                 }
             } else {
                 SliceWeights {
                     qs: w.qs[at * PANEL_BLOCK_BYTES..].as_ptr(),
+                    stored_qs: w.qs[at * PANEL_BLOCK_BYTES..].as_ptr(),
+                    stored_block_bytes: PANEL_BLOCK_BYTES,
                     scales: w.scales[at * PANEL..].as_ptr(),
                     factors: std::ptr::null(),
                     super_scales: std::ptr::null(),
@@ -413,9 +423,8 @@ pub(crate) fn panels(
 }
 
 /// Unpacks a slice of `Q4_K` nibbles: 64 packed bytes become two 64-byte chunks (the low
-/// nibbles, then the high ones), the layout `pack.rs` describes. While it runs, the next
-/// slice's nibbles are asked for, so the unpacking of the next slice does not wait on
-/// memory.
+/// nibbles, then the high ones), the layout `pack.rs` describes. The previous slice's
+/// first row tile has already asked for these bytes (see `tile`).
 ///
 /// Safety: AVX-512 F and BW; `out` holds at least twice `packed.len()` bytes, and
 /// `packed.len()` is a multiple of 64.
@@ -424,9 +433,6 @@ unsafe fn unpack_nibbles(packed: &[u8], out: &mut [u8]) {
     assert!(packed.len().is_multiple_of(64) && out.len() >= 2 * packed.len());
     let low = _mm512_set1_epi8(0x0F);
     for (c, chunk) in packed.chunks_exact(64).enumerate() {
-        // A prefetch never faults, so the address past the end of the weights is
-        // harmless; `wrapping_add` keeps it defined.
-        _mm_prefetch::<_MM_HINT_T1>(chunk.as_ptr().wrapping_add(packed.len()) as *const i8);
         let v = _mm512_loadu_si512(chunk.as_ptr() as *const __m512i);
         let dst = out.as_mut_ptr().add(c * 128);
         _mm512_storeu_si512(dst as *mut __m512i, _mm512_and_si512(v, low));
@@ -506,8 +512,10 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
                 // while the other row tiles work from L1: otherwise every slice starts
                 // with a stall on memory. A prefetch never faults, so the address past
                 // the end of the weights is harmless; `wrapping_add` keeps it defined.
-                let ahead = wb.wrapping_add(w.prefetch_qs);
-                for line in (0..block_bytes).step_by(64) {
+                let ahead = w
+                    .stored_qs
+                    .wrapping_add(rel * w.stored_block_bytes + w.prefetch_qs);
+                for line in (0..w.stored_block_bytes).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
                 }
                 let scales_here = if MINS {

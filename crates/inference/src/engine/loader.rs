@@ -40,8 +40,13 @@ pub(crate) struct LoadedWeights {
     pub(crate) gguf_eos: Option<u32>,
 }
 
-/// Finds and loads the weights in `dir`.
-pub(crate) fn load_weights(dir: &Path, max_context: Option<usize>) -> Result<LoadedWeights> {
+/// Finds and loads the weights in `dir`; `dequantize` turns quantized GGUF matrices into
+/// f32 ones (see [`super::LoadOptions::dequantize`]).
+pub(crate) fn load_weights(
+    dir: &Path,
+    max_context: Option<usize>,
+    dequantize: bool,
+) -> Result<LoadedWeights> {
     let entries = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, &e))?;
     let mut ggufs = Vec::new();
     let mut safetensors = Vec::new();
@@ -56,7 +61,7 @@ pub(crate) fn load_weights(dir: &Path, max_context: Option<usize>) -> Result<Loa
     ggufs.sort();
     safetensors.sort();
     match (ggufs.len(), safetensors.len()) {
-        (1, _) => load_gguf(&ggufs[0], max_context),
+        (1, _) => load_gguf(&ggufs[0], max_context, dequantize),
         (0, 0) => Err(EngineError::invalid_model(format!(
             "{} holds no .gguf or .safetensors file",
             dir.display()
@@ -295,6 +300,8 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
 struct GgufSource {
     content: gguf_file::Content,
     bytes: Cursor<Vec<u8>>,
+    /// Matrices become f32 tensors of their dequantized values.
+    dequantize: bool,
 }
 
 impl GgufSource {
@@ -318,6 +325,9 @@ impl GgufSource {
 impl Source for GgufSource {
     fn linear(&mut self, cfg: &ModelConfig, hf: &str) -> Result<QMatMul> {
         let t = self.qtensor(cfg, hf)?;
+        if self.dequantize {
+            return Ok(QMatMul::Tensor(t.dequantize(&Device::Cpu)?));
+        }
         Ok(QMatMul::from_qtensor(t)?)
     }
 
@@ -328,7 +338,7 @@ impl Source for GgufSource {
             .collect::<Result<Vec<_>>>()?;
         let dtype = parts[0].dtype();
         let float = matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-        if float || parts.iter().any(|t| t.dtype() != dtype) {
+        if float || self.dequantize || parts.iter().any(|t| t.dtype() != dtype) {
             let dense = parts
                 .iter()
                 .map(|t| t.dequantize(&Device::Cpu))
@@ -357,7 +367,7 @@ impl Source for GgufSource {
     }
 }
 
-fn load_gguf(path: &Path, max_context: Option<usize>) -> Result<LoadedWeights> {
+fn load_gguf(path: &Path, max_context: Option<usize>, dequantize: bool) -> Result<LoadedWeights> {
     let bytes = read_file(path)?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let mut cursor = Cursor::new(bytes);
@@ -390,6 +400,7 @@ fn load_gguf(path: &Path, max_context: Option<usize>) -> Result<LoadedWeights> {
     let mut src = GgufSource {
         content,
         bytes: cursor,
+        dequantize,
     };
     let model = assemble(cfg, &mut src, rope)?;
     Ok(LoadedWeights {

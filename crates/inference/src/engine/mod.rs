@@ -72,7 +72,7 @@ impl Engine {
                 "prefill_chunk must be at least 1",
             ));
         }
-        let weights = loader::load_weights(dir, opts.max_context)?;
+        let weights = loader::load_weights(dir, opts.max_context, opts.dequantize)?;
         let cfg = weights.model.cfg.clone();
         let codec = TextCodec::load(dir, weights.gguf_eos, cfg.vocab_size)?;
         let model_id = match &opts.model_id {

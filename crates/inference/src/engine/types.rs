@@ -32,6 +32,11 @@ pub struct LoadOptions {
     pub max_context: Option<usize>,
     /// The name the model is served as; defaults to the directory's name.
     pub model_id: Option<String>,
+    /// Dequantizes every quantized matrix to f32 at load, so that the forward pass computes
+    /// the file's own weights without rounding the activations: the reference a quantized
+    /// engine's fidelity is measured against. Four to eight times the memory and far
+    /// slower; not for serving.
+    pub dequantize: bool,
 }
 
 impl Default for LoadOptions {
@@ -42,6 +47,7 @@ impl Default for LoadOptions {
             prefill_chunk: 256,
             max_context: None,
             model_id: None,
+            dequantize: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use agora_inference::engine::testmodel::{
 };
 use agora_inference::engine::{Arch, Engine, EngineError, GenerateRequest, LoadOptions};
 
-use crate::{load, prompt, tiny, GGUF_F32, GGUF_Q8, ST_F32};
+use crate::{load, load_with, prompt, tiny, GGUF_F32, GGUF_Q8, ST_F32};
 
 fn greedy_with_scores(engine: &Engine, n: usize) -> (Vec<u32>, Vec<f32>) {
     let p = prompt(engine);
@@ -179,4 +179,83 @@ fn k_quants_need_large_enough_dimensions() {
         Err(EngineError::InvalidRequest(m)) => assert!(m.contains("256"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// `dir`'s GGUF rewritten with every tensor dequantized to F32, beside its tokenizer files.
+fn dequantized_copy(dir: &std::path::Path) -> tempfile::TempDir {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let out = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(dir).expect("read model dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("file name").to_owned();
+        if path.extension().is_some_and(|e| e == "gguf") {
+            let mut file = std::fs::File::open(&path).expect("open gguf");
+            let content = gguf_file::Content::read(&mut file).expect("read gguf");
+            let tensors: Vec<(String, QTensor)> = content
+                .tensor_infos
+                .keys()
+                .map(|n| {
+                    let t = content
+                        .tensor(&mut file, n, &candle_core::Device::Cpu)
+                        .expect("tensor");
+                    let f32s = t.dequantize(&candle_core::Device::Cpu).expect("dequantize");
+                    (
+                        n.clone(),
+                        QTensor::quantize(&f32s, GgmlDType::F32).expect("f32"),
+                    )
+                })
+                .collect();
+            let metadata: Vec<_> = content
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect();
+            let tensors: Vec<_> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let mut dst = std::fs::File::create(out.path().join(name)).expect("create");
+            gguf_file::write(&mut dst, &metadata, &tensors).expect("write gguf");
+        } else {
+            std::fs::copy(&path, out.path().join(name)).expect("copy");
+        }
+    }
+    out
+}
+
+#[test]
+fn dequantize_computes_the_files_weights_in_f32() {
+    let q8 = tiny(Arch::Llama, GGUF_Q8, 5);
+    let dense = load_with(
+        q8.path(),
+        LoadOptions {
+            dequantize: true,
+            ..LoadOptions::default()
+        },
+    );
+    // The same values written as F32: the reference must match it exactly.
+    let f32_copy = dequantized_copy(q8.path());
+    let f32_engine = load(f32_copy.path());
+    assert_eq!(dense.info().quantization, "Q8_0", "the file is still Q8_0");
+    let (tokens, logprobs) = greedy_with_scores(&dense, 24);
+    let (f32_tokens, f32_logprobs) = greedy_with_scores(&f32_engine, 24);
+    assert_eq!(tokens, f32_tokens);
+    assert_eq!(logprobs, f32_logprobs);
+    // The quantized engine rounds its activations: close to the reference, not equal.
+    let quantized = load(q8.path());
+    let p = prompt(&quantized);
+    let mut sequence = p.clone();
+    sequence.extend(&tokens);
+    let ours = quantized.score(&sequence, p.len(), 0).expect("score");
+    let reference = dense.score(&sequence, p.len(), 0).expect("score");
+    let errors: Vec<f32> = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a.logprob - b.logprob).abs())
+        .collect();
+    assert!(
+        errors.iter().any(|&e| e > 0.0),
+        "no rounding at all: {errors:?}"
+    );
+    assert!(
+        errors.iter().all(|&e| e < 0.5),
+        "far from the reference: {errors:?}"
+    );
 }
