@@ -77,7 +77,7 @@ pub struct ModelInitArgs {
     /// The weights format.
     #[arg(long, value_enum, default_value = "gguf")]
     pub format: FormatArg,
-    /// GGUF storage type: f32, f16, q8_0, q4_0, q4k, q6k.
+    /// GGUF storage type: f32, f16, q8_0, q4_0, q4k, q4_k_m (the Q4_K/Q6_K mix), q6k.
     #[arg(long, default_value = "q8_0")]
     pub quant: String,
     /// Safetensors element type: f32, f16, bf16.
@@ -99,7 +99,7 @@ pub fn run_model(cmd: &ModelCommand, out: &mut dyn Write) -> Result<()> {
                 FormatArg::Gguf => ModelFormat::Gguf {
                     quant: GgufQuant::parse(&a.quant).ok_or_else(|| {
                         EngineError::invalid_request(format!(
-                            "unknown quantization {:?} (f32, f16, q8_0, q4_0, q4k, q6k)",
+                            "unknown quantization {:?} (f32, f16, q8_0, q4_0, q4k, q4_k_m, q6k)",
                             a.quant
                         ))
                     })?,

@@ -3,7 +3,8 @@
 //! A validator checks a miner's answer by scoring it: one forward pass over the prompt and
 //! every generated token at once (a prefill), so its cost is dominated by matrix products
 //! of a few dozen to a few hundred activation rows against the model's quantized weights.
-//! This crate runs those products for GGUF `Q8_0` and `Q4_K` weights as an int8 GEMM:
+//! This crate runs those products for GGUF `Q8_0`, `Q4_K` and `Q6_K` weights as an int8
+//! GEMM:
 //!
 //! * [`PackedMatrix`] repacks a weight once, at load, into panels of [`PANEL`] output
 //!   columns whose bytes line up with the vector unit's int8 dot-product instruction
@@ -33,7 +34,10 @@ mod x86;
 use std::ops::Range;
 
 pub use attention::{causal_attention, AttentionShape};
-pub use pack::{PackedFormat, PackedMatrix, Q4_K_BLOCK_BYTES, Q4_K_SUPER_BLOCK};
+pub use pack::{
+    PackedFormat, PackedMatrix, Q4_K_BLOCK_BYTES, Q4_K_SUPER_BLOCK, Q6_K_BLOCK_BYTES,
+    Q6_K_SUPER_BLOCK,
+};
 pub use rope::{split_heads, HeadSplit, RopePairs};
 pub use rows::QuantizedRows;
 pub use softmax::{log_softmax, Distribution};

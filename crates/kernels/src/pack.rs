@@ -1,10 +1,14 @@
-//! GGUF `Q8_0` and `Q4_K` weights repacked into panels for the int8 GEMM, and the product.
+//! GGUF `Q8_0`, `Q4_K` and `Q6_K` weights repacked into panels for the int8 GEMM, and the
+//! product.
 //!
-//! A weight `W` has `n` rows (output features) of `k` values. Both formats come down to
+//! A weight `W` has `n` rows (output features) of `k` values. Every format comes down to
 //! blocks of 32 small integers `q_w` with, per block and weight row, a scale `d_w` and (for
 //! `Q4_K`) a minimum `m_w`: the weight is `d_w · q_w − m_w`. `Q8_0` stores the block's
 //! scale as f16 and signed bytes; `Q4_K` stores values 0..15 in nibbles, and derives each
 //! block's scale and minimum from its 256-value super-block's f16 pair and 6-bit factors.
+//! `Q6_K` stores 6-bit values (−32..31 once centred) with a signed 8-bit factor per half
+//! block and an f16 per super-block: here signed bytes with an f32 scale per half block,
+//! each half's integer sum scaled on its own.
 //! The product of activation row `a` and weight row `c` is
 //!
 //! ```text
@@ -20,7 +24,7 @@
 //! Layout, per panel of [`PANEL`] columns and per block: the 32×32 values ordered
 //! `[i / 4][column][i % 4]`, so one 64-byte load gives sixteen columns × four consecutive
 //! values, the operand shape of the int8 dot-product instruction. `Q8_0` keeps those as
-//! bytes, with the scales `d_w[b, 0..32]` as f32. `Q4_K` keeps them as nibbles (byte `j`
+//! bytes, with the scales `d_w[b, 0..32]` as f32 (`Q6_K` likewise, two scales a block). `Q4_K` keeps them as nibbles (byte `j`
 //! of 64-byte chunk `c` holds byte `j` of unpacked chunks `2c` in its low nibble and
 //! `2c + 1` in its high one, so a kernel unpacks a chunk with a mask and a shift), and its
 //! scales as GGUF does: per block the 6-bit factors as bytes, per group (which is the
@@ -42,6 +46,12 @@ pub const Q4_K_SUPER_BLOCK: usize = 256;
 /// 6-bit scales and minima, then 128 bytes of nibbles.
 pub const Q4_K_BLOCK_BYTES: usize = 4 + 12 + Q4_K_SUPER_BLOCK / 2;
 
+/// Values per `Q6_K` super-block.
+pub const Q6_K_SUPER_BLOCK: usize = 256;
+/// Bytes of one `Q6_K` super-block in a GGUF file: 128 bytes of low nibbles, 64 bytes of
+/// high bit pairs, sixteen signed 8-bit scales (one per 16 values), then an f16 `d`.
+pub const Q6_K_BLOCK_BYTES: usize = Q6_K_SUPER_BLOCK / 2 + Q6_K_SUPER_BLOCK / 4 + 16 + 2;
+
 /// How a [`PackedMatrix`] stores its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackedFormat {
@@ -49,6 +59,18 @@ pub enum PackedFormat {
     Q8_0,
     /// Nibbles 0..15 with a scale and a minimum per block, from GGUF `Q4_K`.
     Q4K,
+    /// Signed bytes -32..31 with a scale per half block (16 values), from GGUF `Q6_K`.
+    Q6K,
+}
+
+impl PackedFormat {
+    /// Scales per block and column: `Q6_K` scales each half of a block on its own.
+    pub(crate) fn scales_per_block(self) -> usize {
+        match self {
+            PackedFormat::Q6K => 2,
+            PackedFormat::Q8_0 | PackedFormat::Q4K => 1,
+        }
+    }
 }
 
 /// A quantized weight matrix repacked for [`PackedMatrix::matmul`].
@@ -59,10 +81,11 @@ pub struct PackedMatrix {
     pub(crate) blocks: usize,
     pub(crate) panels: usize,
     pub(crate) format: PackedFormat,
-    /// `[panel][block][i / 4][column][i % 4]`: signed bytes (`Q8_0`), or nibble-packed
-    /// (`Q4_K`, half as many bytes).
+    /// `[panel][block][i / 4][column][i % 4]`: signed bytes (`Q8_0`, `Q6_K`), or
+    /// nibble-packed (`Q4_K`, half as many bytes).
     pub(crate) qs: Vec<u8>,
-    /// `Q8_0`: `[panel][block][column]`; empty for `Q4_K`.
+    /// `Q8_0`: `[panel][block][column]`; `Q6_K`: `[panel][block][half][column]`; empty
+    /// for `Q4_K`.
     pub(crate) scales: Vec<f32>,
     /// `Q4_K`: `[panel][block][scale factor, then minimum factor][column]`, 6-bit values.
     pub(crate) factors: Vec<u8>,
@@ -114,7 +137,7 @@ impl PackedMatrix {
     fn zeroed(n: usize, k: usize, format: PackedFormat) -> Self {
         let (blocks, panels) = (k / BLOCK, n.div_ceil(PANEL));
         let block_bytes = match format {
-            PackedFormat::Q8_0 => PANEL_BLOCK_BYTES,
+            PackedFormat::Q8_0 | PackedFormat::Q6K => PANEL_BLOCK_BYTES,
             PackedFormat::Q4K => PANEL_BLOCK_BYTES / 2,
         };
         PackedMatrix {
@@ -125,15 +148,17 @@ impl PackedMatrix {
             format,
             qs: vec![0; panels * blocks * block_bytes],
             scales: match format {
-                PackedFormat::Q8_0 => vec![0.0; panels * blocks * PANEL],
+                PackedFormat::Q8_0 | PackedFormat::Q6K => {
+                    vec![0.0; panels * blocks * format.scales_per_block() * PANEL]
+                }
                 PackedFormat::Q4K => Vec::new(),
             },
             factors: match format {
-                PackedFormat::Q8_0 => Vec::new(),
+                PackedFormat::Q8_0 | PackedFormat::Q6K => Vec::new(),
                 PackedFormat::Q4K => vec![0; panels * blocks * 2 * PANEL],
             },
             super_scales: match format {
-                PackedFormat::Q8_0 => Vec::new(),
+                PackedFormat::Q8_0 | PackedFormat::Q6K => Vec::new(),
                 PackedFormat::Q4K => vec![0.0; panels * k.div_ceil(GROUP) * 2 * PANEL],
             },
             offsets: vec![0.0; panels * k.div_ceil(GROUP) * PANEL],
@@ -168,17 +193,26 @@ impl PackedMatrix {
         Ok(())
     }
 
-    /// Records block `b` of weight row `c`: its 32 values, and its scale (which the
-    /// caller stores in the format's own way) for the offset.
-    fn set_block(&mut self, c: usize, b: usize, scale: f32, values: impl Iterator<Item = i8>) {
+    /// Records block `b` of weight row `c`: its 32 values, and the scales of its two
+    /// halves (equal but for `Q6_K`; the caller stores them in the format's own way) for
+    /// the offset.
+    fn set_block(
+        &mut self,
+        c: usize,
+        b: usize,
+        scales: [f32; 2],
+        values: impl Iterator<Item = i8>,
+    ) {
         let (p, col) = (c / PANEL, c % PANEL);
         let at = p * self.blocks + b;
-        let mut sum = 0i32;
+        let mut sums = [0i32; 2];
         for (i, q) in values.enumerate() {
-            sum += i32::from(q);
+            sums[i / (BLOCK / 2)] += i32::from(q);
             let u = unpacked_index(col, i);
             match self.format {
-                PackedFormat::Q8_0 => self.qs[at * PANEL_BLOCK_BYTES + u] = q as u8,
+                PackedFormat::Q8_0 | PackedFormat::Q6K => {
+                    self.qs[at * PANEL_BLOCK_BYTES + u] = q as u8
+                }
                 PackedFormat::Q4K => {
                     let (byte, high) = nibble_index(u);
                     let nibble = (q as u8 & 0x0F) << if high { 4 } else { 0 };
@@ -187,7 +221,8 @@ impl PackedMatrix {
             }
         }
         let groups = self.groups();
-        self.offsets[(p * groups + b * BLOCK / GROUP) * PANEL + col] += 128.0 * scale * sum as f32;
+        let weighted = scales[0] * sums[0] as f32 + scales[1] * sums[1] as f32;
+        self.offsets[(p * groups + b * BLOCK / GROUP) * PANEL + col] += 128.0 * weighted;
     }
 
     /// Repacks `n` rows of `k` values given as GGUF `Q8_0` bytes (row-major blocks).
@@ -205,7 +240,7 @@ impl PackedMatrix {
                     )));
                 }
                 w.scales[((c / PANEL) * blocks + b) * PANEL + c % PANEL] = d;
-                w.set_block(c, b, d, block[2..].iter().map(|&q| q as i8));
+                w.set_block(c, b, [d; 2], block[2..].iter().map(|&q| q as i8));
             }
         }
         Ok(w)
@@ -245,7 +280,54 @@ impl PackedMatrix {
                     let at = (p * blocks + b) * 2 * PANEL + col;
                     w.factors[at] = sc;
                     w.factors[at + PANEL] = m;
-                    w.set_block(c, b, d * f32::from(sc), values);
+                    w.set_block(c, b, [d * f32::from(sc); 2], values);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Repacks `n` rows of `k` values given as GGUF `Q6_K` bytes (row-major super-blocks).
+    /// Value `i` of a super-block is `d · sc[i / 16] · (q_i − 32)` with a 6-bit `q_i`; the
+    /// kernels hold `q_i − 32` as a signed byte and `d · sc` in f32, the product GGUF's
+    /// reference dequantization computes first.
+    pub fn from_q6_k(bytes: &[u8], n: usize, k: usize) -> Result<Self, KernelError> {
+        Self::check_bytes(bytes, n, k, Q6_K_SUPER_BLOCK, Q6_K_BLOCK_BYTES, "Q6_K")?;
+        let mut w = Self::zeroed(n, k, PackedFormat::Q6K);
+        let supers = k / Q6_K_SUPER_BLOCK;
+        let blocks = k / BLOCK;
+        for c in 0..n {
+            let (p, col) = (c / PANEL, c % PANEL);
+            let row = &bytes[c * supers * Q6_K_BLOCK_BYTES..(c + 1) * supers * Q6_K_BLOCK_BYTES];
+            for (s, sb) in row.chunks_exact(Q6_K_BLOCK_BYTES).enumerate() {
+                let (low, rest) = sb.split_at(Q6_K_SUPER_BLOCK / 2);
+                let (high, rest) = rest.split_at(Q6_K_SUPER_BLOCK / 4);
+                let (factors, d) = rest.split_at(16);
+                let d = f16::from_le_bytes([d[0], d[1]]).to_f32();
+                if !d.is_finite() {
+                    return Err(KernelError::Data(format!(
+                        "row {c}, super-block {s}: the scale is not finite"
+                    )));
+                }
+                // Each half of a super-block (128 values) takes 64 bytes of low nibbles and
+                // 32 of high bit pairs; its block `j` (0..4) reads nibble `j / 2` of bytes
+                // `32 · (j % 2)..` and bit pair `j` of the 32 high bytes.
+                for j in 0..Q6_K_SUPER_BLOCK / BLOCK {
+                    let (half, jj) = (j / 4, j % 4);
+                    let low = &low[half * 64 + (jj % 2) * 32..][..32];
+                    let high = &high[half * 32..][..32];
+                    let values = low.iter().zip(high).map(move |(&l, &h)| {
+                        let nibble = (l >> (4 * (jj / 2))) & 0x0F;
+                        let pair = (h >> (2 * jj)) & 3;
+                        ((nibble | pair << 4) as i8) - 32
+                    });
+                    let scale = |i: usize| d * f32::from(factors[half * 8 + 2 * jj + i] as i8);
+                    let scales = [scale(0), scale(1)];
+                    let b = s * (Q6_K_SUPER_BLOCK / BLOCK) + j;
+                    let at = ((p * blocks + b) * 2) * PANEL + col;
+                    w.scales[at] = scales[0];
+                    w.scales[at + PANEL] = scales[1];
+                    w.set_block(c, b, scales, values);
                 }
             }
         }
@@ -311,7 +393,7 @@ impl PackedMatrix {
         };
         let out = crate::out::SharedOut::new(out, self.n);
         let sums = match self.format {
-            PackedFormat::Q8_0 => Vec::new(),
+            PackedFormat::Q8_0 | PackedFormat::Q6K => Vec::new(),
             PackedFormat::Q4K => x.block_sums(),
         };
         parallel.run(self.panels, &|panels| match kernel {

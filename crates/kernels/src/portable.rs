@@ -23,7 +23,9 @@ pub(crate) fn panels(
     let weight = |at: usize, col: usize, i: usize| -> i32 {
         let u = unpacked_index(col, i);
         match w.format {
-            PackedFormat::Q8_0 => i32::from(w.qs[at * PANEL_BLOCK_BYTES + u] as i8),
+            PackedFormat::Q8_0 | PackedFormat::Q6K => {
+                i32::from(w.qs[at * PANEL_BLOCK_BYTES + u] as i8)
+            }
             PackedFormat::Q4K => {
                 let (byte, high) = nibble_index(u);
                 let packed = w.qs[at * PANEL_BLOCK_BYTES / 2 + byte];
@@ -42,12 +44,20 @@ pub(crate) fn panels(
                     let first = g * blocks_per_group;
                     for b in first..(first + blocks_per_group).min(w.blocks) {
                         let at = p * w.blocks + b;
-                        let isum: i32 = (0..BLOCK)
-                            .map(|i| i32::from(a[b * BLOCK + i]) * weight(at, col, i))
-                            .sum();
+                        let half_sum = |half: Range<usize>| -> i32 {
+                            half.map(|i| i32::from(a[b * BLOCK + i]) * weight(at, col, i))
+                                .sum()
+                        };
                         match w.format {
                             PackedFormat::Q8_0 => {
+                                let isum = half_sum(0..BLOCK);
                                 group_sum += isum as f32 * w.scales[at * PANEL + col];
+                            }
+                            PackedFormat::Q6K => {
+                                let at = at * 2 * PANEL + col;
+                                group_sum += half_sum(0..BLOCK / 2) as f32 * w.scales[at];
+                                group_sum +=
+                                    half_sum(BLOCK / 2..BLOCK) as f32 * w.scales[at + PANEL];
                             }
                             PackedFormat::Q4K => {
                                 let sup = (p * groups + g) * 2 * PANEL + col;
@@ -55,7 +65,7 @@ pub(crate) fn panels(
                                 let f = at * 2 * PANEL + col;
                                 let scale = d * f32::from(w.factors[f]);
                                 let min = dmin * f32::from(w.factors[f + PANEL]);
-                                group_sum += isum as f32 * scale;
+                                group_sum += half_sum(0..BLOCK) as f32 * scale;
                                 group_sum -= sums[r * w.blocks + b] * min;
                             }
                         }

@@ -279,7 +279,8 @@ unsafe fn quantize(x: &[f32], q: &mut [u8], d: &mut [f32]) -> bool {
 struct SliceWeights {
     /// The slice's first block: [`PANEL_BLOCK_BYTES`] signed bytes per block.
     qs: *const u8,
-    /// `Q8_0`: the slice's first block, [`PANEL`] scales per block (null for `Q4_K`).
+    /// `Q8_0` and `Q6_K`: the slice's first block, [`PANEL`] scales per block (`Q8_0`) or
+    /// per half block (`Q6_K`); null for `Q4_K`.
     scales: *const f32,
     /// `Q4_K`: the slice's first block, [`PANEL`] scale factors then [`PANEL`] minimum
     /// factors per block (null for `Q8_0`).
@@ -318,6 +319,7 @@ pub(crate) fn panels(
     assert!(x.k == w.k && panels.end <= w.panels);
     assert!(x.q.len() == x.m * x.k && x.d.len() == x.m * w.groups());
     let q4k = w.format == PackedFormat::Q4K;
+    let scales_per_block = w.format.scales_per_block();
     assert!(
         !q4k || (sums.len() == x.m * w.blocks
             && w.factors.len() == w.panels * w.blocks * 2 * PANEL
@@ -380,14 +382,14 @@ pub(crate) fn panels(
                     qs: w.qs[at * PANEL_BLOCK_BYTES..].as_ptr(),
                     stored_qs: w.qs[at * PANEL_BLOCK_BYTES..].as_ptr(),
                     stored_block_bytes: PANEL_BLOCK_BYTES,
-                    scales: w.scales[at * PANEL..].as_ptr(),
+                    scales: w.scales[at * scales_per_block * PANEL..].as_ptr(),
                     factors: std::ptr::null(),
                     super_scales: std::ptr::null(),
                     offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
                     groups: slice.clone(),
                     blocks: w.blocks,
                     prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES,
-                    prefetch_scales: slice_blocks * PANEL * 4,
+                    prefetch_scales: slice_blocks * scales_per_block * PANEL * 4,
                 }
             };
             let mut r0 = 0;
@@ -398,22 +400,23 @@ pub(crate) fn panels(
                 // `sums` and `out` were checked against each other, so every pointer the
                 // tile forms is in bounds (see `tile`).
                 macro_rules! by_rows {
-                    ($mins:literal, $nibbles:literal) => {
+                    ($mins:literal, $nibbles:literal, $halves:literal) => {
                         match rows {
-                            6 => tile::<6, $mins, $nibbles>(args),
-                            5 => tile::<5, $mins, $nibbles>(args),
-                            4 => tile::<4, $mins, $nibbles>(args),
-                            3 => tile::<3, $mins, $nibbles>(args),
-                            2 => tile::<2, $mins, $nibbles>(args),
-                            _ => tile::<1, $mins, $nibbles>(args),
+                            6 => tile::<6, $mins, $nibbles, $halves>(args),
+                            5 => tile::<5, $mins, $nibbles, $halves>(args),
+                            4 => tile::<4, $mins, $nibbles, $halves>(args),
+                            3 => tile::<3, $mins, $nibbles, $halves>(args),
+                            2 => tile::<2, $mins, $nibbles, $halves>(args),
+                            _ => tile::<1, $mins, $nibbles, $halves>(args),
                         }
                     };
                 }
                 unsafe {
-                    match (q4k, in_register) {
-                        (false, _) => by_rows!(false, false),
-                        (true, false) => by_rows!(true, false),
-                        (true, true) => by_rows!(true, true),
+                    match (w.format, in_register) {
+                        (PackedFormat::Q8_0, _) => by_rows!(false, false, false),
+                        (PackedFormat::Q6K, _) => by_rows!(false, false, true),
+                        (PackedFormat::Q4K, false) => by_rows!(true, false, false),
+                        (PackedFormat::Q4K, true) => by_rows!(true, true, false),
                     }
                 }
                 r0 += rows;
@@ -467,14 +470,15 @@ type TileArgs<'a> = (
 /// One tile: rows `r0..r0 + R` of `x` against panel `p`, over the slice's groups; the
 /// output is stored when the slice starts at group 0, else added to. `MINS` subtracts the
 /// `Q4_K` minima's term; `NIBBLES` reads the weights packed (half a block's bytes) and
-/// unpacks them in registers.
+/// unpacks them in registers; `HALVES` scales each half block on its own (`Q6_K`).
 ///
 /// Safety: the CPU has AVX-512 F, BW and VNNI; the slice's pointers cover its groups'
-/// blocks (scales for `Q8_0`, factors and super-block scales when `MINS`); `r0 + R <= x.m`; `x` has `blocks · BLOCK` values and
+/// blocks (scales for `Q8_0`, two a block when `HALVES`, factors and super-block scales when
+/// `MINS`); `r0 + R <= x.m`; `x` has `blocks · BLOCK` values and
 /// one scale per group per row; `sums` has `blocks` values per row when `MINS`; `p` is a
 /// panel of an `n`-row weight and `out` has `n` columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
+unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool, const HALVES: bool>(
     (w, x, sums, r0, p, n, out, prefetch): TileArgs<'_>,
 ) {
     let groups = x.d.len() / x.m;
@@ -485,6 +489,8 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
     } else {
         PANEL_BLOCK_BYTES
     };
+    // `Q8_0` and `Q6_K` scales of one block: one or two vectors' worth per column pair.
+    let scales_per_block = if HALVES { 2 } else { 1 };
     let low_nibbles = _mm512_set1_epi8(0x0F);
     // SAFETY (all pointer arithmetic below): the slice's blocks, scales, minima and
     // offsets lie at these offsets (see `panels`); row `r0 + r` of `x` has `x.k` bytes and
@@ -518,14 +524,22 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
                 for line in (0..w.stored_block_bytes).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
                 }
-                let scales_here = if MINS {
-                    w.factors.wrapping_add(rel * 2 * PANEL) as *const i8
+                let (scales_here, scale_bytes) = if MINS {
+                    (
+                        w.factors.wrapping_add(rel * 2 * PANEL) as *const i8,
+                        2 * PANEL,
+                    )
                 } else {
-                    w.scales.wrapping_add(rel * PANEL) as *const i8
+                    let per_block = scales_per_block * PANEL;
+                    (
+                        w.scales.wrapping_add(rel * per_block) as *const i8,
+                        4 * per_block,
+                    )
                 };
                 let scales_ahead = scales_here.wrapping_add(w.prefetch_scales);
-                _mm_prefetch::<_MM_HINT_T1>(scales_ahead);
-                _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(64));
+                for line in (0..scale_bytes).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(line));
+                }
             }
             for s in 0..BLOCK / 4 {
                 let (w0, w1) = if NIBBLES {
@@ -546,6 +560,18 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
                     isum[r][0] = _mm512_dpbusd_epi32(isum[r][0], a, w0);
                     isum[r][1] = _mm512_dpbusd_epi32(isum[r][1], a, w1);
                 }
+                if HALVES && s == BLOCK / 8 - 1 {
+                    // The first half block's own scales, then a fresh sum for the second.
+                    let at = w.scales.add(rel * 2 * PANEL);
+                    let (d0, d1) = (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)));
+                    for r in 0..R {
+                        group_sum[r][0] =
+                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][0]), d0, group_sum[r][0]);
+                        group_sum[r][1] =
+                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][1]), d1, group_sum[r][1]);
+                        isum[r] = [_mm512_setzero_si512(); 2];
+                    }
+                }
             }
             let (d0, d1) = if MINS {
                 let f = w.factors.add(rel * 2 * PANEL);
@@ -554,10 +580,11 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool>(
                     _mm512_mul_ps(factors16(f.add(16)), sup[1]),
                 )
             } else {
-                (
-                    _mm512_loadu_ps(w.scales.add(rel * PANEL)),
-                    _mm512_loadu_ps(w.scales.add(rel * PANEL + 16)),
-                )
+                // `Q6_K`: the second half block's scales follow the first's.
+                let at = w
+                    .scales
+                    .add((rel * scales_per_block + scales_per_block - 1) * PANEL);
+                (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)))
             };
             for r in 0..R {
                 group_sum[r][0] =

@@ -2,7 +2,7 @@
 
 use agora_kernels::{
     KernelKind, PackedMatrix, Parallel, QuantizedRows, Serial, BLOCK, GROUP, Q4_K_BLOCK_BYTES,
-    Q4_K_SUPER_BLOCK,
+    Q4_K_SUPER_BLOCK, Q6_K_BLOCK_BYTES, Q6_K_SUPER_BLOCK,
 };
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use half::f16;
@@ -52,11 +52,27 @@ fn q4_k_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// GGUF `Q6_K` bytes for `n × k` weights from a seed: random nibbles, high bit pairs and
+/// signed scales (negative ones included), then a small positive `d`.
+fn q6_k_bytes(n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut next = xorshift(seed);
+    let supers = n * k / Q6_K_SUPER_BLOCK;
+    let mut bytes = Vec::with_capacity(supers * Q6_K_BLOCK_BYTES);
+    for _ in 0..supers {
+        for _ in 0..Q6_K_BLOCK_BYTES - 2 {
+            bytes.push(next() as u8);
+        }
+        let d = f16::from_f32(((next() % 1000) as f32 + 1.0) * 2e-6);
+        bytes.extend_from_slice(&d.to_le_bytes());
+    }
+    bytes
+}
+
 /// The weights as the GGUF reference dequantizes them, through candle's implementation:
 /// a reference that shares no code with the packing.
-fn dequantize_q4_k(bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
+fn dequantize_ggml(dtype: GgmlDType, bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
     let cpu = candle_core::Device::Cpu;
-    qtensor_from_ggml(GgmlDType::Q4K, bytes, vec![n, k], &cpu)
+    qtensor_from_ggml(dtype, bytes, vec![n, k], &cpu)
         .unwrap()
         .dequantize(&cpu)
         .unwrap()
@@ -71,6 +87,7 @@ fn dequantize_q4_k(bytes: &[u8], n: usize, k: usize) -> Vec<f32> {
 enum Format {
     Q8_0,
     Q4K,
+    Q6K,
 }
 
 impl Format {
@@ -87,7 +104,14 @@ impl Format {
                 let bytes = q4_k_bytes(n, k, seed);
                 (
                     PackedMatrix::from_q4_k(&bytes, n, k).unwrap(),
-                    dequantize_q4_k(&bytes, n, k),
+                    dequantize_ggml(GgmlDType::Q4K, &bytes, n, k),
+                )
+            }
+            Format::Q6K => {
+                let bytes = q6_k_bytes(n, k, seed);
+                (
+                    PackedMatrix::from_q6_k(&bytes, n, k).unwrap(),
+                    dequantize_ggml(GgmlDType::Q6K, &bytes, n, k),
                 )
             }
         }
@@ -212,6 +236,24 @@ fn q4_k_shapes_of_a_real_model_layer() {
 }
 
 #[test]
+fn q6_k_shapes_of_a_real_model_layer() {
+    // As for `Q4_K`: whole panels, ragged rows and panels, several slices; one row takes
+    // the decode path.
+    check_format(Format::Q6K, 13, 64, 512, 21);
+    check_format(Format::Q6K, 7, 40, 256, 22);
+    check_format(Format::Q6K, 1, 96, 2304, 23);
+}
+
+#[test]
+fn malformed_q6_k_is_refused() {
+    assert!(PackedMatrix::from_q6_k(&[0; Q6_K_BLOCK_BYTES], 1, 128).is_err());
+    assert!(PackedMatrix::from_q6_k(&[0; Q6_K_BLOCK_BYTES + 1], 1, 256).is_err());
+    let mut inf = q6_k_bytes(1, 256, 5);
+    inf[Q6_K_BLOCK_BYTES - 2..].copy_from_slice(&f16::INFINITY.to_le_bytes());
+    assert!(PackedMatrix::from_q6_k(&inf, 1, 256).is_err());
+}
+
+#[test]
 fn malformed_q4_k_is_refused() {
     assert!(PackedMatrix::from_q4_k(&[0; Q4_K_BLOCK_BYTES], 1, 128).is_err());
     assert!(PackedMatrix::from_q4_k(&[0; Q4_K_BLOCK_BYTES - 1], 1, 256).is_err());
@@ -240,6 +282,16 @@ proptest! {
         seed in any::<u64>(),
     ) {
         check_format(Format::Q4K, m, n, supers * Q4_K_SUPER_BLOCK, seed);
+    }
+
+    #[test]
+    fn any_q6_k_shape_matches_the_reference(
+        m in 1usize..14,
+        n in 1usize..70,
+        supers in 1usize..6,
+        seed in any::<u64>(),
+    ) {
+        check_format(Format::Q6K, m, n, supers * Q6_K_SUPER_BLOCK, seed);
     }
 }
 

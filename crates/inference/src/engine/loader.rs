@@ -211,8 +211,10 @@ pub(crate) fn hf_shape(cfg: &ModelConfig, hf: &str) -> Vec<usize> {
 trait Source {
     /// A matrix or vector by its Hugging Face name, shape-checked, as a projection.
     fn linear(&mut self, cfg: &ModelConfig, hf: &str) -> Result<QMatMul>;
-    /// Several matrices with the same input width, stacked by rows into one projection.
-    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<QMatMul>;
+    /// Several matrices with the same input width, stacked by rows into one projection:
+    /// one matrix, or (when they are stored in different quantized types, as in a
+    /// `Q4_K_M` file) the matrices as they are, in order.
+    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<Vec<QMatMul>>;
     /// A vector (norm weight, bias) or the embedding, shape-checked, in f32.
     fn dense(&mut self, cfg: &ModelConfig, hf: &str) -> Result<Tensor>;
     fn has(&self, hf: &str) -> bool;
@@ -226,7 +228,7 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
         let proj = |src: &mut dyn Source, names: &[&str], bias: bool| -> Result<Linear> {
             let weights: Vec<String> = names.iter().map(|n| format!("{p}.{n}.weight")).collect();
             let w = match weights.as_slice() {
-                [one] => src.linear(&cfg, one)?,
+                [one] => vec![src.linear(&cfg, one)?],
                 many => src.stacked(&cfg, many)?,
             };
             let b = match bias {
@@ -294,7 +296,14 @@ fn assemble(cfg: ModelConfig, src: &mut dyn Source, rope: RopeStyle) -> Result<M
         // Tied embeddings: the output matrix is the embedding matrix.
         false => src.linear(&cfg, "model.embed_tokens.weight")?,
     };
-    Model::new(cfg, embed, blocks, norm, Linear::new(lm_head, None)?, rope)
+    Model::new(
+        cfg,
+        embed,
+        blocks,
+        norm,
+        Linear::new(vec![lm_head], None)?,
+        rope,
+    )
 }
 
 struct GgufSource {
@@ -331,19 +340,27 @@ impl Source for GgufSource {
         Ok(QMatMul::from_qtensor(t)?)
     }
 
-    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<QMatMul> {
+    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<Vec<QMatMul>> {
         let parts = hf
             .iter()
             .map(|n| self.qtensor(cfg, n))
             .collect::<Result<Vec<_>>>()?;
-        let dtype = parts[0].dtype();
-        let float = matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-        if float || self.dequantize || parts.iter().any(|t| t.dtype() != dtype) {
+        let float = |d: GgmlDType| matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if self.dequantize || parts.iter().any(|t| float(t.dtype())) {
             let dense = parts
                 .iter()
                 .map(|t| t.dequantize(&Device::Cpu))
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            return Ok(QMatMul::Tensor(Tensor::cat(&dense, 0)?));
+            return Ok(vec![QMatMul::Tensor(Tensor::cat(&dense, 0)?)]);
+        }
+        let dtype = parts[0].dtype();
+        if parts.iter().any(|t| t.dtype() != dtype) {
+            // Each keeps its own quantized type: stacking them as f32 would take several
+            // times the memory, all of it read by every decode step.
+            return parts
+                .into_iter()
+                .map(|t| Ok(QMatMul::from_qtensor(t)?))
+                .collect();
         }
         // Quantized rows are independent blocks: stacking matrices is concatenating bytes.
         let cols = parts[0].shape().dims()[1];
@@ -354,7 +371,8 @@ impl Source for GgufSource {
             bytes.extend_from_slice(&t.data()?);
         }
         let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, dtype)?;
-        Ok(QMatMul::from_qtensor(QTensor::new(storage, (rows, cols))?)?)
+        let stacked = QTensor::new(storage, (rows, cols))?;
+        Ok(vec![QMatMul::from_qtensor(stacked)?])
     }
 
     fn dense(&mut self, cfg: &ModelConfig, hf: &str) -> Result<Tensor> {
@@ -438,12 +456,12 @@ impl Source for SafetensorsSource {
         Ok(QMatMul::Tensor(self.take(cfg, hf)?))
     }
 
-    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<QMatMul> {
+    fn stacked(&mut self, cfg: &ModelConfig, hf: &[String]) -> Result<Vec<QMatMul>> {
         let parts = hf
             .iter()
             .map(|n| self.take(cfg, n))
             .collect::<Result<Vec<_>>>()?;
-        Ok(QMatMul::Tensor(Tensor::cat(&parts, 0)?))
+        Ok(vec![QMatMul::Tensor(Tensor::cat(&parts, 0)?)])
     }
 
     fn dense(&mut self, cfg: &ModelConfig, hf: &str) -> Result<Tensor> {

@@ -34,12 +34,79 @@ pub(crate) struct Linear {
 /// Where a projection's weight lives and which kernel multiplies by it.
 #[derive(Debug)]
 enum Weight {
-    /// `Q8_0` or `Q4_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI): about twice
+    /// `Q8_0`, `Q4_K` or `Q6_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI): about twice
     /// candle's speed for the many rows of a prefill, which is what a validator's scoring
     /// pass runs, and as fast for a decode step.
     Packed(Box<PackedMatrix>),
     /// Everything else: candle's quantized or dense matmul.
     Candle(QMatMul),
+    /// Matrices of different storage types stacked by rows (a `Q4_K_M` file keeps a
+    /// layer's query and key in `Q4_K` and its value in `Q6_K`): each multiplies the same
+    /// input and their outputs lie side by side.
+    Parts(Vec<Weight>),
+}
+
+impl Weight {
+    fn new(weight: QMatMul) -> Result<Self> {
+        Ok(match weight {
+            QMatMul::QTensor(t)
+                if matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K)
+                    && t.device().is_cpu()
+                    && KernelKind::detect() == KernelKind::Avx512Vnni =>
+            {
+                let (n, k) = t.shape().dims2()?;
+                let bytes = t.data()?;
+                let packed = match t.dtype() {
+                    GgmlDType::Q8_0 => PackedMatrix::from_q8_0(&bytes, n, k),
+                    GgmlDType::Q4K => PackedMatrix::from_q4_k(&bytes, n, k),
+                    _ => PackedMatrix::from_q6_k(&bytes, n, k),
+                }
+                .map_err(|e| {
+                    EngineError::invalid_model(format!("a {:?} weight: {e}", t.dtype()))
+                })?;
+                Weight::Packed(Box::new(packed))
+            }
+            other => Weight::Candle(other),
+        })
+    }
+
+    /// `x Wᵀ`, or `rms_norm(x) Wᵀ` when `norm` gives the weight and eps (on the int8 GEMM
+    /// the norm is applied while the rows are quantized).
+    fn forward(&self, x: &Tensor, norm: Option<(&Tensor, f32)>) -> Result<Tensor> {
+        match self {
+            Weight::Packed(w) => packed_forward(&[w], x, norm),
+            Weight::Candle(w) => Ok(match norm {
+                Some((weight, eps)) => w.forward(&candle_nn::ops::rms_norm(x, weight, eps)?)?,
+                None => w.forward(x)?,
+            }),
+            Weight::Parts(parts) => {
+                let packed: Option<Vec<&PackedMatrix>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Weight::Packed(w) => Some(&**w),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(packed) = packed {
+                    // The input is quantized once for every part.
+                    return packed_forward(&packed, x, norm);
+                }
+                let normed;
+                let x = match norm {
+                    Some((weight, eps)) => {
+                        normed = candle_nn::ops::rms_norm(x, weight, eps)?;
+                        &normed
+                    }
+                    None => x,
+                };
+                let outs = parts
+                    .iter()
+                    .map(|p| p.forward(x, None))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&outs, 1)?)
+            }
+        }
+    }
 }
 
 /// Runs the kernels' work ranges on candle's thread pool, so that the int8 GEMM and the
@@ -53,47 +120,36 @@ impl agora_kernels::Parallel for CandlePool {
 }
 
 impl Linear {
-    pub(crate) fn new(weight: QMatMul, bias: Option<Tensor>) -> Result<Self> {
-        let weight = match weight {
-            QMatMul::QTensor(t)
-                if matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4K)
-                    && t.device().is_cpu()
-                    && KernelKind::detect() == KernelKind::Avx512Vnni =>
-            {
-                let (n, k) = t.shape().dims2()?;
-                let bytes = t.data()?;
-                let packed = match t.dtype() {
-                    GgmlDType::Q8_0 => PackedMatrix::from_q8_0(&bytes, n, k),
-                    _ => PackedMatrix::from_q4_k(&bytes, n, k),
-                }
-                .map_err(|e| {
-                    EngineError::invalid_model(format!("a {:?} weight: {e}", t.dtype()))
-                })?;
-                Weight::Packed(Box::new(packed))
+    /// A projection from matrices stacked by rows (one, or several of different storage
+    /// types), with an optional bias over all of their outputs.
+    pub(crate) fn new(mut weights: Vec<QMatMul>, bias: Option<Tensor>) -> Result<Self> {
+        let weight = match weights.len() {
+            0 => {
+                return Err(EngineError::Execution(
+                    "a projection without a weight".into(),
+                ))
             }
-            other => Weight::Candle(other),
+            1 => Weight::new(weights.remove(0))?,
+            _ => Weight::Parts(
+                weights
+                    .into_iter()
+                    .map(Weight::new)
+                    .collect::<Result<_>>()?,
+            ),
         };
         Ok(Linear { weight, bias })
     }
 
-    /// `rms_norm(x) Wᵀ (+ b)`: on the int8 GEMM the norm is applied while the rows are
-    /// quantized.
+    /// `rms_norm(x) Wᵀ (+ b)`.
     fn forward_normed(&self, x: &Tensor, norm: &Tensor, eps: f32) -> Result<Tensor> {
-        let y = match &self.weight {
-            Weight::Packed(w) => packed_forward(w, x, Some((norm, eps)))?,
-            Weight::Candle(w) => w.forward(&candle_nn::ops::rms_norm(x, norm, eps)?)?,
-        };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        self.add_bias(self.weight.forward(x, Some((norm, eps)))?)
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.weight {
-            Weight::Candle(w) => w.forward(x)?,
-            Weight::Packed(w) => packed_forward(w, x, None)?,
-        };
+        self.add_bias(self.weight.forward(x, None)?)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -115,14 +171,32 @@ thread_local! {
 }
 
 /// `x Wᵀ` on the int8 GEMM for `x` of shape `(rows, k)`, RMS-normalised first when `norm`
-/// gives the weight and eps.
-fn packed_forward(w: &PackedMatrix, x: &Tensor, norm: Option<(&Tensor, f32)>) -> Result<Tensor> {
+/// gives the weight and eps; `W` is `parts` stacked by rows.
+fn packed_forward(
+    parts: &[&PackedMatrix],
+    x: &Tensor,
+    norm: Option<(&Tensor, f32)>,
+) -> Result<Tensor> {
     let (m, _) = x.dims2()?;
+    let width: usize = parts.iter().map(|w| w.rows()).sum();
     let out = SCRATCH.with_borrow_mut(|s| {
         quantize_rows(x, norm, &mut s.rows)?;
-        packed_matmul(w, &s.rows)
+        if let [only] = parts {
+            return packed_matmul(only, &s.rows);
+        }
+        let mut out = vec![0f32; m * width];
+        let mut col = 0;
+        for w in parts {
+            let n = w.rows();
+            let part = packed_matmul(w, &s.rows)?;
+            for (dst, src) in out.chunks_exact_mut(width).zip(part.chunks_exact(n)) {
+                dst[col..col + n].copy_from_slice(src);
+            }
+            col += n;
+        }
+        Ok(out)
     })?;
-    Ok(Tensor::from_vec(out, (m, w.rows()), x.device())?)
+    Ok(Tensor::from_vec(out, (m, width), x.device())?)
 }
 
 /// A SwiGLU MLP on the int8 GEMM: the activation is applied while the down projection's

@@ -57,6 +57,10 @@ pub enum GgufQuant {
     Q4K,
     /// 6-bit k-quants, super-blocks of 256.
     Q6K,
+    /// llama.cpp's `Q4_K_M` mix: `Q4_K`, except `Q6_K` for the output matrix and for the
+    /// value and MLP-down matrices of the first and last eighth of the layers and of every
+    /// third layer between.
+    Q4KM,
 }
 
 impl GgufQuant {
@@ -66,8 +70,27 @@ impl GgufQuant {
             GgufQuant::F16 => GgmlDType::F16,
             GgufQuant::Q8_0 => GgmlDType::Q8_0,
             GgufQuant::Q4_0 => GgmlDType::Q4_0,
-            GgufQuant::Q4K => GgmlDType::Q4K,
+            GgufQuant::Q4K | GgufQuant::Q4KM => GgmlDType::Q4K,
             GgufQuant::Q6K => GgmlDType::Q6K,
+        }
+    }
+
+    /// The storage type of matrix `name` (a GGUF tensor name) in a model of `layers`.
+    fn matrix_type(self, name: &str, layers: usize) -> GgmlDType {
+        if self != GgufQuant::Q4KM {
+            return self.ggml();
+        }
+        let layer = name
+            .strip_prefix("blk.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok());
+        let more_bits =
+            |i: usize| i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+        let sensitive = name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight");
+        match layer {
+            _ if name == "output.weight" => GgmlDType::Q6K,
+            Some(i) if sensitive && more_bits(i) => GgmlDType::Q6K,
+            _ => GgmlDType::Q4K,
         }
     }
 
@@ -78,19 +101,22 @@ impl GgufQuant {
             GgufQuant::F16 => 1,
             GgufQuant::Q4_0 => 2,
             GgufQuant::Q8_0 => 7,
-            GgufQuant::Q4K => 15,
+            // Q4_K_S ("mostly Q4_K") and Q4_K_M.
+            GgufQuant::Q4K => 14,
+            GgufQuant::Q4KM => 15,
             GgufQuant::Q6K => 18,
         }
     }
 
-    /// Parses `f32`, `f16`, `q8_0`, `q4_0`, `q4k` (or `q4_k`), `q6k` (or `q6_k`).
+    /// Parses `f32`, `f16`, `q8_0`, `q4_0`, `q4k` (or `q4_k`), `q4_k_m`, `q6k` (or `q6_k`).
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Some(GgufQuant::F32),
             "f16" => Some(GgufQuant::F16),
             "q8_0" => Some(GgufQuant::Q8_0),
             "q4_0" => Some(GgufQuant::Q4_0),
-            "q4k" | "q4_k" | "q4_k_m" => Some(GgufQuant::Q4K),
+            "q4k" | "q4_k" => Some(GgufQuant::Q4K),
+            "q4_k_m" | "q4km" => Some(GgufQuant::Q4KM),
             "q6k" | "q6_k" => Some(GgufQuant::Q6K),
             _ => None,
         }
@@ -604,7 +630,7 @@ fn gguf_bytes(
         // Vectors (norms, biases) stay F32, as llama.cpp keeps them.
         let dtype = match t.rank() {
             1 => GgmlDType::F32,
-            _ => quant.ggml(),
+            _ => quant.matrix_type(&name, cfg.num_layers),
         };
         tensors.push((name, QTensor::quantize(&t, dtype)?));
     }

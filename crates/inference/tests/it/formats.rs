@@ -259,3 +259,75 @@ fn dequantize_computes_the_files_weights_in_f32() {
         "far from the reference: {errors:?}"
     );
 }
+
+#[test]
+fn a_q4_k_m_mix_loads_with_each_matrix_in_its_own_type() {
+    use candle_core::quantized::{gguf_file, GgmlDType};
+    // The smallest shape k-quants allow; eight layers put Q6_K in layers 0, 3, 6 and 7.
+    let spec = TestModelSpec {
+        hidden: 256,
+        intermediate: 512,
+        layers: 8,
+        heads: 4,
+        kv_heads: 2,
+        vocab: 512,
+        context_length: 256,
+        ..TestModelSpec::tiny(
+            Arch::Llama,
+            ModelFormat::Gguf {
+                quant: GgufQuant::Q4KM,
+            },
+            3,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_test_model(dir.path(), &spec).unwrap();
+    let mut file = std::fs::File::open(dir.path().join("model.gguf")).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let dtype = |name: &str| content.tensor_infos[name].ggml_dtype;
+    assert_eq!(dtype("output.weight"), GgmlDType::Q6K);
+    assert_eq!(dtype("token_embd.weight"), GgmlDType::Q4K);
+    for layer in 0..8 {
+        let more_bits = [0, 3, 6, 7].contains(&layer);
+        let want = if more_bits {
+            GgmlDType::Q6K
+        } else {
+            GgmlDType::Q4K
+        };
+        assert_eq!(
+            dtype(&format!("blk.{layer}.attn_v.weight")),
+            want,
+            "layer {layer}"
+        );
+        assert_eq!(
+            dtype(&format!("blk.{layer}.ffn_down.weight")),
+            want,
+            "layer {layer}"
+        );
+        assert_eq!(dtype(&format!("blk.{layer}.attn_k.weight")), GgmlDType::Q4K);
+    }
+    // Query and key (Q4_K) and value (Q6_K) stay separate matrices: their outputs must
+    // line up as one stacked projection's would, so the engine stays close to the same
+    // weights computed in f32.
+    let engine = load(dir.path());
+    let reference = load_with(
+        dir.path(),
+        LoadOptions {
+            dequantize: true,
+            ..LoadOptions::default()
+        },
+    );
+    let (tokens, _) = greedy_with_scores(&reference, 32);
+    let p = prompt(&engine);
+    let mut sequence = p.clone();
+    sequence.extend(&tokens);
+    let ours = engine.score(&sequence, p.len(), 0).unwrap();
+    let exact = reference.score(&sequence, p.len(), 0).unwrap();
+    let error = ours
+        .iter()
+        .zip(&exact)
+        .map(|(a, b)| (a.logprob - b.logprob).abs())
+        .sum::<f32>()
+        / ours.len() as f32;
+    assert!(error < 0.1, "mean logprob error {error}");
+}
