@@ -1,7 +1,7 @@
 //! The int8 GEMM against candle's quantized matmul (the engine's previous path) on the
 //! projections of the 380M test model (`agora model init --size medium`), for the rows of
 //! one scored request (a 13-token prompt and 64 generated tokens) and for one decode row,
-//! with `Q8_0` and `Q4_K` weights. Both run on candle's thread pool.
+//! with `Q8_0`, `Q4_K` and `Q6_K` weights. Both run on candle's thread pool.
 //!
 //! `cargo bench -p agora-kernels --bench gemm`
 
@@ -19,8 +19,8 @@ impl Parallel for CandlePool {
     }
 }
 
-/// GGUF bytes of an `n × k` weight in `dtype` (`Q8_0` or `Q4_K`): fixed f16 scales,
-/// pseudo-random values and factors.
+/// GGUF bytes of an `n × k` weight in `dtype` (`Q8_0`, `Q4_K` or `Q6_K`): fixed f16
+/// scales, pseudo-random values and factors.
 fn weight_bytes(dtype: GgmlDType, n: usize, k: usize) -> Vec<u8> {
     let mut s = 0x1234_5678_9abc_def1u64;
     let mut next = move || {
@@ -29,16 +29,18 @@ fn weight_bytes(dtype: GgmlDType, n: usize, k: usize) -> Vec<u8> {
         s ^= s << 17;
         s as u8
     };
-    let (values, scales, body) = match dtype {
-        GgmlDType::Q8_0 => (32, 1, 32),
-        _ => (256, 2, 12 + 128),
+    // Values per block, f16 scales before the body, body bytes, f16 scales after it.
+    let (values, leading, body, trailing) = match dtype {
+        GgmlDType::Q8_0 => (32, 1, 32, 0),
+        GgmlDType::Q4K => (256, 2, 12 + 128, 0),
+        _ => (256, 0, 128 + 64 + 16, 1),
     };
+    let scale = half::f16::from_f32(0.01).to_le_bytes();
     let mut bytes = Vec::new();
     for _ in 0..n * k / values {
-        for _ in 0..scales {
-            bytes.extend_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
-        }
+        (0..leading).for_each(|_| bytes.extend_from_slice(&scale));
         bytes.extend((0..body).map(|_| next() / 2));
+        (0..trailing).for_each(|_| bytes.extend_from_slice(&scale));
     }
     bytes
 }
@@ -54,6 +56,8 @@ fn bench(c: &mut Criterion) {
         (GgmlDType::Q8_0, 1),
         (GgmlDType::Q4K, 77),
         (GgmlDType::Q4K, 1),
+        (GgmlDType::Q6K, 77),
+        (GgmlDType::Q6K, 1),
     ] {
         let mut group = c.benchmark_group(format!("{dtype:?}_matmul_m{m}"));
         for (name, n, k) in shapes {
@@ -64,7 +68,8 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Elements((2 * m * n * k) as u64));
             let ours = match dtype {
                 GgmlDType::Q8_0 => PackedMatrix::from_q8_0(&bytes, n, k),
-                _ => PackedMatrix::from_q4_k(&bytes, n, k),
+                GgmlDType::Q4K => PackedMatrix::from_q4_k(&bytes, n, k),
+                _ => PackedMatrix::from_q6_k(&bytes, n, k),
             }
             .unwrap();
             let mut out = vec![0f32; m * n];
