@@ -244,33 +244,58 @@ impl Engine {
                 .forward(&mut segs)?
                 .pop()
                 .unwrap_or_default();
-            for (i, row) in rows.iter().enumerate() {
-                let position = pos + first_wanted + i + 1;
-                let id = tokens[position];
-                let (lp, entropy, logprob_variance) = sampling::log_softmax_with_entropy(row);
-                let logprob = lp[id as usize];
-                let rank = lp.iter().filter(|&&l| l > logprob).count();
-                let top_logprobs = sampling::top_k(&lp, top_k)
+            // Each row's distribution is independent of the others': the scoring runs
+            // on the engine's threads rather than on the caller's alone.
+            let scored: Vec<std::sync::OnceLock<ScoredToken>> =
+                rows.iter().map(|_| std::sync::OnceLock::new()).collect();
+            candle_core::utils::barrier_pool().execute_chunked(
+                rows.len(),
+                |range: std::ops::Range<usize>| {
+                    for i in range {
+                        let position = pos + first_wanted + i + 1;
+                        let row = score_row(&rows[i], position, tokens[position], top_k, codec);
+                        let _ = scored[i].set(row);
+                    }
+                },
+            );
+            out.extend(
+                scored
                     .into_iter()
-                    .map(|(id, logprob)| TokenLogprob {
-                        id,
-                        token: codec.token_text(id),
-                        logprob,
-                    })
-                    .collect();
-                out.push(ScoredToken {
-                    position,
-                    id,
-                    logprob,
-                    rank,
-                    top_logprobs,
-                    entropy,
-                    logprob_variance,
-                });
-            }
+                    .filter_map(std::sync::OnceLock::into_inner),
+            );
             pos = end;
         }
         Ok(out)
+    }
+}
+
+/// The scores of token `id` at `position` from the logits `row` that predict it.
+fn score_row(
+    row: &[f32],
+    position: usize,
+    id: u32,
+    top_k: usize,
+    codec: &TextCodec,
+) -> ScoredToken {
+    let (lp, entropy, logprob_variance) = sampling::log_softmax_with_entropy(row);
+    let logprob = lp[id as usize];
+    let rank = lp.iter().filter(|&&l| l > logprob).count();
+    let top_logprobs = sampling::top_k(&lp, top_k)
+        .into_iter()
+        .map(|(id, logprob)| TokenLogprob {
+            id,
+            token: codec.token_text(id),
+            logprob,
+        })
+        .collect();
+    ScoredToken {
+        position,
+        id,
+        logprob,
+        rank,
+        top_logprobs,
+        entropy,
+        logprob_variance,
     }
 }
 
