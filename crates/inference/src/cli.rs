@@ -335,19 +335,53 @@ fn logprobs_and_argmax(scored: &[crate::engine::ScoredToken]) -> (Vec<f32>, Vec<
         .unzip()
 }
 
-/// `tokens` scored by the model in `dir` with every matrix dequantized to f32.
+/// `tokens` scored by the model in `dir` with every matrix dequantized to f32; refused
+/// up front when that copy would not fit in the memory this machine has free.
 fn reference_scores(
     dir: &std::path::Path,
     tokens: &[u32],
     start: usize,
-) -> Result<(Vec<f32>, Vec<u32>)> {
+) -> std::result::Result<(Vec<f32>, Vec<u32>), String> {
+    // GGUF's smallest k-quants hold about 2.6 bits a weight, so an f32 copy is at most
+    // about 13 times the files.
+    let file_bytes: u64 = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".gguf") || name.ends_with(".safetensors")
+        })
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .sum();
+    let needed = file_bytes.saturating_mul(13);
+    if let Some(free) = available_memory() {
+        if needed > free {
+            return Err(format!(
+                "the f32 reference needs up to {:.1} GB and {:.1} GB are free; --no-fidelity skips it",
+                needed as f64 / 1e9,
+                free as f64 / 1e9
+            ));
+        }
+    }
     let opts = LoadOptions {
         max_concurrent: 1,
         dequantize: true,
         ..LoadOptions::default()
     };
-    let reference = Engine::load(dir, &opts)?;
-    Ok(logprobs_and_argmax(&reference.score(tokens, start, 1)?))
+    let reference = Engine::load(dir, &opts).map_err(|e| e.to_string())?;
+    let scored = reference
+        .score(tokens, start, 1)
+        .map_err(|e| e.to_string())?;
+    Ok(logprobs_and_argmax(&scored))
+}
+
+/// Bytes of memory free for new allocations (Linux's `MemAvailable`); `None` elsewhere.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// `NAME_mean_abs_logprob_error` and `NAME_argmax_agreement` of one engine's scores
