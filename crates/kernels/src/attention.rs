@@ -301,17 +301,18 @@ fn attend_block(
     }
     ops.block_scores(&block.queries, keys_t, d, chunks, &mut block.probs);
     let width = chunks * LANES;
-    for r in 0..QUERY_BLOCK {
+    let mut sums = [0f32; QUERY_BLOCK];
+    for (r, sum) in sums.iter_mut().enumerate() {
         let row = &mut block.probs[r * padded..(r + 1) * padded];
         if r >= rows {
             row.fill(0.0);
             continue;
         }
-        // Masked positions join the vectorized softmax at a score whose exponential
+        // Masked positions join the vectorized exponentials at a score whose exponential
         // underflows next to the row's maximum, and are then set to exactly zero.
         let seen = shape.start + first + r + 1;
         row[seen..width].fill(f32::MIN);
-        softmax_in_place(&mut row[..width]);
+        *sum = exp_in_place(&mut row[..width]);
         row[seen..].fill(0.0);
     }
     ops.block_values(
@@ -321,22 +322,31 @@ fn attend_block(
         visible,
         &mut block.acc,
     );
+    // The weights were left unnormalized: dividing the few outputs by each row's sum
+    // replaces a pass over all its probabilities that would wait on that sum.
+    for (out, sum) in block.acc.chunks_exact_mut(d).zip(&sums).take(rows) {
+        let inv = 1.0 / sum;
+        out.iter_mut().for_each(|x| *x *= inv);
+    }
 }
 
-/// `x ← softmax(x)`, with sixteen partial maxima and sums so that it vectorizes.
+/// `x ← exp(x − max x)`, returning the sum: a softmax's numerators and its denominator.
+/// Sixteen partial maxima and sums let it vectorize, and they are combined pairwise: a
+/// chain of sixteen dependent scalar steps per row would cost more than the exponentials.
 #[inline(always)]
-fn softmax_in_place(x: &mut [f32]) {
+fn exp_in_place(x: &mut [f32]) -> f32 {
+    let larger = |a: f32, b: f32| if b > a { b } else { a };
     let mut maxima = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (m, &v) in maxima.iter_mut().zip(chunk) {
-            *m = m.max(v);
+            *m = larger(*m, v);
         }
     }
-    let max = chunks.remainder().iter().fold(
-        maxima.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        |m, &v| m.max(v),
-    );
+    let max = chunks
+        .remainder()
+        .iter()
+        .fold(pairwise(maxima, larger), |m, &v| larger(m, v));
     let mut sums = [0f32; LANES];
     let mut chunks = x.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
@@ -345,15 +355,25 @@ fn softmax_in_place(x: &mut [f32]) {
             *s += *v;
         }
     }
-    let mut sum: f32 = sums.iter().sum();
+    let mut sum = pairwise(sums, |a, b| a + b);
     for v in chunks.into_remainder() {
         *v = crate::rows::exp(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
+    sum
+}
+
+/// `lanes` reduced by `op` in a tree of halves: four dependent steps for sixteen lanes.
+#[inline(always)]
+fn pairwise(mut lanes: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] = op(lanes[i], lanes[i + width]);
+        }
     }
+    lanes[0]
 }
 
 /// One query row against its `visible` keys, into `acc` (`scores` is working space).
@@ -371,13 +391,15 @@ fn attend_row(
     for (s, key) in scores[..visible].iter_mut().zip(keys.chunks_exact(d)) {
         *s = dot(query, key) * scale;
     }
-    softmax_in_place(&mut scores[..visible]);
+    let sum = exp_in_place(&mut scores[..visible]);
     acc.fill(0.0);
     for (&p, value) in scores[..visible].iter().zip(values.chunks_exact(d)) {
         for (a, &x) in acc.iter_mut().zip(value) {
             *a += p * x;
         }
     }
+    let inv = 1.0 / sum;
+    acc.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// A dot product with sixteen partial sums, so that it vectorizes.

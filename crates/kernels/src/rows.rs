@@ -154,13 +154,18 @@ pub(crate) const EXP_TAYLOR: [f32; 8] = [
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = EXP_TAYLOR[0];
     for c in &EXP_TAYLOR[1..] {
         p = p * r + c;
     }
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `shifted` lies in `ROUNDER`'s binade, so its bits minus `ROUNDER`'s are `n` as an
+    // integer: no float-to-int conversion, whose saturating semantics would keep the
+    // loops that call this from vectorizing.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
+    p * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// `m` rows of `k` activations as int8 with one f32 scale per [`GROUP`] values.

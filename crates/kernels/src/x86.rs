@@ -139,18 +139,47 @@ unsafe fn block_scores(
     chunks: usize,
     scores: &mut [f32],
 ) {
-    for c in 0..chunks {
-        let mut s = [_mm512_setzero_ps(); QUERY_BLOCK];
-        let keys = keys_t.as_ptr().add(c * 16);
-        for f in 0..d {
-            let k = _mm512_loadu_ps(keys.add(f * padded));
-            for (r, acc) in s.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*queries.get_unchecked(r * d + f));
-                *acc = _mm512_fmadd_ps(x, k, *acc);
+    // Two chunks of keys per pass where there are two: each broadcast query value then
+    // feeds two multiply-adds, and the loads no longer outnumber them.
+    let mut c = 0;
+    while c < chunks {
+        if c + 1 < chunks {
+            scores_pass::<2>(queries, keys_t, d, padded, c, scores);
+            c += 2;
+        } else {
+            scores_pass::<1>(queries, keys_t, d, padded, c, scores);
+            c += 1;
+        }
+    }
+}
+
+/// Scores of `N` chunks of sixteen keys, from chunk `c`, for each of the block's rows.
+///
+/// Safety: as [`block_scores`], with `c + N <= chunks`.
+#[inline(always)]
+unsafe fn scores_pass<const N: usize>(
+    queries: &[f32],
+    keys_t: &[f32],
+    d: usize,
+    padded: usize,
+    c: usize,
+    scores: &mut [f32],
+) {
+    let mut s = [[_mm512_setzero_ps(); N]; QUERY_BLOCK];
+    let keys = keys_t.as_ptr().add(c * 16);
+    for f in 0..d {
+        let k: [__m512; N] =
+            std::array::from_fn(|i| _mm512_loadu_ps(keys.add(f * padded + 16 * i)));
+        for (r, acc) in s.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*queries.get_unchecked(r * d + f));
+            for i in 0..N {
+                acc[i] = _mm512_fmadd_ps(x, k[i], acc[i]);
             }
         }
-        for (r, acc) in s.iter().enumerate() {
-            _mm512_storeu_ps(scores.as_mut_ptr().add(r * padded + c * 16), *acc);
+    }
+    for (r, acc) in s.iter().enumerate() {
+        for (i, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(scores.as_mut_ptr().add(r * padded + (c + i) * 16), *a);
         }
     }
 }
@@ -168,18 +197,50 @@ unsafe fn block_values(
     visible: usize,
     out: &mut [f32],
 ) {
-    for f0 in (0..d).step_by(16) {
-        let mask = ((1u32 << (d - f0).min(16)) - 1) as __mmask16;
-        let mut acc = [_mm512_setzero_ps(); QUERY_BLOCK];
-        for j in 0..visible {
-            let v = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(j * d + f0));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let p = _mm512_set1_ps(*probs.get_unchecked(r * padded + j));
-                *a = _mm512_fmadd_ps(p, v, *a);
+    // Thirty-two features per pass where there are: each broadcast probability then
+    // feeds two multiply-adds.
+    let mut f0 = 0;
+    while f0 < d {
+        if d - f0 > 16 {
+            values_pass::<2>(probs, values, d, padded, visible, f0, out);
+            f0 += 32;
+        } else {
+            values_pass::<1>(probs, values, d, padded, visible, f0, out);
+            f0 += 16;
+        }
+    }
+}
+
+/// Features `f0..f0 + 16·N` (masked past `d`) of each of the block's rows.
+///
+/// Safety: as [`block_values`], with `f0 < d`.
+#[inline(always)]
+unsafe fn values_pass<const N: usize>(
+    probs: &[f32],
+    values: &[f32],
+    d: usize,
+    padded: usize,
+    visible: usize,
+    f0: usize,
+    out: &mut [f32],
+) {
+    let masks: [__mmask16; N] =
+        std::array::from_fn(|i| ((1u32 << d.saturating_sub(f0 + 16 * i).min(16)) - 1) as __mmask16);
+    let mut acc = [[_mm512_setzero_ps(); N]; QUERY_BLOCK];
+    for j in 0..visible {
+        let v: [__m512; N] = std::array::from_fn(|i| {
+            _mm512_maskz_loadu_ps(masks[i], values.as_ptr().add(j * d + f0 + 16 * i))
+        });
+        for (r, a) in acc.iter_mut().enumerate() {
+            let p = _mm512_set1_ps(*probs.get_unchecked(r * padded + j));
+            for i in 0..N {
+                a[i] = _mm512_fmadd_ps(p, v[i], a[i]);
             }
         }
-        for (r, a) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * d + f0), mask, *a);
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for i in 0..N {
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * d + f0 + 16 * i), masks[i], a[i]);
         }
     }
 }
