@@ -34,9 +34,9 @@ pub(crate) struct Linear {
 /// Where a projection's weight lives and which kernel multiplies by it.
 #[derive(Debug)]
 enum Weight {
-    /// `Q8_0`, `Q4_K` or `Q6_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI): about twice
-    /// candle's speed for the many rows of a prefill, which is what a validator's scoring
-    /// pass runs, and as fast for a decode step.
+    /// `Q8_0`, `Q4_K` or `Q6_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI):
+    /// two to three times candle's speed for the many rows of a prefill, which is what a
+    /// validator's scoring pass runs, and as fast or faster for a decode step.
     Packed(Box<PackedMatrix>),
     /// Everything else: candle's quantized or dense matmul.
     Candle(QMatMul),
