@@ -141,15 +141,21 @@ unsafe fn block_scores(
 ) {
     // Two chunks of keys per pass where there are two: each broadcast query value then
     // feeds two multiply-adds, and the loads no longer outnumber them.
-    let mut c = 0;
-    while c < chunks {
-        if c + 1 < chunks {
-            scores_pass::<2>(queries, keys_t, d, padded, c, scores);
-            c += 2;
-        } else {
-            scores_pass::<1>(queries, keys_t, d, padded, c, scores);
-            c += 1;
-        }
+    in_pairs(chunks, |c, two| match two {
+        true => scores_pass::<2>(queries, keys_t, d, padded, c, scores),
+        false => scores_pass::<1>(queries, keys_t, d, padded, c, scores),
+    });
+}
+
+/// Calls `pass(first, two)` over `units` sixteen-lane vectors in order, two at a time
+/// while two remain.
+#[inline(always)]
+fn in_pairs(units: usize, mut pass: impl FnMut(usize, bool)) {
+    let mut u = 0;
+    while u < units {
+        let two = u + 1 < units;
+        pass(u, two);
+        u += if two { 2 } else { 1 };
     }
 }
 
@@ -199,16 +205,10 @@ unsafe fn block_values(
 ) {
     // Thirty-two features per pass where there are: each broadcast probability then
     // feeds two multiply-adds.
-    let mut f0 = 0;
-    while f0 < d {
-        if d - f0 > 16 {
-            values_pass::<2>(probs, values, d, padded, visible, f0, out);
-            f0 += 32;
-        } else {
-            values_pass::<1>(probs, values, d, padded, visible, f0, out);
-            f0 += 16;
-        }
-    }
+    in_pairs(d.div_ceil(16), |u, two| match two {
+        true => values_pass::<2>(probs, values, d, padded, visible, 16 * u, out),
+        false => values_pass::<1>(probs, values, d, padded, visible, 16 * u, out),
+    });
 }
 
 /// Features `f0..f0 + 16·N` (masked past `d`) of each of the block's rows.
@@ -405,37 +405,28 @@ pub(crate) fn panels(
             let b0 = first * blocks_per_group;
             let slice_blocks = (slice.end * blocks_per_group).min(w.blocks) - b0;
             let at = p * w.blocks + b0;
-            let slice_weights = if in_register {
+            let slice_weights = if q4k {
+                let bytes = PANEL_BLOCK_BYTES / 2;
+                let packed = &w.qs[at * bytes..(at + slice_blocks) * bytes];
+                let qs = if in_register {
+                    packed.as_ptr()
+                } else {
+                    // SAFETY: the CPU has the features (asserted above); `unpacked` holds a
+                    // whole slice's bytes, twice the packed slice's.
+                    unsafe { unpack_nibbles(packed, &mut unpacked) };
+                    unpacked.as_ptr()
+                };
                 SliceWeights {
-                    qs: w.qs[at * PANEL_BLOCK_BYTES / 2..].as_ptr(),
-                    stored_qs: w.qs[at * PANEL_BLOCK_BYTES / 2..].as_ptr(),
-                    stored_block_bytes: PANEL_BLOCK_BYTES / 2,
-                    scales: std::ptr::null(),
-                    factors: w.factors[at * 2 * PANEL..].as_ptr(),
-                    super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
-                    offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
-                    groups: slice.clone(),
-                    blocks: w.blocks,
-                    prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES / 2,
-                    prefetch_scales: slice_blocks * 2 * PANEL,
-                }
-            } else if q4k {
-                let packed =
-                    &w.qs[at * PANEL_BLOCK_BYTES / 2..(at + slice_blocks) * PANEL_BLOCK_BYTES / 2];
-                // SAFETY: the CPU has the features (asserted above); `unpacked` holds a
-                // whole slice's bytes, twice the packed slice's.
-                unsafe { unpack_nibbles(packed, &mut unpacked) };
-                SliceWeights {
-                    qs: unpacked.as_ptr(),
+                    qs,
                     stored_qs: packed.as_ptr(),
-                    stored_block_bytes: PANEL_BLOCK_BYTES / 2,
+                    stored_block_bytes: bytes,
                     scales: std::ptr::null(),
                     factors: w.factors[at * 2 * PANEL..].as_ptr(),
                     super_scales: w.super_scales[(p * groups + first) * 2 * PANEL..].as_ptr(),
                     offsets: w.offsets[(p * groups + first) * PANEL..].as_ptr(),
                     groups: slice.clone(),
                     blocks: w.blocks,
-                    prefetch_qs: slice_blocks * PANEL_BLOCK_BYTES / 2,
+                    prefetch_qs: slice_blocks * bytes,
                     prefetch_scales: slice_blocks * 2 * PANEL,
                 }
             } else {
