@@ -283,26 +283,6 @@ fn transfer_specs(senders: &[Pair], per: usize) -> Vec<(Pair, u64, Call)> {
         .collect()
 }
 
-#[cfg(feature = "bft")]
-fn free_ports(n: usize) -> Result<Vec<u16>, NodeError> {
-    // Bound together so that no two are the same; released just before the nodes bind.
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NodeError::Bind {
-            addr: "127.0.0.1:0".into(),
-            source: e,
-        })?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NodeError::Bind {
-            addr: "127.0.0.1:0".into(),
-            source: e,
-        })
-}
-
 /// Starts `n` BFT validators in this process on loopback, on `genesis` with the
 /// validators' keys in its set.
 #[cfg(feature = "bft")]
@@ -315,7 +295,7 @@ pub async fn start_bft_cluster(
 ) -> Result<Vec<NodeHandle>, NodeError> {
     let cluster = crate::bft::local_cluster(n, 1, 1, block_time_ms, genesis.clone())?;
     let mut files = cluster.files;
-    let ports = free_ports(2 * n)?;
+    let ports = crate::bft::loopback_ports(2 * n)?;
     let addrs: Vec<crate::bft::PeerEntry> = (0..n)
         .map(|i| crate::bft::PeerEntry {
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], ports[i])),

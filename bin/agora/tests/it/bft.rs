@@ -9,7 +9,9 @@ use agora_client::{tx_to_hex, Client};
 use agora_ledger::types::ConsensusValidator;
 use agora_ledger::GenesisConfig;
 use agora_ledger::{Call, TxPayload};
-use agora_node::bft::{local_cluster, save_genesis, BftFile, ByzantineFile, PeerEntry};
+use agora_node::bft::{
+    local_cluster, loopback_ports, save_genesis, BftFile, ByzantineFile, PeerEntry,
+};
 use agora_primitives::{crypto::Pair, Hash};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,13 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
 
 /// A TCP proxy for one directed link; `cut` drops its connections and refuses new ones.
 struct Link {
@@ -161,7 +156,7 @@ impl Cluster {
     /// proposal (Malachite's byzantine network proxy).
     fn start_with(n: usize, proxied: bool, byzantine: Option<usize>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(2 * n);
+        let ports = loopback_ports(2 * n).expect("free loopback ports");
         let local = local_cluster(n, 1, 1, 300, GenesisConfig::dev()).unwrap();
         save_genesis(&local.genesis, &dir.path().join("genesis.json")).unwrap();
         let mut files: Vec<BftFile> = local.files;
@@ -609,7 +604,7 @@ fn refused_start(config: &std::path::Path) -> String {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("a node with a conflicting validator set kept running");
+            panic!("a node that should have been refused kept running");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -645,8 +640,19 @@ async fn bft_validator_set_comes_from_committed_state_not_configuration() {
         );
     }
 
-    // Node 3 tries to claim all the voting power with a genesis of its own.
+    // While something else holds its P2P port, node 3 refuses to start rather than run
+    // without hearing its peers.
     cluster.nodes[3].kill();
+    let p2p = BftFile::load(&cluster.nodes[3].config).unwrap().p2p_addr;
+    let squatter = TcpListener::bind(p2p).unwrap();
+    let out = refused_start(&cluster.nodes[3].config);
+    assert!(
+        out.contains("p2p") && out.contains(&p2p.to_string()),
+        "unexpected refusal: {out}"
+    );
+    drop(squatter);
+
+    // Node 3 tries to claim all the voting power with a genesis of its own.
     let mut rogue = cluster.genesis.clone();
     let own = rogue.consensus_validators[3].clone();
     rogue.consensus_validators = vec![ConsensusValidator {

@@ -358,8 +358,78 @@ impl BftFile {
 }
 
 /// Starts a BFT node: store, RPC and metrics as for a solo node, blocks from consensus.
+///
+/// A P2P address that cannot be bound is refused here: Malachite's network task only
+/// logs such a failure and the node would run without hearing its peers.
 pub async fn start(config: NodeConfig, settings: BftSettings) -> Result<NodeHandle, NodeError> {
+    std::net::TcpListener::bind(settings.listen).map_err(|e| NodeError::Bind {
+        addr: format!("{} (p2p)", settings.listen),
+        source: e,
+    })?;
     start_engine(config, EngineKind::Bft(Box::new(settings))).await
+}
+
+/// Ports below the kernel's ephemeral range handed out by [`loopback_ports`] in this
+/// process, so two calls never return the same port.
+static NEXT_RESERVED_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The lowest port the kernel hands out for `bind(…:0)` and outgoing connections.
+fn ephemeral_port_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        // IANA's range (macOS, Windows) starts higher; Linux's default is 32768.
+        .unwrap_or(32768)
+}
+
+/// `n` distinct loopback ports that are free now, for a local cluster's configuration.
+///
+/// Ports are only written into configuration files here and bound later by the nodes, so
+/// a port from `bind(127.0.0.1:0)` could be handed to another socket, or used as the local
+/// end of an outgoing connection, in between. These ports come from below the kernel's
+/// ephemeral range, which neither of those ever uses, so only an explicit bind to the
+/// same number can take one.
+pub fn loopback_ports(n: usize) -> Result<Vec<u16>, NodeError> {
+    use std::sync::atomic::Ordering;
+    const LOWEST: u16 = 10_000;
+    let floor = ephemeral_port_floor();
+    let span = u32::from(floor.saturating_sub(LOWEST));
+    if span < 1_000 {
+        return Err(NodeError::Config(format!(
+            "the kernel's ephemeral ports start at {floor}, leaving no room below them for \
+             a local cluster's ports"
+        )));
+    }
+    // Start at a point that differs between processes, so concurrent test binaries or
+    // benches rarely probe the same ports.
+    let _ = NEXT_RESERVED_PORT.compare_exchange(
+        0,
+        std::process::id() % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let k = NEXT_RESERVED_PORT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = LOWEST + k as u16;
+        // Held until all are found: proof that each was free and that they differ.
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        return Err(NodeError::Config(format!(
+            "found only {} free loopback ports between {LOWEST} and {floor}, needed {n}",
+            held.len()
+        )));
+    }
+    Ok(held
+        .iter()
+        .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+        .collect())
 }
 
 pub(crate) fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
@@ -581,5 +651,21 @@ mod tests {
         let bad = dir.path().join("bad.json");
         save_genesis(&g, &bad).unwrap();
         assert!(load_genesis(&bad).is_err());
+    }
+
+    #[test]
+    fn loopback_ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let floor = ephemeral_port_floor();
+        let a = loopback_ports(8).unwrap();
+        let b = loopback_ports(8).unwrap();
+        let mut all: Vec<u16> = a.iter().chain(&b).copied().collect();
+        assert!(all.iter().all(|&p| (10_000..floor).contains(&p)), "{all:?}");
+        // Each is free once handed out.
+        for &p in &all {
+            drop(std::net::TcpListener::bind(("127.0.0.1", p)).unwrap());
+        }
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 16, "two calls returned the same port");
     }
 }
