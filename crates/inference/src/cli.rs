@@ -237,20 +237,21 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
             .max(max_rank);
         pairs.push((generate_time, score_time));
     }
-    pairs.sort_by(|a, b| {
-        let ratio = |(g, s): &(Duration, Duration)| s.as_secs_f64() / g.as_secs_f64();
-        ratio(a).total_cmp(&ratio(b))
-    });
-    let (generate_time, score_time) = pairs[pairs.len() / 2];
-    p(out, format!("generate_ms: {:.1} ms", ms(generate_time)))?;
-    p(out, format!("score_ms: {:.2} ms", ms(score_time)))?;
-    p(
-        out,
-        format!(
-            "verify_cost_ratio: {:.4} (median of {VERIFY_PAIRS} generate/score pairs)",
-            score_time.as_secs_f64() / generate_time.as_secs_f64()
-        ),
-    )?;
+    let seconds: Vec<(f64, f64)> = pairs
+        .iter()
+        .map(|(g, s)| (g.as_secs_f64(), s.as_secs_f64()))
+        .collect();
+    if let Some(((generate, score), n)) = median_ratio_pair(&seconds) {
+        p(out, format!("generate_ms: {:.1} ms", generate * 1e3))?;
+        p(out, format!("score_ms: {:.2} ms", score * 1e3))?;
+        p(
+            out,
+            format!(
+                "verify_cost_ratio: {:.4} (median of {n} generate/score pairs)",
+                score / generate
+            ),
+        )?;
+    }
     p(out, format!("score_max_rank_of_greedy_tokens: {max_rank}"))?;
     if args.batch > 1 {
         let t0 = Instant::now();
@@ -308,6 +309,15 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
                 let tps = run.tokens_per_s;
                 p(out, format!("llamacpp_decode_tokens_per_s: {tps:.1} tokens/s"))?;
                 p(out, format!("decode_vs_llamacpp: {:.2}", f.decode_tokens_per_s / tps))?;
+                if let Some(((generate, score), n)) = median_ratio_pair(&run.pairs) {
+                    p(out, format!("llamacpp_generate_ms: {:.1} ms", generate * 1e3))?;
+                    p(out, format!("llamacpp_score_ms: {:.2} ms", score * 1e3))?;
+                    p(out, format!(
+                        "llamacpp_verify_cost_ratio: {:.4} (median of {n} generate/score pairs; \
+                         the same check with llama.cpp as both miner and validator)",
+                        score / generate
+                    ))?;
+                }
                 if let Some(reference) = &reference {
                     p(out, fidelity_line("llamacpp_fidelity", reference, &run.logprobs, &run.argmax))?;
                 }
@@ -411,6 +421,14 @@ fn fidelity_line(
     )
 }
 
+/// The (generation, scoring) pair whose ratio is the median of `pairs`, and how many
+/// pairs there were; `None` for no pairs.
+fn median_ratio_pair(pairs: &[(f64, f64)]) -> Option<((f64, f64), usize)> {
+    let mut sorted = pairs.to_vec();
+    sorted.sort_by(|(g1, s1), (g2, s2)| (s1 / g1).total_cmp(&(s2 / g2)));
+    Some((*sorted.get(sorted.len() / 2)?, sorted.len()))
+}
+
 /// Generate-then-score pairs timed for `verify_cost_ratio`.
 const VERIFY_PAIRS: usize = 5;
 
@@ -423,26 +441,36 @@ fn ms(d: Duration) -> f64 {
 const LLAMACPP_SCRIPT: &str = r#"
 import json, os, sys, time
 import llama_cpp
-path, n, prompt = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+path, n, prompt, pairs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[5])
 llm = llama_cpp.Llama(model_path=path, n_ctx=len(prompt) + n + 8, n_threads=os.cpu_count(), n_batch=512, verbose=False)
 def run(count):
     llm.reset()
     out, first = [], None
+    start = time.perf_counter()
     for tok in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
         if first is None:
             first = time.perf_counter()
         out.append(tok)
         if len(out) >= count:
             break
-    return out, time.perf_counter() - first
+    end = time.perf_counter()
+    return out, end - first, end - start
 run(4)
-out, secs = run(n)
+out, secs, _ = run(n)
 # Teacher-forced: the log-probability of each of our tokens and the most likely token.
 import numpy as np
 ours = json.loads(sys.argv[4])
 seq = prompt + ours
 scorer = llama_cpp.Llama(model_path=path, n_ctx=len(seq) + 8, n_threads=os.cpu_count(), n_batch=512, logits_all=True, verbose=False)
-scorer.eval(seq)
+def score():
+    # The last token is predicted, never read: as in our scoring pass.
+    scorer.reset()
+    start = time.perf_counter()
+    scorer.eval(seq[:-1])
+    return time.perf_counter() - start
+score()
+# Generation and its check alternate, as in our measurement.
+timed = [(run(n)[2], score()) for _ in range(pairs)]
 logprobs, argmax = [], []
 for i in range(len(prompt) - 1, len(seq) - 1):
     row = np.asarray(scorer.scores[i], dtype=np.float64)
@@ -450,13 +478,15 @@ for i in range(len(prompt) - 1, len(seq) - 1):
     lp = row - (top + np.log(np.exp(row - top).sum()))
     logprobs.append(float(lp[seq[i + 1]]))
     argmax.append(int(lp.argmax()))
-print(json.dumps({"tokens_per_s": (len(out) - 1) / secs, "logprobs": logprobs, "argmax": argmax}))
+print(json.dumps({"tokens_per_s": (len(out) - 1) / secs, "logprobs": logprobs, "argmax": argmax, "pairs": timed}))
 "#;
 
 /// What the llama.cpp run reports: its decode speed, and its teacher-forced scores of our
 /// greedy answer (the log-probability of each token and the most likely token).
 struct LlamaCppRun {
     tokens_per_s: f64,
+    /// Generation and scoring times of the same request, in seconds, alternated.
+    pairs: Vec<(f64, f64)>,
     logprobs: Vec<f32>,
     argmax: Vec<u32>,
 }
@@ -488,6 +518,7 @@ fn llamacpp_decode(
         .arg(ours.len().to_string())
         .arg(json(prompt)?)
         .arg(json(ours)?)
+        .arg(VERIFY_PAIRS.to_string())
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     if !run.status.success() {
@@ -515,9 +546,33 @@ fn llamacpp_decode(
             ours.len()
         ));
     }
+    let pairs: Vec<(f64, f64)> = v["pairs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                .filter(|&(g, s)| g > 0.0 && s > 0.0)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(LlamaCppRun {
         tokens_per_s: tps,
+        pairs,
         logprobs,
         argmax,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_ratio_pair;
+
+    #[test]
+    fn the_median_pair_is_chosen_by_its_ratio_not_by_either_time() {
+        assert_eq!(median_ratio_pair(&[]), None);
+        // Ratios 0.5, 0.1 and 0.2: the median is the pair whose ratio is 0.2, though it
+        // has neither the median generation time nor the median scoring time.
+        let pairs = [(2.0, 1.0), (10.0, 1.0), (1.0, 0.2)];
+        assert_eq!(median_ratio_pair(&pairs), Some(((1.0, 0.2), 3)));
+    }
 }
