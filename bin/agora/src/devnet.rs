@@ -159,18 +159,34 @@ fn wait_ready(
     log: &Path,
     timeout: Duration,
 ) -> Result<serde_json::Value> {
+    wait_line(name, rx, log, timeout, |line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .filter(|v| v["event"] == "ready")
+    })
+}
+
+/// The first of a child's stdout lines that `accept` takes, within `timeout`.
+fn wait_line<T>(
+    name: &str,
+    rx: &mpsc::Receiver<String>,
+    log: &Path,
+    timeout: Duration,
+    accept: impl Fn(&str) -> Option<T>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["event"] == "ready" {
-                        return Ok(v);
-                    }
+                if let Some(v) = accept(&line) {
+                    return Ok(v);
                 }
             }
-            Err(_) => bail!(
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("{name} exited before it was ready; see {}", log.display())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
                 "{name} did not become ready within {timeout:?}; see {}",
                 log.display()
             ),
@@ -193,12 +209,6 @@ async fn wait_for_node(url: &str, timeout: Duration) -> Result<Client> {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Runs the devnet until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     let started = Instant::now();
@@ -212,28 +222,39 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     let mut children = Children(Vec::new());
 
     // 1. The node.
-    let port = if args.rpc_port == 0 {
-        free_port()?
-    } else {
-        args.rpc_port
-    };
-    let rpc_http = format!("http://127.0.0.1:{port}");
-    let rpc_ws = format!("ws://127.0.0.1:{port}");
+    // Port 0 lets the node take any free port and report it: a port picked here and
+    // released for the node could be taken by another process in between.
     let node_args: Vec<String> = [
         "node",
         "--dev",
         "--data-dir",
         &dir.join("node").display().to_string(),
         "--rpc-addr",
-        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", args.rpc_port),
         "--block-time",
         &args.block_time,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (node, _node_out) = spawn(&exe, &node_args, &logs.join("node.log"))?;
+    let node_log = logs.join("node.log");
+    // The receiver stays alive with the devnet: the node's later output has a reader.
+    let (node, node_out) = spawn(&exe, &node_args, &node_log)?;
     children.0.push(("node".into(), node));
+    let rpc_addr = wait_line(
+        "the node",
+        &node_out,
+        &node_log,
+        Duration::from_secs(15),
+        |l| {
+            l.strip_prefix("agora node: rpc=http://")?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        },
+    )?;
+    let rpc_http = format!("http://{rpc_addr}");
+    let rpc_ws = format!("ws://{rpc_addr}");
     let client = wait_for_node(&rpc_ws, Duration::from_secs(15)).await?;
     eprintln!("node up at {rpc_http}");
 
@@ -489,11 +510,6 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
     if let Some(inetuid) = inference_netuid {
         let keys = dir.join("gateway-keys.json");
         let api_key = agora_gateway::keys::add_key(&keys, "devnet", 6000, None, None)?;
-        let port = if args.gateway_port == 0 {
-            free_port()?
-        } else {
-            args.gateway_port
-        };
         let mut a = strings(&[
             "gateway",
             "--keys",
@@ -503,7 +519,7 @@ pub(crate) async fn run(args: DevnetArgs) -> Result<()> {
             "--netuid",
             &inetuid.0.to_string(),
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", args.gateway_port),
             "--usage-file",
             &dir.join("gateway-usage.json").display().to_string(),
             "--key",
