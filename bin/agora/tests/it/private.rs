@@ -616,11 +616,8 @@ fn private_requests_stay_encrypted_through_gateway_and_miner_host() {
         "--rpc-url",
         &rpc,
     ]);
-    let metrics_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // From below the ephemeral range: nothing else takes it before the validator binds it.
+    let metrics_port = agora_node::bft::loopback_ports(1).expect("a free loopback port")[0];
     let validator_args = inference_neuron_args(
         "validator",
         &ws,
