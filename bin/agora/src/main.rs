@@ -121,9 +121,29 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // One line with the whole cause chain; no backtrace for users.
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cause_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The messages of `e` and its causes joined by ": ", leaving out a cause whose message
+/// its parent already ends with (many error types print their source in their own
+/// message, and a chain would otherwise say it twice).
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if previous.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        previous = text;
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -243,4 +263,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause_chain;
+
+    #[test]
+    fn a_cause_its_parent_already_prints_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(agora_node::NodeError::Bind {
+            addr: "127.0.0.1:1".into(),
+            source: io,
+        })
+        .context("starting the node");
+        assert_eq!(
+            cause_chain(&e),
+            "starting the node: cannot listen on 127.0.0.1:1: Address already in use"
+        );
+        // Causes that add something are all kept.
+        let e = anyhow::anyhow!("no such file").context("reading k.json");
+        assert_eq!(cause_chain(&e), "reading k.json: no such file");
+    }
 }
