@@ -20,6 +20,11 @@ pub struct AttentionShape {
     pub rows: usize,
     /// Positions already in the cache before the new rows.
     pub start: usize,
+    /// Positions each key and value head has room for in `k` and `v`, at least
+    /// `start + rows`: head `g` takes rows `g · capacity ..` of them, and only its first
+    /// `start + rows` are read. A cache that grows in place keeps spare rows after each
+    /// head's; a tightly packed one has `capacity = start + rows`.
+    pub capacity: usize,
 }
 
 impl AttentionShape {
@@ -31,7 +36,7 @@ impl AttentionShape {
 /// `out[i, h·d..(h+1)·d] = softmax(scale · q_{h,i} · K_hᵀ over positions ≤ start + i) · V_h`.
 ///
 /// Layouts: `q` is `(heads, rows, head_dim)`; `k` and `v` are
-/// `(kv_heads, start + rows, head_dim)`; `out` is `(rows, heads · head_dim)`. Heads are
+/// `(kv_heads, capacity, head_dim)`; `out` is `(rows, heads · head_dim)`. Heads are
 /// split over `parallel`.
 pub fn causal_attention(
     q: &[f32],
@@ -47,6 +52,7 @@ pub fn causal_attention(
         kv_heads,
         head_dim,
         rows,
+        capacity,
         ..
     } = shape;
     let total = shape.total();
@@ -55,10 +61,15 @@ pub fn causal_attention(
             "{heads} query heads over {kv_heads} key heads of {head_dim} values"
         )));
     }
+    if capacity < total {
+        return Err(KernelError::Shape(format!(
+            "room for {capacity} positions per key head, {total} to attend to"
+        )));
+    }
     let lengths = [
         (q.len(), heads * rows * head_dim, "queries"),
-        (k.len(), kv_heads * total * head_dim, "keys"),
-        (v.len(), kv_heads * total * head_dim, "values"),
+        (k.len(), kv_heads * capacity * head_dim, "keys"),
+        (v.len(), kv_heads * capacity * head_dim, "values"),
         (out.len(), rows * heads * head_dim, "output"),
     ];
     for (got, want, what) in lengths {
@@ -131,8 +142,9 @@ pub(crate) fn attend_head(
     let shape = call.shape;
     let (d, total) = (shape.head_dim, shape.total());
     let kv = h / (shape.heads / shape.kv_heads);
-    let keys = &call.k[kv * total * d..(kv + 1) * total * d];
-    let values = &call.v[kv * total * d..(kv + 1) * total * d];
+    let first = kv * shape.capacity * d;
+    let keys = &call.k[first..first + total * d];
+    let values = &call.v[first..first + total * d];
     let queries = &call.q[h * shape.rows * d..(h + 1) * shape.rows * d];
     if shape.rows < QUERY_BLOCK / 2 {
         space.scores.resize(total, 0.0);
@@ -429,7 +441,7 @@ mod tests {
 
     /// The textbook computation in f64, with an explicit mask.
     fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape, scale: f32) -> Vec<f64> {
-        let (d, total) = (s.head_dim, s.total());
+        let (d, total, cap) = (s.head_dim, s.total(), s.capacity);
         let mut out = vec![0f64; s.rows * s.heads * d];
         for h in 0..s.heads {
             let kv = h / (s.heads / s.kv_heads);
@@ -442,7 +454,7 @@ mod tests {
                         (0..d)
                             .map(|x| {
                                 q[(h * s.rows + i) * d + x] as f64
-                                    * k[(kv * total + j) * d + x] as f64
+                                    * k[(kv * cap + j) * d + x] as f64
                             })
                             .sum::<f64>()
                             * scale as f64
@@ -453,7 +465,7 @@ mod tests {
                 let sum: f64 = e.iter().sum();
                 for x in 0..d {
                     out[i * s.heads * d + h * d + x] = (0..total)
-                        .map(|j| e[j] / sum * v[(kv * total + j) * d + x] as f64)
+                        .map(|j| e[j] / sum * v[(kv * cap + j) * d + x] as f64)
                         .sum();
                 }
             }
@@ -478,8 +490,16 @@ mod tests {
         want: Vec<f64>,
     }
 
-    fn case(
+    /// [`case_with_room`] for a tightly packed cache.
+    fn case(dims: (usize, usize, usize, usize, usize), seed: u32) -> Case {
+        case_with_room(dims, 0, seed)
+    }
+
+    /// A case whose key and value heads each have `spare` unused rows after their last
+    /// position, filled with NaN so that reading one shows in the output.
+    fn case_with_room(
         (heads, kv_heads, head_dim, rows, start): (usize, usize, usize, usize, usize),
+        spare: usize,
         seed: u32,
     ) -> Case {
         let shape = AttentionShape {
@@ -488,10 +508,22 @@ mod tests {
             head_dim,
             rows,
             start,
+            capacity: start + rows + spare,
         };
         let q = data(heads * rows * head_dim, seed);
-        let k = data(kv_heads * shape.total() * head_dim, seed + 1);
-        let v = data(kv_heads * shape.total() * head_dim, seed + 2);
+        let with_room = |values: Vec<f32>| -> Vec<f32> {
+            let used = shape.total() * head_dim;
+            values
+                .chunks_exact(used)
+                .flat_map(|head| {
+                    head.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(f32::NAN, spare * head_dim))
+                })
+                .collect()
+        };
+        let k = with_room(data(kv_heads * shape.total() * head_dim, seed + 1));
+        let v = with_room(data(kv_heads * shape.total() * head_dim, seed + 2));
         let scale = 1.0 / (head_dim as f32).sqrt();
         let want = reference(&q, &k, &v, shape, scale);
         Case {
@@ -536,12 +568,34 @@ mod tests {
         }
     }
 
+    /// A cache with room to grow: every head's spare rows (NaN) are skipped, on both the
+    /// single-row and the blocked path.
+    #[test]
+    fn spare_rows_after_each_head_are_never_read() {
+        for (dims, spare) in [
+            ((4, 2, 32, 1, 9), 7),
+            ((4, 2, 64, 19, 0), 13),
+            ((2, 1, 40, 8, 13), 1),
+        ] {
+            let c = case_with_room(dims, spare, 7);
+            for parallel in [&Serial as &dyn Parallel, &crate::tests::TwoThreads] {
+                let mut got = vec![f32::NAN; c.want.len()];
+                causal_attention(&c.q, &c.k, &c.v, c.shape, c.scale, &mut got, parallel).unwrap();
+                assert_matches(&got, &c);
+            }
+        }
+    }
+
     /// The portable path, which CPUs without AVX-512 run, on the same shapes: called
     /// directly, since on this CPU `causal_attention` would take the vector path.
     #[test]
     fn the_portable_path_matches_the_reference() {
-        for dims in [(4, 2, 64, 19, 0), (2, 1, 40, 9, 13), (2, 2, 8, 2, 3)] {
-            let c = case(dims, 4);
+        for (dims, spare) in [
+            ((4, 2, 64, 19, 0), 0),
+            ((2, 1, 40, 9, 13), 5),
+            ((2, 2, 8, 2, 3), 0),
+        ] {
+            let c = case_with_room(dims, spare, 4);
             let heads = c.shape.heads;
             let mut got = vec![f32::NAN; c.want.len()];
             let out = SharedOut::new(&mut got, heads * c.shape.head_dim);
@@ -569,6 +623,7 @@ mod tests {
             head_dim: 4,
             rows: 1,
             start: 0,
+            capacity: 1,
         };
         let mut out = vec![0.0; 12];
         assert!(
@@ -580,11 +635,17 @@ mod tests {
             head_dim: 4,
             rows: 2,
             start: 1,
+            capacity: 3,
         };
         let mut out = vec![0.0; 16];
         assert!(
             causal_attention(&[0.0; 16], &[0.0; 11], &[0.0; 12], s, 1.0, &mut out, &Serial)
                 .is_err()
+        );
+        // Less room than positions to attend to.
+        let s = AttentionShape { capacity: 2, ..s };
+        assert!(
+            causal_attention(&[0.0; 16], &[0.0; 8], &[0.0; 8], s, 1.0, &mut out, &Serial).is_err()
         );
     }
 }

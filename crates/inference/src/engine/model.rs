@@ -392,11 +392,66 @@ pub(crate) struct Model {
     sin_table: Vec<f32>,
 }
 
-/// The keys and values a sequence has computed so far, per layer `(kv_heads, len, head_dim)`.
+/// The keys and values a sequence has computed so far, per layer.
 #[derive(Debug, Default)]
 pub(crate) struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerCache>,
     len: usize,
+}
+
+/// One layer's keys and values, each `(kv_heads, capacity, head_dim)`: a head's first
+/// `len` rows are filled and the rest is room to grow.
+///
+/// A decode step appends one position. Growing by doubling copies each position a
+/// bounded number of times over a whole generation; rebuilding the cache at every step
+/// would copy all of it per token, which at a few thousand positions costs as much
+/// memory traffic as reading the weights.
+#[derive(Debug, Default)]
+struct LayerCache {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    capacity: usize,
+    len: usize,
+}
+
+impl LayerCache {
+    /// The fewest positions a layer makes room for: small appends do not regrow at once.
+    const MIN_CAPACITY: usize = 64;
+
+    /// Appends `t` positions of `(kv_heads, t, head_dim)` keys and values, growing to at
+    /// most `limit` positions (more only when the positions themselves need it).
+    fn append(
+        &mut self,
+        keys: &[f32],
+        values: &[f32],
+        (t, kv_heads, d): (usize, usize, usize),
+        limit: usize,
+    ) {
+        let needed = self.len + t;
+        if needed > self.capacity {
+            let capacity = (2 * self.capacity)
+                .max(Self::MIN_CAPACITY)
+                .min(limit)
+                .max(needed);
+            let (old, len) = (self.capacity, self.len);
+            for buffer in [&mut self.keys, &mut self.values] {
+                let mut grown = vec![0f32; kv_heads * capacity * d];
+                for g in 0..kv_heads {
+                    grown[g * capacity * d..(g * capacity + len) * d]
+                        .copy_from_slice(&buffer[g * old * d..(g * old + len) * d]);
+                }
+                *buffer = grown;
+            }
+            self.capacity = capacity;
+        }
+        for (buffer, new) in [(&mut self.keys, keys), (&mut self.values, values)] {
+            for g in 0..kv_heads {
+                let at = (g * self.capacity + self.len) * d;
+                buffer[at..at + t * d].copy_from_slice(&new[g * t * d..(g + 1) * t * d]);
+            }
+        }
+        self.len = needed;
+    }
 }
 
 /// One sequence's share of a forward call.
@@ -514,7 +569,7 @@ impl Model {
 
     /// Splits one sequence's `(t, q | k | v)` rows into head-major queries, keys and values
     /// with the rotary embedding applied, in one pass.
-    fn split_heads(&self, qkv: &Tensor, start: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    fn split_heads(&self, qkv: &Tensor, start: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let cfg = &self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
         let t = qkv.dim(0)?;
@@ -549,12 +604,7 @@ impl Model {
             )
             .map_err(kernel_error)?;
         }
-        let dev = &Device::Cpu;
-        Ok((
-            Tensor::from_vec(q, (nh, t, hd), dev)?,
-            Tensor::from_vec(k, (nkv, t, hd), dev)?,
-            Tensor::from_vec(v, (nkv, t, hd), dev)?,
-        ))
+        Ok((q, k, v))
     }
 
     /// [`Model::split_heads`] for models that RMS-normalise each query and key head before
@@ -611,46 +661,39 @@ impl Model {
         let (q, k, v) = if block.q_norm.is_none() && block.k_norm.is_none() {
             self.split_heads(qkv, start)?
         } else {
-            self.split_heads_normed(block, qkv, start)?
+            let (q, k, v) = self.split_heads_normed(block, qkv, start)?;
+            let flat = |x: Tensor| -> Result<Vec<f32>> { Ok(x.flatten_all()?.to_vec1::<f32>()?) };
+            (flat(q)?, flat(k)?, flat(v)?)
         };
         if cache.layers.len() <= layer {
-            cache.layers.resize_with(layer + 1, || None);
+            cache.layers.resize_with(layer + 1, LayerCache::default);
         }
-        let (k_all, v_all) = match cache.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
-            None => (k, v),
-        };
-        let total = k_all.dim(1)?;
-        if total != start + t {
+        let layer_cache = &mut cache.layers[layer];
+        if layer_cache.len != start {
             return Err(EngineError::Execution(format!(
-                "layer {layer}: cache holds {total} positions, expected {}",
-                start + t
+                "layer {layer}: cache holds {} positions, expected {start}",
+                layer_cache.len
             )));
         }
-        let (q, k_all, v_all) = (q.contiguous()?, k_all.contiguous()?, v_all.contiguous()?);
+        layer_cache.append(&k, &v, (t, nkv, hd), cfg.context_length);
         let mut out = vec![0f32; t * nh * hd];
-        {
-            let (q_storage, q_layout) = q.storage_and_layout();
-            let (k_storage, k_layout) = k_all.storage_and_layout();
-            let (v_storage, v_layout) = v_all.storage_and_layout();
-            agora_kernels::causal_attention(
-                cpu_f32(&q_storage, q_layout, nh * t * hd)?,
-                cpu_f32(&k_storage, k_layout, nkv * total * hd)?,
-                cpu_f32(&v_storage, v_layout, nkv * total * hd)?,
-                agora_kernels::AttentionShape {
-                    heads: nh,
-                    kv_heads: nkv,
-                    head_dim: hd,
-                    rows: t,
-                    start,
-                },
-                1.0 / (hd as f32).sqrt(),
-                &mut out,
-                &CandlePool,
-            )
-            .map_err(kernel_error)?;
-        }
-        cache.layers[layer] = Some((k_all, v_all));
+        agora_kernels::causal_attention(
+            &q,
+            &layer_cache.keys,
+            &layer_cache.values,
+            agora_kernels::AttentionShape {
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
+                rows: t,
+                start,
+                capacity: layer_cache.capacity,
+            },
+            1.0 / (hd as f32).sqrt(),
+            &mut out,
+            &CandlePool,
+        )
+        .map_err(kernel_error)?;
         Ok(Tensor::from_vec(out, (t, nh * hd), &Device::Cpu)?)
     }
 }
