@@ -546,6 +546,15 @@ mod tests {
         }
     }
 
+    /// `causal_attention` on the case, on one thread and split over two.
+    fn assert_matches_on_one_and_two_threads(c: &Case) {
+        for parallel in [&Serial as &dyn Parallel, &crate::tests::TwoThreads] {
+            let mut got = vec![f32::NAN; c.want.len()];
+            causal_attention(&c.q, &c.k, &c.v, c.shape, c.scale, &mut got, parallel).unwrap();
+            assert_matches(&got, c);
+        }
+    }
+
     #[test]
     fn matches_the_masked_reference() {
         for dims in [
@@ -559,12 +568,7 @@ mod tests {
             (2, 1, 40, 8, 13),
             (3, 3, 16, 33, 5),
         ] {
-            let c = case(dims, 1);
-            for parallel in [&Serial as &dyn Parallel, &crate::tests::TwoThreads] {
-                let mut got = vec![f32::NAN; c.want.len()];
-                causal_attention(&c.q, &c.k, &c.v, c.shape, c.scale, &mut got, parallel).unwrap();
-                assert_matches(&got, &c);
-            }
+            assert_matches_on_one_and_two_threads(&case(dims, 1));
         }
     }
 
@@ -577,12 +581,7 @@ mod tests {
             ((4, 2, 64, 19, 0), 13),
             ((2, 1, 40, 8, 13), 1),
         ] {
-            let c = case_with_room(dims, spare, 7);
-            for parallel in [&Serial as &dyn Parallel, &crate::tests::TwoThreads] {
-                let mut got = vec![f32::NAN; c.want.len()];
-                causal_attention(&c.q, &c.k, &c.v, c.shape, c.scale, &mut got, parallel).unwrap();
-                assert_matches(&got, &c);
-            }
+            assert_matches_on_one_and_two_threads(&case_with_room(dims, spare, 7));
         }
     }
 

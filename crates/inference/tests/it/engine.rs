@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use agora_inference::engine::{
-    Arch, ChatMessage, EngineError, FinishReason, GenerateEvent, GenerateRequest, LoadOptions,
+    Arch, ChatMessage, Completion, Engine, EngineError, FinishReason, GenerateEvent,
+    GenerateRequest, LoadOptions, ScoredToken,
 };
 
 use crate::{load, load_with, prompt, tiny, GGUF_Q8, ST_F32};
@@ -21,31 +22,47 @@ fn sampled(prompt: Vec<u32>, n: usize, seed: u64) -> GenerateRequest {
     }
 }
 
+/// Generates `n` sampled tokens after the prompt (logprobs on), scores the whole sequence
+/// in one pass with `top_k` alternatives, and checks that every scored logprob is the one
+/// reported while generating, within 1e-4. Returns both for further checks.
+fn generate_then_score(
+    engine: &Engine,
+    n: usize,
+    seed: u64,
+    top_k: usize,
+    label: &str,
+) -> (Completion, Vec<ScoredToken>) {
+    let p = prompt(engine);
+    let done = engine
+        .generate(sampled(p.clone(), n, seed))
+        .unwrap()
+        .collect_blocking()
+        .unwrap();
+    assert_eq!(done.tokens.len(), n);
+    let mut all = p.clone();
+    all.extend(done.token_ids());
+    let scored = engine.score(&all, p.len(), top_k).unwrap();
+    assert_eq!(scored.len(), n);
+    for (s, t) in scored.iter().zip(&done.tokens) {
+        let lp = t.logprob.expect("logprob asked for");
+        assert!(
+            (s.logprob - lp).abs() < 1e-4,
+            "{label} pos {}: {} vs {lp}",
+            s.position,
+            s.logprob
+        );
+    }
+    (done, scored)
+}
+
 #[test]
 fn score_reproduces_the_logprobs_reported_while_generating() {
     for format in [GGUF_Q8, ST_F32] {
         let dir = tiny(Arch::Qwen2, format, 5);
         let engine = load(dir.path());
-        let p = prompt(&engine);
-        let done = engine
-            .generate(sampled(p.clone(), 40, 9))
-            .unwrap()
-            .collect_blocking()
-            .unwrap();
-        assert_eq!(done.tokens.len(), 40);
-        let mut all = p.clone();
-        all.extend(done.token_ids());
-        let scored = engine.score(&all, p.len(), 5).unwrap();
-        assert_eq!(scored.len(), 40);
+        let (done, scored) = generate_then_score(&engine, 40, 9, 5, &format!("{format:?}"));
         for (s, t) in scored.iter().zip(&done.tokens) {
             assert_eq!(s.id, t.id);
-            let lp = t.logprob.expect("logprob asked for");
-            assert!(
-                (s.logprob - lp).abs() < 1e-4,
-                "{format:?} pos {}: {} vs {lp}",
-                s.position,
-                s.logprob
-            );
             let alts: Vec<u32> = s.top_logprobs.iter().map(|a| a.id).collect();
             let gen_alts: Vec<u32> = t.top_logprobs.iter().map(|a| a.id).collect();
             assert_eq!(alts, gen_alts);
@@ -64,27 +81,8 @@ fn logprobs_hold_across_key_value_cache_growth() {
     for arch in [Arch::Llama, Arch::Qwen3] {
         let dir = tiny(arch, ST_F32, 3);
         let engine = load(dir.path());
-        let p = prompt(&engine);
-        let n = 300 - p.len();
-        let done = engine
-            .generate(sampled(p.clone(), n, 4))
-            .unwrap()
-            .collect_blocking()
-            .unwrap();
-        assert_eq!(done.tokens.len(), n);
-        let mut all = p.clone();
-        all.extend(done.token_ids());
-        let scored = engine.score(&all, p.len(), 0).unwrap();
-        assert_eq!(scored.len(), n);
-        for (s, t) in scored.iter().zip(&done.tokens) {
-            let lp = t.logprob.expect("logprob asked for");
-            assert!(
-                (s.logprob - lp).abs() < 1e-4,
-                "{arch:?} pos {}: {} vs {lp}",
-                s.position,
-                s.logprob
-            );
-        }
+        let n = 300 - prompt(&engine).len();
+        generate_then_score(&engine, n, 4, 0, &format!("{arch:?}"));
     }
 }
 
