@@ -253,6 +253,37 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         )?;
     }
     p(out, format!("score_max_rank_of_greedy_tokens: {max_rank}"))?;
+    // What a validator compares: the log-probabilities a miner reports while decoding
+    // against its own one-pass recomputation of the same tokens.
+    let reported = engine
+        .generate(GenerateRequest {
+            logprobs: true,
+            ..request(tokens)
+        })?
+        .collect_blocking()?;
+    if reported.token_ids() == generated {
+        let rescored = engine.score(&all, prompt.len(), 0)?;
+        let worst = reported
+            .tokens
+            .iter()
+            .zip(&rescored)
+            .map(|(t, s)| t.logprob.map_or(f32::INFINITY, |lp| (lp - s.logprob).abs()))
+            .fold(0f32, f32::max);
+        p(
+            out,
+            format!(
+                "decode_vs_score_max_logprob_diff: {worst:.3e} nats over {} tokens",
+                generated.len()
+            ),
+        )?;
+    } else {
+        p(
+            out,
+            "decode_vs_score_max_logprob_diff: not measured (a second greedy run chose \
+             other tokens)"
+                .into(),
+        )?;
+    }
     if args.batch > 1 {
         let t0 = Instant::now();
         let streams = (0..args.batch)

@@ -3,6 +3,15 @@
 //! Per query row the scores against every visible key, a softmax and the weighted sum of
 //! values are computed in place: no score matrix, mask or transposed copy is built, which
 //! for the few dozen rows of a scored request costs more than the arithmetic.
+//!
+//! Every row's output has the same bits whichever way the rows are batched: one row at a
+//! time (a decode step) or many (a prefill, a scored text), first in a block of rows or
+//! last. The single-row path and the blocked path run the same sums in the same order, and
+//! a row's softmax covers its own visible keys rather than its block's. A validator that
+//! rescores a miner's tokens in one pass then reproduces the log-probabilities the miner's
+//! step-by-step decoding saw, to the bit, on the same kernels. Without this, a last-bit
+//! difference that rounds an int8 activation the other way grows over the layers and
+//! positions into log-probabilities tenths of a nat apart.
 
 use crate::out::SharedOut;
 use crate::{KernelError, Parallel};
@@ -20,12 +29,16 @@ pub struct AttentionShape {
     pub rows: usize,
     /// Positions already in the cache before the new rows.
     pub start: usize,
-    /// Positions each key and value head has room for in `k` and `v`, at least
-    /// `start + rows`: head `g` takes rows `g · capacity ..` of them, and only its first
-    /// `start + rows` are read. A cache that grows in place keeps spare rows after each
-    /// head's; a tightly packed one has `capacity = start + rows`.
+    /// Positions each key and value head has room for: a multiple of
+    /// [`CAPACITY_MULTIPLE`], at least `start + rows`. Only the first `start + rows`
+    /// positions of a head are used; a cache that grows in place keeps spare room after
+    /// them.
     pub capacity: usize,
 }
+
+/// What [`AttentionShape::capacity`] must be a multiple of: the keys are read sixteen
+/// positions at a time.
+pub const CAPACITY_MULTIPLE: usize = LANES;
 
 impl AttentionShape {
     fn total(&self) -> usize {
@@ -35,9 +48,11 @@ impl AttentionShape {
 
 /// `out[i, h·d..(h+1)·d] = softmax(scale · q_{h,i} · K_hᵀ over positions ≤ start + i) · V_h`.
 ///
-/// Layouts: `q` is `(heads, rows, head_dim)`; `k` and `v` are
-/// `(kv_heads, capacity, head_dim)`; `out` is `(rows, heads · head_dim)`. Heads are
-/// split over `parallel`.
+/// Layouts: `q` is `(heads, rows, head_dim)`; `k` is `(kv_heads, head_dim, capacity)`,
+/// each key head stored transposed (feature `f` of position `j` at `f · capacity + j`),
+/// so that sixteen positions' scores are sixteen lanes of one multiply-add; `v` is
+/// `(kv_heads, capacity, head_dim)`; `out` is `(rows, heads · head_dim)`. Heads are split
+/// over `parallel`.
 pub fn causal_attention(
     q: &[f32],
     k: &[f32],
@@ -61,9 +76,10 @@ pub fn causal_attention(
             "{heads} query heads over {kv_heads} key heads of {head_dim} values"
         )));
     }
-    if capacity < total {
+    if capacity < total || !capacity.is_multiple_of(CAPACITY_MULTIPLE) {
         return Err(KernelError::Shape(format!(
-            "room for {capacity} positions per key head, {total} to attend to"
+            "room for {capacity} positions per key head, {total} to attend to (the room \
+             must be a multiple of {CAPACITY_MULTIPLE})"
         )));
     }
     let lengths = [
@@ -89,8 +105,6 @@ pub fn causal_attention(
         out: &out,
     };
     parallel.run(heads, &|range| {
-        // A work range is a run of consecutive heads, so the heads that share a key head
-        // (grouped-query attention) reuse one transposed copy of its keys.
         let mut space = Workspace::default();
         for h in range {
             crate::attend_head(&call, h, &mut space);
@@ -112,11 +126,9 @@ pub(crate) struct Call<'a> {
 /// A thread's working space across the heads it computes.
 #[derive(Default)]
 pub(crate) struct Workspace {
-    /// Which key head `keys_t` holds, transposed to `(head_dim, padded)`.
-    keys_of: Option<usize>,
-    keys_t: Vec<f32>,
     block: Block,
-    /// The single-row path's scores and output.
+    /// The single-row path's scaled query, scores and output.
+    query: Vec<f32>,
     scores: Vec<f32>,
     acc: Vec<f32>,
 }
@@ -130,8 +142,8 @@ const LANES: usize = 16;
 /// One head's rows. Inlined into each CPU's entry point so that it vectorizes there.
 ///
 /// A prefill or a scored text has many rows, and goes through [`attend_block`] eight rows
-/// at a time; a decode step's single row goes through [`attend_row`], which needs no
-/// transposed copy of the keys.
+/// at a time; a decode step's single row goes through [`attend_row`], with the same
+/// arithmetic per row.
 #[inline(always)]
 pub(crate) fn attend_head(
     ops: &impl AttentionOps,
@@ -140,61 +152,36 @@ pub(crate) fn attend_head(
     space: &mut Workspace,
 ) {
     let shape = call.shape;
-    let (d, total) = (shape.head_dim, shape.total());
+    let (d, total, capacity) = (shape.head_dim, shape.total(), shape.capacity);
     let kv = h / (shape.heads / shape.kv_heads);
-    let first = kv * shape.capacity * d;
-    let keys = &call.k[first..first + total * d];
-    let values = &call.v[first..first + total * d];
+    let head = kv * capacity * d..(kv + 1) * capacity * d;
+    let keys_t = &call.k[head.clone()];
+    let values = &call.v[head.start..head.start + total * d];
     let queries = &call.q[h * shape.rows * d..(h + 1) * shape.rows * d];
     if shape.rows < QUERY_BLOCK / 2 {
-        space.scores.resize(total, 0.0);
-        space.acc.resize(d, 0.0);
         for i in 0..shape.rows {
             let query = &queries[i * d..(i + 1) * d];
-            let visible = shape.start + i + 1;
             attend_row(
+                ops,
                 query,
-                keys,
+                keys_t,
                 values,
-                visible,
+                shape.start + i + 1,
                 call.scale,
-                &mut space.scores,
-                &mut space.acc,
+                space,
             );
             call.out.write(i, h * d, &space.acc);
         }
         return;
     }
-    // Keys transposed to `(d, padded)`: a block of sixteen scores is then sixteen lanes of
-    // broadcast-multiply-adds over the features, with no horizontal sums. Padding keys
-    // are zero and are masked out of the softmax.
     let padded = total.next_multiple_of(LANES);
-    if space.keys_of != Some(kv) {
-        space.keys_t.clear();
-        space.keys_t.resize(d * padded, 0.0);
-        for (f, row) in space.keys_t.chunks_exact_mut(padded).enumerate() {
-            for (dst, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
-                *dst = key[f];
-            }
-        }
-        space.keys_of = Some(kv);
-    }
     let block = &mut space.block;
     block.queries.resize(QUERY_BLOCK * d, 0.0);
     block.probs.resize(QUERY_BLOCK * padded, 0.0);
     block.acc.resize(QUERY_BLOCK * d, 0.0);
     for first in (0..shape.rows).step_by(QUERY_BLOCK) {
         let rows = QUERY_BLOCK.min(shape.rows - first);
-        attend_block(
-            ops,
-            queries,
-            &space.keys_t,
-            values,
-            call,
-            first,
-            rows,
-            block,
-        );
+        attend_block(ops, queries, keys_t, values, call, first, rows, block);
         for r in 0..rows {
             call.out
                 .write(first + r, h * d, &block.acc[r * d..(r + 1) * d]);
@@ -213,11 +200,14 @@ struct Block {
     acc: Vec<f32>,
 }
 
-/// The two products of the blocked path, per CPU: `scores = Q Kᵀ` and `out = P V` for
-/// [`QUERY_BLOCK`] rows at a time.
+/// The two products of attention, per CPU: `scores = Q Kᵀ` and `out = P V`, for
+/// [`QUERY_BLOCK`] rows at a time or for one. A row's result must not depend on which of
+/// the two computed it: each lane sums over the features, or over the positions, in
+/// ascending order, with the same operations.
 pub(crate) trait AttentionOps {
-    /// `scores[r·padded + j] = Σ_f queries[r·d + f] · keys_t[f·padded + j]` for every row
-    /// `r` of the block and `j < 16·chunks`, where `padded = keys_t.len() / d`.
+    /// `scores[r·stride + j] = Σ_f queries[r·d + f] · keys_t[f·key_stride + j]` for every
+    /// row `r` of the block and `j < 16·chunks`, where `stride = scores.len() / QUERY_BLOCK`
+    /// and `key_stride = keys_t.len() / d`.
     fn block_scores(
         &self,
         queries: &[f32],
@@ -226,8 +216,17 @@ pub(crate) trait AttentionOps {
         chunks: usize,
         scores: &mut [f32],
     );
-    /// `out[r·d + f] = Σ_{j < visible} probs[r·padded + j] · values[j·d + f]` for every
-    /// row `r` of the block, where `padded = probs.len() / QUERY_BLOCK`.
+    /// [`AttentionOps::block_scores`] for one row: `scores[j]` for `j < 16·chunks`.
+    fn row_scores(
+        &self,
+        query: &[f32],
+        keys_t: &[f32],
+        d: usize,
+        chunks: usize,
+        scores: &mut [f32],
+    );
+    /// `out[r·d + f] = Σ_{j < visible} probs[r·stride + j] · values[j·d + f]` for every
+    /// row `r` of the block, where `stride = probs.len() / QUERY_BLOCK`.
     fn block_values(
         &self,
         probs: &[f32],
@@ -236,8 +235,12 @@ pub(crate) trait AttentionOps {
         visible: usize,
         out: &mut [f32],
     );
+    /// [`AttentionOps::block_values`] for one row: `out[f]` over `probs[..visible]`.
+    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]);
 }
 
+/// The portable products: one multiply and one add per term, in the order the trait
+/// states.
 impl AttentionOps for crate::rows::PortableOps {
     fn block_scores(
         &self,
@@ -247,15 +250,26 @@ impl AttentionOps for crate::rows::PortableOps {
         chunks: usize,
         scores: &mut [f32],
     ) {
-        let padded = keys_t.len() / d;
-        for r in 0..QUERY_BLOCK {
-            let row = &mut scores[r * padded..r * padded + chunks * LANES];
-            row.fill(0.0);
-            for f in 0..d {
-                let x = queries[r * d + f];
-                for (s, &k) in row.iter_mut().zip(&keys_t[f * padded..]) {
-                    *s += x * k;
-                }
+        let stride = scores.len() / QUERY_BLOCK;
+        for (query, row) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(stride)) {
+            self.row_scores(query, keys_t, d, chunks, row);
+        }
+    }
+
+    fn row_scores(
+        &self,
+        query: &[f32],
+        keys_t: &[f32],
+        d: usize,
+        chunks: usize,
+        scores: &mut [f32],
+    ) {
+        let key_stride = keys_t.len() / d;
+        let row = &mut scores[..chunks * LANES];
+        row.fill(0.0);
+        for (f, &x) in query.iter().enumerate() {
+            for (s, &k) in row.iter_mut().zip(&keys_t[f * key_stride..]) {
+                *s += x * k;
             }
         }
     }
@@ -268,17 +282,18 @@ impl AttentionOps for crate::rows::PortableOps {
         visible: usize,
         out: &mut [f32],
     ) {
-        let padded = probs.len() / QUERY_BLOCK;
-        for r in 0..QUERY_BLOCK {
-            let acc = &mut out[r * d..(r + 1) * d];
-            acc.fill(0.0);
-            for (&p, value) in probs[r * padded..r * padded + visible]
-                .iter()
-                .zip(values.chunks_exact(d))
-            {
-                for (a, &x) in acc.iter_mut().zip(value) {
-                    *a += p * x;
-                }
+        let stride = probs.len() / QUERY_BLOCK;
+        for (row, acc) in probs.chunks_exact(stride).zip(out.chunks_exact_mut(d)) {
+            self.row_values(row, values, d, visible, acc);
+        }
+    }
+
+    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]) {
+        let acc = &mut out[..d];
+        acc.fill(0.0);
+        for (&p, value) in probs[..visible].iter().zip(values.chunks_exact(d)) {
+            for (a, &x) in acc.iter_mut().zip(value) {
+                *a += p * x;
             }
         }
     }
@@ -299,7 +314,7 @@ fn attend_block(
 ) {
     let (shape, scale) = (call.shape, call.scale);
     let d = shape.head_dim;
-    let padded = keys_t.len() / d;
+    let padded = block.probs.len() / QUERY_BLOCK;
     // The last row of the block sees the most keys; the others mask the rest.
     let visible = shape.start + first + rows;
     let chunks = visible.div_ceil(LANES);
@@ -312,7 +327,6 @@ fn attend_block(
         *dst = x * scale;
     }
     ops.block_scores(&block.queries, keys_t, d, chunks, &mut block.probs);
-    let width = chunks * LANES;
     let mut sums = [0f32; QUERY_BLOCK];
     for (r, sum) in sums.iter_mut().enumerate() {
         let row = &mut block.probs[r * padded..(r + 1) * padded];
@@ -320,13 +334,10 @@ fn attend_block(
             row.fill(0.0);
             continue;
         }
-        // Masked positions join the vectorized exponentials at a score whose exponential
-        // underflows next to the row's maximum, and are then set to exactly zero.
-        let seen = shape.start + first + r + 1;
-        row[seen..width].fill(f32::MIN);
-        *sum = exp_in_place(&mut row[..width]);
-        row[seen..].fill(0.0);
+        *sum = softmax_numerators(row, shape.start + first + r + 1);
     }
+    // Positions a row does not see have probability exactly zero, so the products below
+    // add nothing for them: each row's sums are the ones `attend_row` forms.
     ops.block_values(
         &block.probs,
         &values[..visible * d],
@@ -334,12 +345,55 @@ fn attend_block(
         visible,
         &mut block.acc,
     );
-    // The weights were left unnormalized: dividing the few outputs by each row's sum
-    // replaces a pass over all its probabilities that would wait on that sum.
-    for (out, sum) in block.acc.chunks_exact_mut(d).zip(&sums).take(rows) {
-        let inv = 1.0 / sum;
-        out.iter_mut().for_each(|x| *x *= inv);
+    for (out, &sum) in block.acc.chunks_exact_mut(d).zip(&sums).take(rows) {
+        normalize(out, sum);
     }
+}
+
+/// One query row that sees `seen` positions, into `space.acc`.
+#[inline(always)]
+fn attend_row(
+    ops: &impl AttentionOps,
+    query: &[f32],
+    keys_t: &[f32],
+    values: &[f32],
+    seen: usize,
+    scale: f32,
+    space: &mut Workspace,
+) {
+    let d = query.len();
+    let width = seen.next_multiple_of(LANES);
+    space.query.clear();
+    space.query.extend(query.iter().map(|&x| x * scale));
+    space.scores.resize(width, 0.0);
+    ops.row_scores(&space.query, keys_t, d, width / LANES, &mut space.scores);
+    let sum = softmax_numerators(&mut space.scores[..width], seen);
+    space.acc.resize(d, 0.0);
+    ops.row_values(&space.scores, values, d, seen, &mut space.acc);
+    normalize(&mut space.acc, sum);
+}
+
+/// Turns a row's scores into unnormalized probabilities over its first `seen` positions,
+/// and zeros after them, returning their sum. The exponentials run over the row's own
+/// whole vectors of sixteen, whatever else was computed beside it.
+#[inline(always)]
+fn softmax_numerators(row: &mut [f32], seen: usize) -> f32 {
+    let width = seen.next_multiple_of(LANES);
+    // Masked positions join the vectorized exponentials at a score whose exponential
+    // underflows next to the row's maximum, and are then set to exactly zero.
+    row[seen..width].fill(f32::MIN);
+    let sum = exp_in_place(&mut row[..width]);
+    row[seen..].fill(0.0);
+    sum
+}
+
+/// Divides a row's output by its probabilities' sum. The weights were left unnormalized:
+/// dividing the few outputs replaces a pass over all the probabilities that would wait on
+/// the sum.
+#[inline(always)]
+fn normalize(out: &mut [f32], sum: f32) {
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// `x ← exp(x − max x)`, returning the sum: a softmax's numerators and its denominator.
@@ -388,52 +442,6 @@ fn pairwise(mut lanes: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
     lanes[0]
 }
 
-/// One query row against its `visible` keys, into `acc` (`scores` is working space).
-#[inline(always)]
-fn attend_row(
-    query: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    visible: usize,
-    scale: f32,
-    scores: &mut [f32],
-    acc: &mut [f32],
-) {
-    let d = query.len();
-    for (s, key) in scores[..visible].iter_mut().zip(keys.chunks_exact(d)) {
-        *s = dot(query, key) * scale;
-    }
-    let sum = exp_in_place(&mut scores[..visible]);
-    acc.fill(0.0);
-    for (&p, value) in scores[..visible].iter().zip(values.chunks_exact(d)) {
-        for (a, &x) in acc.iter_mut().zip(value) {
-            *a += p * x;
-        }
-    }
-    let inv = 1.0 / sum;
-    acc.iter_mut().for_each(|x| *x *= inv);
-}
-
-/// A dot product with sixteen partial sums, so that it vectorizes.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let mut chunks_a = a.chunks_exact(16);
-    let mut chunks_b = b.chunks_exact(16);
-    for (x, y) in (&mut chunks_a).zip(&mut chunks_b) {
-        for j in 0..16 {
-            lanes[j] += x[j] * y[j];
-        }
-    }
-    let tail: f32 = chunks_a
-        .remainder()
-        .iter()
-        .zip(chunks_b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,7 +462,7 @@ mod tests {
                         (0..d)
                             .map(|x| {
                                 q[(h * s.rows + i) * d + x] as f64
-                                    * k[(kv * cap + j) * d + x] as f64
+                                    * k[(kv * d + x) * cap + j] as f64
                             })
                             .sum::<f64>()
                             * scale as f64
@@ -490,40 +498,45 @@ mod tests {
         want: Vec<f64>,
     }
 
-    /// [`case_with_room`] for a tightly packed cache.
+    /// [`case_with_room`] with the least room the kernel takes.
     fn case(dims: (usize, usize, usize, usize, usize), seed: u32) -> Case {
         case_with_room(dims, 0, seed)
     }
 
-    /// A case whose key and value heads each have `spare` unused rows after their last
-    /// position, filled with NaN so that reading one shows in the output.
+    /// A case whose key and value heads have room for at least `spare` positions after
+    /// their last one, filled with NaN so that reading one shows in the output.
     fn case_with_room(
         (heads, kv_heads, head_dim, rows, start): (usize, usize, usize, usize, usize),
         spare: usize,
         seed: u32,
     ) -> Case {
+        let total = start + rows;
+        let capacity = (total + spare).next_multiple_of(CAPACITY_MULTIPLE);
         let shape = AttentionShape {
             heads,
             kv_heads,
             head_dim,
             rows,
             start,
-            capacity: start + rows + spare,
+            capacity,
         };
         let q = data(heads * rows * head_dim, seed);
-        let with_room = |values: Vec<f32>| -> Vec<f32> {
-            let used = shape.total() * head_dim;
-            values
-                .chunks_exact(used)
-                .flat_map(|head| {
-                    head.iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(f32::NAN, spare * head_dim))
-                })
-                .collect()
-        };
-        let k = with_room(data(kv_heads * shape.total() * head_dim, seed + 1));
-        let v = with_room(data(kv_heads * shape.total() * head_dim, seed + 2));
+        let keys = data(kv_heads * total * head_dim, seed + 1);
+        let values = data(kv_heads * total * head_dim, seed + 2);
+        let (mut k, mut v) = (
+            vec![f32::NAN; kv_heads * head_dim * capacity],
+            vec![f32::NAN; kv_heads * capacity * head_dim],
+        );
+        for g in 0..kv_heads {
+            for j in 0..total {
+                let at = (g * total + j) * head_dim;
+                for f in 0..head_dim {
+                    k[(g * head_dim + f) * capacity + j] = keys[at + f];
+                }
+                v[(g * capacity + j) * head_dim..(g * capacity + j + 1) * head_dim]
+                    .copy_from_slice(&values[at..at + head_dim]);
+            }
+        }
         let scale = 1.0 / (head_dim as f32).sqrt();
         let want = reference(&q, &k, &v, shape, scale);
         Case {
@@ -555,6 +568,46 @@ mod tests {
         }
     }
 
+    /// Rows `rows` of the case's queries as an attention call of their own (the cache
+    /// holding the positions before them), computed by `ops` or, when `None`, by
+    /// `causal_attention`.
+    fn attend_rows(
+        c: &Case,
+        rows: std::ops::Range<usize>,
+        ops: Option<&crate::rows::PortableOps>,
+    ) -> Vec<f32> {
+        let (s, d) = (c.shape, c.shape.head_dim);
+        let shape = AttentionShape {
+            rows: rows.len(),
+            start: s.start + rows.start,
+            ..s
+        };
+        let q: Vec<f32> = (0..s.heads)
+            .flat_map(|h| &c.q[(h * s.rows + rows.start) * d..(h * s.rows + rows.end) * d])
+            .copied()
+            .collect();
+        let mut got = vec![f32::NAN; rows.len() * s.heads * d];
+        match ops {
+            None => causal_attention(&q, &c.k, &c.v, shape, c.scale, &mut got, &Serial).unwrap(),
+            Some(ops) => {
+                let out = SharedOut::new(&mut got, s.heads * d);
+                let call = Call {
+                    q: &q,
+                    k: &c.k,
+                    v: &c.v,
+                    shape,
+                    scale: c.scale,
+                    out: &out,
+                };
+                let mut space = Workspace::default();
+                for h in 0..s.heads {
+                    attend_head(ops, &call, h, &mut space);
+                }
+            }
+        }
+        got
+    }
+
     #[test]
     fn matches_the_masked_reference() {
         for dims in [
@@ -567,19 +620,21 @@ mod tests {
             (4, 2, 64, 19, 0),
             (2, 1, 40, 8, 13),
             (3, 3, 16, 33, 5),
+            // More than eight chunks of keys for a single row.
+            (2, 1, 64, 1, 150),
         ] {
             assert_matches_on_one_and_two_threads(&case(dims, 1));
         }
     }
 
-    /// A cache with room to grow: every head's spare rows (NaN) are skipped, on both the
-    /// single-row and the blocked path.
+    /// A cache with room to grow: every head's spare positions (NaN) are skipped, on
+    /// both the single-row and the blocked path.
     #[test]
-    fn spare_rows_after_each_head_are_never_read() {
+    fn spare_room_after_each_head_is_never_read() {
         for (dims, spare) in [
             ((4, 2, 32, 1, 9), 7),
             ((4, 2, 64, 19, 0), 13),
-            ((2, 1, 40, 8, 13), 1),
+            ((2, 1, 40, 8, 13), 40),
         ] {
             assert_matches_on_one_and_two_threads(&case_with_room(dims, spare, 7));
         }
@@ -595,22 +650,45 @@ mod tests {
             ((2, 2, 8, 2, 3), 0),
         ] {
             let c = case_with_room(dims, spare, 4);
-            let heads = c.shape.heads;
-            let mut got = vec![f32::NAN; c.want.len()];
-            let out = SharedOut::new(&mut got, heads * c.shape.head_dim);
-            let call = Call {
-                q: &c.q,
-                k: &c.k,
-                v: &c.v,
-                shape: c.shape,
-                scale: c.scale,
-                out: &out,
-            };
-            let mut space = Workspace::default();
-            for h in 0..heads {
-                attend_head(&crate::rows::PortableOps, &call, h, &mut space);
-            }
+            let got = attend_rows(&c, 0..c.shape.rows, Some(&crate::rows::PortableOps));
             assert_matches(&got, &c);
+        }
+    }
+
+    /// A row's output has the same bits whether it is computed alone (a decode step), at
+    /// the start, middle or end of a block, or in a short run that takes the single-row
+    /// path: what lets a validator's one scoring pass reproduce a miner's decoding.
+    #[test]
+    fn rows_have_the_same_bits_however_they_are_batched() {
+        let portable = crate::rows::PortableOps;
+        for ops in [None, Some(&portable)] {
+            for dims in [(4, 2, 64, 37, 5), (2, 1, 40, 21, 0), (2, 2, 16, 12, 30)] {
+                let c = case(dims, 11);
+                let rows = c.shape.rows;
+                let whole = attend_rows(&c, 0..rows, ops);
+                let width = c.shape.heads * c.shape.head_dim;
+                let splits: [&[usize]; 3] = [&[1; 64][..rows], &[3, 9, 2, 5], &[8, 1, 4]];
+                for split in splits {
+                    let mut at = 0;
+                    for &n in split.iter().chain([&rows]) {
+                        let run = at..(at + n).min(rows);
+                        if run.is_empty() {
+                            break;
+                        }
+                        let got = attend_rows(&c, run.clone(), ops);
+                        let want = &whole[run.start * width..run.end * width];
+                        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                            assert_eq!(
+                                g.to_bits(),
+                                w.to_bits(),
+                                "{dims:?}, rows {run:?} ({}): value {i}: {g} vs {w}",
+                                if ops.is_some() { "portable" } else { "vector" }
+                            );
+                        }
+                        at = run.end;
+                    }
+                }
+            }
         }
     }
 
@@ -622,29 +700,53 @@ mod tests {
             head_dim: 4,
             rows: 1,
             start: 0,
-            capacity: 1,
+            capacity: 16,
         };
         let mut out = vec![0.0; 12];
-        assert!(
-            causal_attention(&[0.0; 12], &[0.0; 8], &[0.0; 8], s, 1.0, &mut out, &Serial).is_err()
-        );
+        assert!(causal_attention(
+            &[0.0; 12],
+            &[0.0; 128],
+            &[0.0; 128],
+            s,
+            1.0,
+            &mut out,
+            &Serial
+        )
+        .is_err());
         let s = AttentionShape {
             heads: 2,
             kv_heads: 1,
             head_dim: 4,
             rows: 2,
             start: 1,
-            capacity: 3,
+            capacity: 16,
         };
         let mut out = vec![0.0; 16];
+        let ok = causal_attention(
+            &[0.0; 16], &[0.0; 64], &[0.0; 64], s, 1.0, &mut out, &Serial,
+        );
+        assert!(ok.is_ok());
         assert!(
-            causal_attention(&[0.0; 16], &[0.0; 11], &[0.0; 12], s, 1.0, &mut out, &Serial)
+            causal_attention(&[0.0; 16], &[0.0; 63], &[0.0; 64], s, 1.0, &mut out, &Serial)
                 .is_err()
         );
-        // Less room than positions to attend to.
-        let s = AttentionShape { capacity: 2, ..s };
-        assert!(
-            causal_attention(&[0.0; 16], &[0.0; 8], &[0.0; 8], s, 1.0, &mut out, &Serial).is_err()
-        );
+        // Less room than positions to attend to, and room not in whole vectors.
+        for capacity in [2, 3, 24] {
+            let s = AttentionShape { capacity, ..s };
+            let n = 4 * capacity;
+            assert!(
+                causal_attention(
+                    &[0.0; 16],
+                    &vec![0.0; n],
+                    &vec![0.0; n],
+                    s,
+                    1.0,
+                    &mut out,
+                    &Serial
+                )
+                .is_err(),
+                "capacity {capacity}"
+            );
+        }
     }
 }

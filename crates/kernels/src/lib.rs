@@ -20,6 +20,11 @@
 //!
 //! Everything is checked: shapes and byte lengths are validated and a bad weight is refused
 //! with a [`KernelError`], never a panic.
+//!
+//! On one CPU every row's results have the same bits however rows are batched, so a
+//! validator's one-pass scoring reproduces a miner's token-by-token decoding exactly. The
+//! vector and portable kernels round differently; `AGORA_KERNELS=portable` turns the
+//! vector kernels off, to see on one machine what a CPU without them computes.
 
 mod attention;
 mod out;
@@ -33,7 +38,7 @@ mod x86;
 
 use std::ops::Range;
 
-pub use attention::{causal_attention, AttentionShape};
+pub use attention::{causal_attention, AttentionShape, CAPACITY_MULTIPLE};
 pub use pack::{
     PackedFormat, PackedMatrix, Q4_K_BLOCK_BYTES, Q4_K_SUPER_BLOCK, Q6_K_BLOCK_BYTES,
     Q6_K_SUPER_BLOCK,

@@ -24,11 +24,16 @@ const TILE_ROWS: usize = 6;
 /// weights (32 KiB plus scales) stays in L1 across the row tiles.
 const SLICE_GROUPS: usize = 4;
 
-/// Whether this CPU runs the kernel.
+/// Whether this CPU runs the kernel, and `AGORA_KERNELS=portable` has not turned the
+/// vector kernels off.
 pub(crate) fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni")
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+            && std::env::var("AGORA_KERNELS").map_or(true, |v| v != "portable")
+    })
 }
 
 /// The row arithmetic on AVX-512: sixteen values per instruction for the SwiGLU
@@ -99,16 +104,24 @@ impl crate::attention::AttentionOps for Avx512Ops {
         chunks: usize,
         scores: &mut [f32],
     ) {
-        let padded = keys_t.len() / d;
-        assert!(
-            d > 0
-                && queries.len() >= QUERY_BLOCK * d
-                && chunks * 16 <= padded
-                && scores.len() >= (QUERY_BLOCK - 1) * padded + chunks * 16
-        );
+        let (key_stride, stride) = (keys_t.len() / d, scores.len() / QUERY_BLOCK);
+        assert!(d > 0 && queries.len() >= QUERY_BLOCK * d && chunks * 16 <= key_stride.min(stride));
         // SAFETY: the CPU has the features (checked when `self` was built); every load
         // and store below is within the lengths asserted above.
-        unsafe { block_scores(queries, keys_t, d, padded, chunks, scores) }
+        unsafe { scores_rows::<QUERY_BLOCK>(queries, keys_t, d, chunks, scores, stride) }
+    }
+
+    fn row_scores(
+        &self,
+        query: &[f32],
+        keys_t: &[f32],
+        d: usize,
+        chunks: usize,
+        scores: &mut [f32],
+    ) {
+        assert!(d > 0 && query.len() >= d && chunks * 16 <= (keys_t.len() / d).min(scores.len()));
+        // SAFETY: as above.
+        unsafe { scores_rows::<1>(query, keys_t, d, chunks, scores, 0) }
     }
 
     fn block_values(
@@ -119,63 +132,86 @@ impl crate::attention::AttentionOps for Avx512Ops {
         visible: usize,
         out: &mut [f32],
     ) {
-        let padded = probs.len() / QUERY_BLOCK;
-        assert!(visible <= padded && values.len() >= visible * d && out.len() >= QUERY_BLOCK * d);
+        let stride = probs.len() / QUERY_BLOCK;
+        assert!(visible <= stride && values.len() >= visible * d && out.len() >= QUERY_BLOCK * d);
         // SAFETY: as above.
-        unsafe { block_values(probs, values, d, padded, visible, out) }
+        unsafe { values_rows::<QUERY_BLOCK>(probs, stride, values, d, visible, out) }
+    }
+
+    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]) {
+        assert!(visible <= probs.len() && values.len() >= visible * d && out.len() >= d);
+        // SAFETY: as above.
+        unsafe { values_rows::<1>(probs, 0, values, d, visible, out) }
     }
 }
 
-/// Sixteen keys' scores for each of the block's rows per pass over the features: one
-/// load of transposed keys serves [`QUERY_BLOCK`] multiply-adds.
+/// Sixteen keys' scores for each of `ROWS` rows per pass over the features. In a block
+/// one load of transposed keys serves [`QUERY_BLOCK`] multiply-adds; a single row takes
+/// up to eight chunks per pass instead, so that enough independent sums are in flight.
+/// Each lane's sum runs over the features in order from zero either way.
 ///
-/// Safety: AVX-512 F; the lengths `AttentionOps::block_scores` asserts.
+/// Safety: AVX-512 F; `queries` holds `ROWS · d` values; `keys_t` is `d` rows of at least
+/// `16 · chunks` keys, `keys_t.len() / d` apart; `scores` holds `16 · chunks` values for
+/// each row, `stride` apart.
 #[target_feature(enable = "avx512f")]
-unsafe fn block_scores(
+unsafe fn scores_rows<const ROWS: usize>(
     queries: &[f32],
     keys_t: &[f32],
     d: usize,
-    padded: usize,
     chunks: usize,
     scores: &mut [f32],
+    stride: usize,
 ) {
-    // Two chunks of keys per pass where there are two: each broadcast query value then
-    // feeds two multiply-adds, and the loads no longer outnumber them.
-    in_pairs(chunks, |c, two| match two {
-        true => scores_pass::<2>(queries, keys_t, d, padded, c, scores),
-        false => scores_pass::<1>(queries, keys_t, d, padded, c, scores),
-    });
+    let key_stride = keys_t.len() / d;
+    let pass = |c: usize, n: usize, scores: &mut [f32]| {
+        let args = (queries, keys_t, d, key_stride, c, scores, stride);
+        match n {
+            8 => scores_pass::<8, ROWS>(args),
+            4 => scores_pass::<4, ROWS>(args),
+            2 => scores_pass::<2, ROWS>(args),
+            _ => scores_pass::<1, ROWS>(args),
+        }
+    };
+    // Eight chunks per pass would need 64 sums for a block: it takes two.
+    let widest = if ROWS == 1 { 8 } else { 2 };
+    in_runs(chunks, widest, |c, n| pass(c, n, scores));
 }
 
-/// Calls `pass(first, two)` over `units` sixteen-lane vectors in order, two at a time
-/// while two remain.
+/// Calls `pass(first, n)` over `units` in order, in runs of `n ∈ {8, 4, 2, 1}` no wider
+/// than `widest`, the widest that fit first.
 #[inline(always)]
-fn in_pairs(units: usize, mut pass: impl FnMut(usize, bool)) {
+fn in_runs(units: usize, widest: usize, mut pass: impl FnMut(usize, usize)) {
     let mut u = 0;
     while u < units {
-        let two = u + 1 < units;
-        pass(u, two);
-        u += if two { 2 } else { 1 };
+        let n = [8, 4, 2, 1]
+            .into_iter()
+            .find(|&n| n <= widest && u + n <= units)
+            .unwrap_or(1);
+        pass(u, n);
+        u += n;
     }
 }
 
-/// Scores of `N` chunks of sixteen keys, from chunk `c`, for each of the block's rows.
+/// Scores of `N` chunks of sixteen keys, from chunk `c`, for each of `ROWS` rows.
 ///
-/// Safety: as [`block_scores`], with `c + N <= chunks`.
+/// Safety: as [`scores_rows`], with `c + N <= chunks`.
 #[inline(always)]
-unsafe fn scores_pass<const N: usize>(
-    queries: &[f32],
-    keys_t: &[f32],
-    d: usize,
-    padded: usize,
-    c: usize,
-    scores: &mut [f32],
+unsafe fn scores_pass<const N: usize, const ROWS: usize>(
+    (queries, keys_t, d, key_stride, c, scores, stride): (
+        &[f32],
+        &[f32],
+        usize,
+        usize,
+        usize,
+        &mut [f32],
+        usize,
+    ),
 ) {
-    let mut s = [[_mm512_setzero_ps(); N]; QUERY_BLOCK];
+    let mut s = [[_mm512_setzero_ps(); N]; ROWS];
     let keys = keys_t.as_ptr().add(c * 16);
     for f in 0..d {
         let k: [__m512; N] =
-            std::array::from_fn(|i| _mm512_loadu_ps(keys.add(f * padded + 16 * i)));
+            std::array::from_fn(|i| _mm512_loadu_ps(keys.add(f * key_stride + 16 * i)));
         for (r, acc) in s.iter_mut().enumerate() {
             let x = _mm512_set1_ps(*queries.get_unchecked(r * d + f));
             for i in 0..N {
@@ -185,54 +221,63 @@ unsafe fn scores_pass<const N: usize>(
     }
     for (r, acc) in s.iter().enumerate() {
         for (i, a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(scores.as_mut_ptr().add(r * padded + (c + i) * 16), *a);
+            _mm512_storeu_ps(scores.as_mut_ptr().add(r * stride + (c + i) * 16), *a);
         }
     }
 }
 
-/// Sixteen output features of each of the block's rows per pass over the keys: one load
-/// of a value row serves [`QUERY_BLOCK`] multiply-adds.
+/// Sixteen output features of each of `ROWS` rows per pass over the positions: in a block
+/// one load of a value row serves [`QUERY_BLOCK`] multiply-adds. Each lane's sum runs
+/// over the positions in order from zero.
 ///
-/// Safety: AVX-512 F; the lengths `AttentionOps::block_values` asserts.
+/// Safety: AVX-512 F; `probs` holds `visible` values for each row, `stride` apart;
+/// `values` holds `visible` rows of `d`; `out` holds `ROWS · d` values.
 #[target_feature(enable = "avx512f")]
-unsafe fn block_values(
+unsafe fn values_rows<const ROWS: usize>(
     probs: &[f32],
+    stride: usize,
     values: &[f32],
     d: usize,
-    padded: usize,
     visible: usize,
     out: &mut [f32],
 ) {
-    // Thirty-two features per pass where there are: each broadcast probability then
-    // feeds two multiply-adds.
-    in_pairs(d.div_ceil(16), |u, two| match two {
-        true => values_pass::<2>(probs, values, d, padded, visible, 16 * u, out),
-        false => values_pass::<1>(probs, values, d, padded, visible, 16 * u, out),
+    // Thirty-two features per pass in a block (each broadcast probability then feeds two
+    // multiply-adds), up to sixty-four for a single row.
+    let widest = if ROWS == 1 { 4 } else { 2 };
+    in_runs(d.div_ceil(16), widest, |u, n| {
+        let args = (probs, stride, values, d, visible, 16 * u, &mut *out);
+        match n {
+            4 => values_pass::<4, ROWS>(args),
+            2 => values_pass::<2, ROWS>(args),
+            _ => values_pass::<1, ROWS>(args),
+        }
     });
 }
 
-/// Features `f0..f0 + 16·N` (masked past `d`) of each of the block's rows.
+/// Features `f0..f0 + 16·N` (masked past `d`) of each of `ROWS` rows.
 ///
-/// Safety: as [`block_values`], with `f0 < d`.
+/// Safety: as [`values_rows`], with `f0 < d`.
 #[inline(always)]
-unsafe fn values_pass<const N: usize>(
-    probs: &[f32],
-    values: &[f32],
-    d: usize,
-    padded: usize,
-    visible: usize,
-    f0: usize,
-    out: &mut [f32],
+unsafe fn values_pass<const N: usize, const ROWS: usize>(
+    (probs, stride, values, d, visible, f0, out): (
+        &[f32],
+        usize,
+        &[f32],
+        usize,
+        usize,
+        usize,
+        &mut [f32],
+    ),
 ) {
     let masks: [__mmask16; N] =
         std::array::from_fn(|i| ((1u32 << d.saturating_sub(f0 + 16 * i).min(16)) - 1) as __mmask16);
-    let mut acc = [[_mm512_setzero_ps(); N]; QUERY_BLOCK];
+    let mut acc = [[_mm512_setzero_ps(); N]; ROWS];
     for j in 0..visible {
         let v: [__m512; N] = std::array::from_fn(|i| {
             _mm512_maskz_loadu_ps(masks[i], values.as_ptr().add(j * d + f0 + 16 * i))
         });
         for (r, a) in acc.iter_mut().enumerate() {
-            let p = _mm512_set1_ps(*probs.get_unchecked(r * padded + j));
+            let p = _mm512_set1_ps(*probs.get_unchecked(r * stride + j));
             for i in 0..N {
                 a[i] = _mm512_fmadd_ps(p, v[i], a[i]);
             }

@@ -192,16 +192,33 @@ fn check_format(format: Format, m: usize, n: usize, k: usize, seed: u64) {
             );
         }
     };
+    // Each row alone (a decode step) gets the bits it gets among the others (a prefill).
+    let alone = |kind: KernelKind, all: &[f32]| {
+        for r in 0..m {
+            let row = QuantizedRows::quantize(&x[r * k..(r + 1) * k], 1, k).unwrap();
+            let mut got = vec![f32::NAN; n];
+            w.matmul(&row, &mut got, kind, &Serial).unwrap();
+            let want = &all[r * n..(r + 1) * n];
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{format:?} {kind:?} {m}×{n}×{k}: row {r} alone {got:?} vs {want:?}"
+            );
+        }
+    };
     let mut portable = vec![f32::NAN; m * n];
     w.matmul(&rows, &mut portable, KernelKind::Portable, &TwoThreads)
         .unwrap();
     within(&portable, "portable");
+    alone(KernelKind::Portable, &portable);
     if KernelKind::detect() == KernelKind::Avx512Vnni {
         for parallel in [&Serial as &dyn Parallel, &TwoThreads] {
             let mut fast = vec![f32::NAN; m * n];
             w.matmul(&rows, &mut fast, KernelKind::Avx512Vnni, parallel)
                 .unwrap();
             within(&fast, "vector");
+            alone(KernelKind::Avx512Vnni, &fast);
             // Same integers, different float rounding: far closer than the quantization.
             for (i, (a, b)) in fast.iter().zip(&portable).enumerate() {
                 assert!(

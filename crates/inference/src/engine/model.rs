@@ -399,8 +399,9 @@ pub(crate) struct KvCache {
     len: usize,
 }
 
-/// One layer's keys and values, each `(kv_heads, capacity, head_dim)`: a head's first
-/// `len` rows are filled and the rest is room to grow.
+/// One layer's keys, `(kv_heads, head_dim, capacity)` (each head transposed, as
+/// [`agora_kernels::causal_attention`] reads them), and values, `(kv_heads, capacity,
+/// head_dim)`: a head's first `len` positions are filled and the rest is room to grow.
 ///
 /// A decode step appends one position. Growing by doubling copies each position a
 /// bounded number of times over a whole generation; rebuilding the cache at every step
@@ -419,7 +420,8 @@ impl LayerCache {
     const MIN_CAPACITY: usize = 64;
 
     /// Appends `t` positions of `(kv_heads, t, head_dim)` keys and values, growing to at
-    /// most `limit` positions (more only when the positions themselves need it).
+    /// most `limit` positions (more only when the positions themselves need it), rounded
+    /// up to what the attention kernel takes.
     fn append(
         &mut self,
         keys: &[f32],
@@ -432,23 +434,33 @@ impl LayerCache {
             let capacity = (2 * self.capacity)
                 .max(Self::MIN_CAPACITY)
                 .min(limit)
-                .max(needed);
+                .max(needed)
+                .next_multiple_of(agora_kernels::CAPACITY_MULTIPLE);
             let (old, len) = (self.capacity, self.len);
-            for buffer in [&mut self.keys, &mut self.values] {
-                let mut grown = vec![0f32; kv_heads * capacity * d];
-                for g in 0..kv_heads {
-                    grown[g * capacity * d..(g * capacity + len) * d]
-                        .copy_from_slice(&buffer[g * old * d..(g * old + len) * d]);
-                }
-                *buffer = grown;
+            let mut grown = vec![0f32; kv_heads * d * capacity];
+            for (head_feature, row) in grown.chunks_exact_mut(capacity).enumerate() {
+                row[..len].copy_from_slice(&self.keys[head_feature * old..][..len]);
             }
+            self.keys = grown;
+            let mut grown = vec![0f32; kv_heads * capacity * d];
+            for g in 0..kv_heads {
+                grown[g * capacity * d..(g * capacity + len) * d]
+                    .copy_from_slice(&self.values[g * old * d..(g * old + len) * d]);
+            }
+            self.values = grown;
             self.capacity = capacity;
         }
-        for (buffer, new) in [(&mut self.keys, keys), (&mut self.values, values)] {
-            for g in 0..kv_heads {
-                let at = (g * self.capacity + self.len) * d;
-                buffer[at..at + t * d].copy_from_slice(&new[g * t * d..(g + 1) * t * d]);
+        let (capacity, len) = (self.capacity, self.len);
+        for g in 0..kv_heads {
+            let new_keys = &keys[g * t * d..(g + 1) * t * d];
+            for f in 0..d {
+                let row = &mut self.keys[(g * d + f) * capacity + len..][..t];
+                for (dst, key) in row.iter_mut().zip(new_keys.chunks_exact(d)) {
+                    *dst = key[f];
+                }
             }
+            let at = (g * capacity + len) * d;
+            self.values[at..at + t * d].copy_from_slice(&values[g * t * d..(g + 1) * t * d]);
         }
         self.len = needed;
     }
