@@ -80,7 +80,8 @@ fn answer(engine: &Engine, challenge: &Challenge, cheat: Cheat, rng: &mut ChaCha
     }
 }
 
-/// Share of `CHALLENGES` answers from `miner` that the validator rejects.
+/// Share of `challenges` answers of up to `max_tokens` from `miner` that the validator
+/// rejects.
 fn rejection_rate(
     validator: &Engine,
     miner: &Engine,
@@ -88,11 +89,29 @@ fn rejection_rate(
     greedy_share: f64,
     log_rejections: bool,
 ) -> f64 {
+    rejection_rate_of(
+        validator,
+        miner,
+        cheat,
+        greedy_share,
+        log_rejections,
+        (CHALLENGES, MAX_TOKENS),
+    )
+}
+
+fn rejection_rate_of(
+    validator: &Engine,
+    miner: &Engine,
+    cheat: Cheat,
+    greedy_share: f64,
+    log_rejections: bool,
+    (challenges, max_tokens): (usize, u32),
+) -> f64 {
     let mut rng = ChaCha20Rng::seed_from_u64(42);
     let policy = VerifyPolicy::default();
     let mut rejected = 0;
-    for _ in 0..CHALLENGES {
-        let challenge = Challenge::generate(&mut rng, MAX_TOKENS, greedy_share);
+    for _ in 0..challenges {
+        let challenge = Challenge::generate(&mut rng, max_tokens, greedy_share);
         let a = answer(miner, &challenge, cheat, &mut rng);
         let messages = [ChatMessage::new("user", challenge.prompt.clone())];
         if let Err(reason) = check_answer(validator, &messages, &challenge, &a, &policy) {
@@ -102,7 +121,7 @@ fn rejection_rate(
             rejected += 1;
         }
     }
-    rejected as f64 / CHALLENGES as f64
+    rejected as f64 / challenges as f64
 }
 
 #[test]
@@ -152,5 +171,26 @@ fn cheats_are_caught_and_honest_miners_are_not() {
                 "{label}: {name} caught in only {rate:.2} of answers"
             );
         }
+    }
+}
+
+/// Long answers from an honest miner pass too. The miner decodes a token at a time and the
+/// validator rescores the whole answer in one pass; on int8 weights the two must compute
+/// the same bits, or a last-bit difference grows over the positions into log-probabilities
+/// further apart than the validator's tolerance (on this model, within about 20 tokens).
+#[test]
+fn long_honest_answers_are_accepted() {
+    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    let (validator, honest) = (load(dir.path()), load(dir.path()));
+    for greedy_share in [1.0, 0.0] {
+        let fp = rejection_rate_of(
+            &validator,
+            &honest,
+            Cheat::None,
+            greedy_share,
+            true,
+            (3, 300),
+        );
+        assert_eq!(fp, 0.0, "greedy share {greedy_share}");
     }
 }
