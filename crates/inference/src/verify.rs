@@ -57,16 +57,31 @@ pub struct Recomputed<'a> {
     pub logprob_variances: &'a [f32],
 }
 
-/// Tolerances of [`verify`].
+/// Tolerances of [`verify`] and [`verify_reported`].
+///
+/// On the same kernels a miner's numbers are the validator's, bit for bit: the engine gives
+/// a row the same arithmetic whether it is decoded alone or scored in a block. The bounds
+/// are there for miners whose CPU runs other kernels (int8 activations rounded in another
+/// order, or candle's products on CPUs without AVX-512 VNNI). Measured with
+/// `AGORA_KERNELS=portable` on the 30M and 380M Q8_0 test models over 200 tokens, such an
+/// honest miner's log-probs differ from the validator's by a median of 0.04–0.07 nats, at
+/// most 0.34, and 0.5–1.5% of its greedy tokens sit more than 0.2 nats below the best.
+/// The same weights in Q6_K, served for Q8_0, differ by a median of 0.21–0.27 nats with
+/// 15% of greedy tokens past 0.2 nats; Q4_K by a median of 0.5–1.1 with 40–50%.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VerifyPolicy {
     /// How far (nats) a greedy token's log-prob may sit below the best one.
     pub greedy_slack: f32,
-    /// Share of greedy positions allowed outside the slack (near-ties that kernels with a
-    /// different summation order resolve differently).
+    /// Share of greedy positions allowed outside the slack (near-ties that other kernels
+    /// resolve differently).
     pub greedy_mismatch_share: f32,
-    /// Largest difference (nats) between a reported and a recomputed log-prob.
+    /// Largest difference (nats) between a reported and a recomputed log-prob at any one
+    /// position.
     pub logprob_tolerance: f32,
+    /// Largest median (nats), over the completion, of the differences between reported
+    /// and recomputed log-probs: kernels' rounding moves most positions a little, a
+    /// coarser quantization or another model moves them all further.
+    pub median_logprob_tolerance: f32,
     /// The sampled test fails when the completion's total log-prob is this many standard
     /// deviations below its expectation under honest sampling.
     pub max_z: f32,
@@ -78,9 +93,10 @@ pub struct VerifyPolicy {
 impl Default for VerifyPolicy {
     fn default() -> Self {
         VerifyPolicy {
-            greedy_slack: 0.02,
+            greedy_slack: 0.2,
             greedy_mismatch_share: 0.05,
-            logprob_tolerance: 0.05,
+            logprob_tolerance: 1.0,
+            median_logprob_tolerance: 0.15,
             max_z: 4.0,
             min_eos_prob: 1e-3,
         }
@@ -146,6 +162,12 @@ pub enum Rejection {
         reported: f32,
         /// What the model says.
         recomputed: f32,
+    },
+    /// Reported log-probs differ from the recomputation at most positions.
+    #[error("reported log-probs differ from the recomputation by a median of {median:.3} nats")]
+    LogprobDrift {
+        /// The median difference.
+        median: f32,
     },
     /// Sampled tokens far less likely than honest samples would be.
     #[error("sampled tokens are {z:.1} standard deviations less likely than honest sampling")]
@@ -292,6 +314,19 @@ pub fn verify_reported(
                 recomputed: v,
             });
         }
+    }
+    let mut differences: Vec<f32> = reported
+        .iter()
+        .zip(recomputed)
+        .map(|(r, v)| (r - v).abs())
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let middle = differences.len() / 2;
+    let (_, &mut median, _) = differences.select_nth_unstable_by(middle, f32::total_cmp);
+    if median > policy.median_logprob_tolerance {
+        return Err(Rejection::LogprobDrift { median });
     }
     Ok(())
 }
@@ -452,11 +487,24 @@ mod tests {
             verify(&claim, &run.recomputed(), &policy),
             Err(Rejection::TooLong { .. })
         ));
+        // Every position 0.2 nats off: past the median bound.
         let lied: Vec<f32> = run.lps.iter().map(|v| v + 0.2).collect();
         assert!(matches!(
             verify_reported(&lied, &run.lps, &policy),
-            Err(Rejection::LogprobMismatch { position: 0, .. })
+            Err(Rejection::LogprobDrift { .. })
         ));
+        // One position far off: past the bound for any one position.
+        let mut lied = run.lps.clone();
+        lied[3] -= 1.5;
+        assert!(matches!(
+            verify_reported(&lied, &run.lps, &policy),
+            Err(Rejection::LogprobMismatch { position: 3, .. })
+        ));
+        // Another CPU's rounding: every position a little off, a few up to 0.4 nats.
+        let noisy: Vec<f32> = (run.lps.iter().enumerate())
+            .map(|(i, v)| v + if i % 4 == 0 { 0.4 } else { 0.06 })
+            .collect();
+        assert_eq!(verify_reported(&noisy, &run.lps, &policy), Ok(()));
         assert_eq!(verify_reported(&run.lps, &run.lps, &policy), Ok(()));
         assert!(matches!(
             verify_reported(&run.lps[..5], &run.lps, &policy),

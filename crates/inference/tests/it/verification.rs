@@ -194,3 +194,103 @@ fn long_honest_answers_are_accepted() {
         assert_eq!(fp, 0.0, "greedy share {greedy_share}");
     }
 }
+
+/// Where the honest miner on other kernels writes its answers (set for the child run).
+const OTHER_KERNELS_ANSWERS: &str = "AGORA_TEST_OTHER_KERNELS_ANSWERS";
+const OTHER_KERNELS_CHALLENGES: usize = 8;
+const OTHER_KERNELS_TOKENS: u32 = 64;
+
+/// The challenges of the other-kernels test: greedy, then sampled.
+fn other_kernels_challenges() -> Vec<Challenge> {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    [1.0, 0.0]
+        .into_iter()
+        .flat_map(|share| {
+            (0..OTHER_KERNELS_CHALLENGES)
+                .map(|_| Challenge::generate(&mut rng, OTHER_KERNELS_TOKENS, share))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The miner's side of [`honest_miners_on_other_kernels_are_accepted`], run by it in a
+/// child process with the portable kernels; it does nothing when run on its own.
+#[test]
+#[ignore = "run by honest_miners_on_other_kernels_are_accepted in a child process"]
+fn other_kernels_miner() {
+    let Some(out) = std::env::var_os(OTHER_KERNELS_ANSWERS) else {
+        return;
+    };
+    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    let miner = load(dir.path());
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let answers: Vec<(String, Vec<f32>, String, TokenIds)> = other_kernels_challenges()
+        .iter()
+        .map(|c| {
+            let a = answer(&miner, c, Cheat::None, &mut rng);
+            (a.text, a.reported_logprobs, a.finish_reason, a.ids)
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_vec(&answers).expect("encode")).expect("write answers");
+}
+
+/// An honest miner whose CPU runs other kernels than the validator's (here: the portable
+/// ones, as on a CPU without AVX-512 VNNI, in a child process) computes int8 activations
+/// rounded differently; its answers must pass all the same. On a CPU without AVX-512 VNNI
+/// both sides run the portable kernels and agree to the bit.
+#[test]
+fn honest_miners_on_other_kernels_are_accepted() {
+    let answers_file = tempfile::NamedTempFile::new().expect("temp file");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "verification::other_kernels_miner",
+            "--ignored",
+            "--quiet",
+        ])
+        .env("AGORA_KERNELS", "portable")
+        .env(OTHER_KERNELS_ANSWERS, answers_file.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run the miner");
+    assert!(status.success(), "the miner's process failed: {status}");
+    let bytes = std::fs::read(answers_file.path()).expect("read answers");
+    let answers: Vec<(String, Vec<f32>, String, TokenIds)> =
+        serde_json::from_slice(&bytes).expect("decode answers");
+    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    let validator = load(dir.path());
+    let challenges = other_kernels_challenges();
+    assert_eq!(answers.len(), challenges.len());
+    let policy = VerifyPolicy::default();
+    let mut worst = 0f32;
+    for (challenge, (text, reported_logprobs, finish_reason, ids)) in challenges.iter().zip(answers)
+    {
+        let a = Answer {
+            text,
+            reported_logprobs,
+            finish_reason,
+            ids,
+        };
+        let messages = [ChatMessage::new("user", challenge.prompt.clone())];
+        let mut sequence = a.ids.prompt_token_ids.clone();
+        sequence.extend(&a.ids.completion_token_ids);
+        let scored = validator
+            .score(&sequence, a.ids.prompt_token_ids.len(), 0)
+            .expect("score");
+        for (s, r) in scored.iter().zip(&a.reported_logprobs) {
+            worst = worst.max((s.logprob - r).abs());
+        }
+        if let Err(why) = check_answer(&validator, &messages, challenge, &a, &policy) {
+            panic!("an honest answer from other kernels was rejected: {why}");
+        }
+    }
+    if agora_kernels::KernelKind::detect() == agora_kernels::KernelKind::Avx512Vnni {
+        // Otherwise the child did not run other kernels and the test proves nothing.
+        assert!(worst > 0.0, "the portable miner matched the vector validator to the bit");
+    }
+    println!(
+        "other kernels: {} honest answers of {OTHER_KERNELS_TOKENS} tokens accepted; largest \
+         log-prob difference {worst:.4} nats",
+        challenges.len()
+    );
+}
