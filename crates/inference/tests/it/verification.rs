@@ -286,7 +286,10 @@ fn honest_miners_on_other_kernels_are_accepted() {
     }
     if agora_kernels::KernelKind::detect() == agora_kernels::KernelKind::Avx512Vnni {
         // Otherwise the child did not run other kernels and the test proves nothing.
-        assert!(worst > 0.0, "the portable miner matched the vector validator to the bit");
+        assert!(
+            worst > 0.0,
+            "the portable miner matched the vector validator to the bit"
+        );
     }
     println!(
         "other kernels: {} honest answers of {OTHER_KERNELS_TOKENS} tokens accepted; largest \
