@@ -220,6 +220,7 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
     // shared machine the load changes between runs, and a pair sees the same load.
     let mut pairs = Vec::with_capacity(VERIFY_PAIRS);
     let mut max_rank = 0;
+    let mut rescored = Vec::new();
     for _ in 0..VERIFY_PAIRS {
         let generate_time = engine
             .generate(request(tokens))?
@@ -236,6 +237,7 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
             .unwrap_or(0)
             .max(max_rank);
         pairs.push((generate_time, score_time));
+        rescored = scored;
     }
     let seconds: Vec<(f64, f64)> = pairs
         .iter()
@@ -262,7 +264,6 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
         })?
         .collect_blocking()?;
     if reported.token_ids() == generated {
-        let rescored = engine.score(&all, prompt.len(), 0)?;
         let worst = reported
             .tokens
             .iter()

@@ -201,99 +201,75 @@ struct Block {
 }
 
 /// The two products of attention, per CPU: `scores = Q Kᵀ` and `out = P V`, for
-/// [`QUERY_BLOCK`] rows at a time or for one. A row's result must not depend on which of
-/// the two computed it: each lane sums over the features, or over the positions, in
-/// ascending order, with the same operations.
+/// `rows` query rows at once: [`QUERY_BLOCK`] in the blocked path, one in the single-row
+/// path. A row's result must not depend on which of the two computed it: each lane sums
+/// over the features, or over the positions, in ascending order, with the same operations.
 pub(crate) trait AttentionOps {
     /// `scores[r·stride + j] = Σ_f queries[r·d + f] · keys_t[f·key_stride + j]` for every
-    /// row `r` of the block and `j < 16·chunks`, where `stride = scores.len() / QUERY_BLOCK`
-    /// and `key_stride = keys_t.len() / d`.
-    fn block_scores(
+    /// row `r < rows` and `j < 16·chunks`, where `stride = scores.len() / rows` and
+    /// `key_stride = keys_t.len() / d`.
+    fn scores(
         &self,
+        rows: usize,
         queries: &[f32],
-        keys_t: &[f32],
-        d: usize,
-        chunks: usize,
-        scores: &mut [f32],
-    );
-    /// [`AttentionOps::block_scores`] for one row: `scores[j]` for `j < 16·chunks`.
-    fn row_scores(
-        &self,
-        query: &[f32],
         keys_t: &[f32],
         d: usize,
         chunks: usize,
         scores: &mut [f32],
     );
     /// `out[r·d + f] = Σ_{j < visible} probs[r·stride + j] · values[j·d + f]` for every
-    /// row `r` of the block, where `stride = probs.len() / QUERY_BLOCK`.
-    fn block_values(
+    /// row `r < rows`, where `stride = probs.len() / rows`.
+    fn values(
         &self,
+        rows: usize,
         probs: &[f32],
         values: &[f32],
         d: usize,
         visible: usize,
         out: &mut [f32],
     );
-    /// [`AttentionOps::block_values`] for one row: `out[f]` over `probs[..visible]`.
-    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]);
 }
 
 /// The portable products: one multiply and one add per term, in the order the trait
 /// states.
 impl AttentionOps for crate::rows::PortableOps {
-    fn block_scores(
+    fn scores(
         &self,
+        rows: usize,
         queries: &[f32],
         keys_t: &[f32],
         d: usize,
         chunks: usize,
         scores: &mut [f32],
     ) {
-        let stride = scores.len() / QUERY_BLOCK;
+        let (stride, key_stride) = (scores.len() / rows, keys_t.len() / d);
         for (query, row) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(stride)) {
-            self.row_scores(query, keys_t, d, chunks, row);
-        }
-    }
-
-    fn row_scores(
-        &self,
-        query: &[f32],
-        keys_t: &[f32],
-        d: usize,
-        chunks: usize,
-        scores: &mut [f32],
-    ) {
-        let key_stride = keys_t.len() / d;
-        let row = &mut scores[..chunks * LANES];
-        row.fill(0.0);
-        for (f, &x) in query.iter().enumerate() {
-            for (s, &k) in row.iter_mut().zip(&keys_t[f * key_stride..]) {
-                *s += x * k;
+            let row = &mut row[..chunks * LANES];
+            row.fill(0.0);
+            for (f, &x) in query.iter().enumerate() {
+                for (s, &k) in row.iter_mut().zip(&keys_t[f * key_stride..]) {
+                    *s += x * k;
+                }
             }
         }
     }
 
-    fn block_values(
+    fn values(
         &self,
+        rows: usize,
         probs: &[f32],
         values: &[f32],
         d: usize,
         visible: usize,
         out: &mut [f32],
     ) {
-        let stride = probs.len() / QUERY_BLOCK;
+        let stride = probs.len() / rows;
         for (row, acc) in probs.chunks_exact(stride).zip(out.chunks_exact_mut(d)) {
-            self.row_values(row, values, d, visible, acc);
-        }
-    }
-
-    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]) {
-        let acc = &mut out[..d];
-        acc.fill(0.0);
-        for (&p, value) in probs[..visible].iter().zip(values.chunks_exact(d)) {
-            for (a, &x) in acc.iter_mut().zip(value) {
-                *a += p * x;
+            acc.fill(0.0);
+            for (&p, value) in row[..visible].iter().zip(values.chunks_exact(d)) {
+                for (a, &x) in acc.iter_mut().zip(value) {
+                    *a += p * x;
+                }
             }
         }
     }
@@ -326,7 +302,14 @@ fn attend_block(
     {
         *dst = x * scale;
     }
-    ops.block_scores(&block.queries, keys_t, d, chunks, &mut block.probs);
+    ops.scores(
+        QUERY_BLOCK,
+        &block.queries,
+        keys_t,
+        d,
+        chunks,
+        &mut block.probs,
+    );
     let mut sums = [0f32; QUERY_BLOCK];
     for (r, sum) in sums.iter_mut().enumerate() {
         let row = &mut block.probs[r * padded..(r + 1) * padded];
@@ -338,7 +321,8 @@ fn attend_block(
     }
     // Positions a row does not see have probability exactly zero, so the products below
     // add nothing for them: each row's sums are the ones `attend_row` forms.
-    ops.block_values(
+    ops.values(
+        QUERY_BLOCK,
         &block.probs,
         &values[..visible * d],
         d,
@@ -366,10 +350,10 @@ fn attend_row(
     space.query.clear();
     space.query.extend(query.iter().map(|&x| x * scale));
     space.scores.resize(width, 0.0);
-    ops.row_scores(&space.query, keys_t, d, width / LANES, &mut space.scores);
+    ops.scores(1, &space.query, keys_t, d, width / LANES, &mut space.scores);
     let sum = softmax_numerators(&mut space.scores[..width], seen);
     space.acc.resize(d, 0.0);
-    ops.row_values(&space.scores, values, d, seen, &mut space.acc);
+    ops.values(1, &space.scores, values, d, seen, &mut space.acc);
     normalize(&mut space.acc, sum);
 }
 

@@ -96,52 +96,47 @@ fn attend_head_avx512(
 }
 
 impl crate::attention::AttentionOps for Avx512Ops {
-    fn block_scores(
+    fn scores(
         &self,
+        rows: usize,
         queries: &[f32],
         keys_t: &[f32],
         d: usize,
         chunks: usize,
         scores: &mut [f32],
     ) {
-        let (key_stride, stride) = (keys_t.len() / d, scores.len() / QUERY_BLOCK);
-        assert!(d > 0 && queries.len() >= QUERY_BLOCK * d && chunks * 16 <= key_stride.min(stride));
+        assert!(rows == 1 || rows == QUERY_BLOCK, "{rows} rows at once");
+        let (key_stride, stride) = (keys_t.len() / d, scores.len() / rows);
+        assert!(d > 0 && queries.len() >= rows * d && chunks * 16 <= key_stride.min(stride));
         // SAFETY: the CPU has the features (checked when `self` was built); every load
         // and store below is within the lengths asserted above.
-        unsafe { scores_rows::<QUERY_BLOCK>(queries, keys_t, d, chunks, scores, stride) }
+        unsafe {
+            match rows {
+                1 => scores_rows::<1>(queries, keys_t, d, chunks, scores, stride),
+                _ => scores_rows::<QUERY_BLOCK>(queries, keys_t, d, chunks, scores, stride),
+            }
+        }
     }
 
-    fn row_scores(
+    fn values(
         &self,
-        query: &[f32],
-        keys_t: &[f32],
-        d: usize,
-        chunks: usize,
-        scores: &mut [f32],
-    ) {
-        assert!(d > 0 && query.len() >= d && chunks * 16 <= (keys_t.len() / d).min(scores.len()));
-        // SAFETY: as above.
-        unsafe { scores_rows::<1>(query, keys_t, d, chunks, scores, 0) }
-    }
-
-    fn block_values(
-        &self,
+        rows: usize,
         probs: &[f32],
         values: &[f32],
         d: usize,
         visible: usize,
         out: &mut [f32],
     ) {
-        let stride = probs.len() / QUERY_BLOCK;
-        assert!(visible <= stride && values.len() >= visible * d && out.len() >= QUERY_BLOCK * d);
+        assert!(rows == 1 || rows == QUERY_BLOCK, "{rows} rows at once");
+        let stride = probs.len() / rows;
+        assert!(visible <= stride && values.len() >= visible * d && out.len() >= rows * d);
         // SAFETY: as above.
-        unsafe { values_rows::<QUERY_BLOCK>(probs, stride, values, d, visible, out) }
-    }
-
-    fn row_values(&self, probs: &[f32], values: &[f32], d: usize, visible: usize, out: &mut [f32]) {
-        assert!(visible <= probs.len() && values.len() >= visible * d && out.len() >= d);
-        // SAFETY: as above.
-        unsafe { values_rows::<1>(probs, 0, values, d, visible, out) }
+        unsafe {
+            match rows {
+                1 => values_rows::<1>(probs, stride, values, d, visible, out),
+                _ => values_rows::<QUERY_BLOCK>(probs, stride, values, d, visible, out),
+            }
+        }
     }
 }
 
