@@ -184,6 +184,10 @@ pub fn run_bench_decode(args: &BenchDecodeArgs, out: &mut dyn Write) -> Result<(
     )?;
     p(
         out,
+        format!("kernels: {:?}", agora_kernels::KernelKind::detect()),
+    )?;
+    p(
+        out,
         format!("load_ms: {:.1} ms", started.elapsed().as_secs_f64() * 1e3),
     )?;
     let prompt = engine.encode(&args.prompt, false)?;

@@ -41,6 +41,8 @@ impl ModelArgs {
         tracing::info!(
             model = engine.model_id(),
             arch = ?engine.info().arch,
+            quantization = engine.info().quantization,
+            kernels = ?agora_kernels::KernelKind::detect(),
             "model loaded"
         );
         Ok(Arc::new(engine))

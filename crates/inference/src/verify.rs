@@ -59,10 +59,11 @@ pub struct Recomputed<'a> {
 
 /// Tolerances of [`verify`] and [`verify_reported`].
 ///
-/// On the same kernels a miner's numbers are the validator's, bit for bit: the engine gives
-/// a row the same arithmetic whether it is decoded alone or scored in a block. The bounds
-/// are there for miners whose CPU runs other kernels (int8 activations rounded in another
-/// order, or candle's products on CPUs without AVX-512 VNNI). Measured with
+/// On x86 CPUs with AVX2 a miner's numbers are the validator's, bit for bit: the engine
+/// gives a row the same arithmetic whether it is decoded alone or scored in a block, and
+/// its AVX-512, AVX-VNNI and AVX2 kernels compute the same bits. The bounds are there for
+/// miners whose CPU runs candle's products instead (ARM, or x86 without AVX2), which round
+/// int8 activations otherwise. Measured with
 /// `AGORA_KERNELS=portable` on the 30M and 380M Q8_0 test models over 200 tokens, such an
 /// honest miner's log-probs differ from the validator's by a median of 0.04–0.07 nats, at
 /// most 0.34, and 0.5–1.5% of its greedy tokens sit more than 0.2 nats below the best.

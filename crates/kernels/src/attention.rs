@@ -230,9 +230,10 @@ pub(crate) trait AttentionOps {
     );
 }
 
-/// The portable products: one multiply and one add per term, in the order the trait
-/// states.
+/// The portable products: one fused multiply-add per term, in the order the trait
+/// states. Inlined into each CPU's entry point so that the lanes vectorize there.
 impl AttentionOps for crate::rows::PortableOps {
+    #[inline(always)]
     fn scores(
         &self,
         rows: usize,
@@ -248,12 +249,13 @@ impl AttentionOps for crate::rows::PortableOps {
             row.fill(0.0);
             for (f, &x) in query.iter().enumerate() {
                 for (s, &k) in row.iter_mut().zip(&keys_t[f * key_stride..]) {
-                    *s += x * k;
+                    *s = x.mul_add(k, *s);
                 }
             }
         }
     }
 
+    #[inline(always)]
     fn values(
         &self,
         rows: usize,
@@ -268,7 +270,7 @@ impl AttentionOps for crate::rows::PortableOps {
             acc.fill(0.0);
             for (&p, value) in row[..visible].iter().zip(values.chunks_exact(d)) {
                 for (a, &x) in acc.iter_mut().zip(value) {
-                    *a += p * x;
+                    *a = p.mul_add(x, *a);
                 }
             }
         }
@@ -429,7 +431,7 @@ fn pairwise(mut lanes: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Serial;
+    use crate::{KernelKind, Serial};
 
     /// The textbook computation in f64, with an explicit mask.
     fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape, scale: f32) -> Vec<f64> {
@@ -553,13 +555,9 @@ mod tests {
     }
 
     /// Rows `rows` of the case's queries as an attention call of their own (the cache
-    /// holding the positions before them), computed by `ops` or, when `None`, by
+    /// holding the positions before them), computed on `kind` or, when `None`, by
     /// `causal_attention`.
-    fn attend_rows(
-        c: &Case,
-        rows: std::ops::Range<usize>,
-        ops: Option<&crate::rows::PortableOps>,
-    ) -> Vec<f32> {
+    fn attend_rows(c: &Case, rows: std::ops::Range<usize>, kind: Option<KernelKind>) -> Vec<f32> {
         let (s, d) = (c.shape, c.shape.head_dim);
         let shape = AttentionShape {
             rows: rows.len(),
@@ -571,9 +569,9 @@ mod tests {
             .copied()
             .collect();
         let mut got = vec![f32::NAN; rows.len() * s.heads * d];
-        match ops {
+        match kind {
             None => causal_attention(&q, &c.k, &c.v, shape, c.scale, &mut got, &Serial).unwrap(),
-            Some(ops) => {
+            Some(kind) => {
                 let out = SharedOut::new(&mut got, s.heads * d);
                 let call = Call {
                     q: &q,
@@ -585,7 +583,7 @@ mod tests {
                 };
                 let mut space = Workspace::default();
                 for h in 0..s.heads {
-                    attend_head(ops, &call, h, &mut space);
+                    crate::attend_head_on(kind, &call, h, &mut space);
                 }
             }
         }
@@ -624,18 +622,30 @@ mod tests {
         }
     }
 
-    /// The portable path, which CPUs without AVX-512 run, on the same shapes: called
-    /// directly, since on this CPU `causal_attention` would take the vector path.
+    /// Every kernel this CPU has, on the same shapes, and to the portable code's bits:
+    /// a validator reproduces a miner's numbers whichever of them either one runs.
     #[test]
-    fn the_portable_path_matches_the_reference() {
+    fn every_kernel_matches_the_reference_and_the_portable_bits() {
         for (dims, spare) in [
             ((4, 2, 64, 19, 0), 0),
             ((2, 1, 40, 9, 13), 5),
             ((2, 2, 8, 2, 3), 0),
+            ((2, 1, 64, 1, 150), 0),
+            ((4, 2, 40, 12, 21), 3),
         ] {
             let c = case_with_room(dims, spare, 4);
-            let got = attend_rows(&c, 0..c.shape.rows, Some(&crate::rows::PortableOps));
-            assert_matches(&got, &c);
+            let portable = attend_rows(&c, 0..c.shape.rows, Some(KernelKind::Portable));
+            assert_matches(&portable, &c);
+            for kind in KernelKind::ALL.into_iter().filter(|k| k.supported()) {
+                let got = attend_rows(&c, 0..c.shape.rows, Some(kind));
+                for (i, (g, p)) in got.iter().zip(&portable).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        p.to_bits(),
+                        "{dims:?} {kind:?} at {i}: {g} vs {p}"
+                    );
+                }
+            }
         }
     }
 
@@ -644,12 +654,12 @@ mod tests {
     /// path: what lets a validator's one scoring pass reproduce a miner's decoding.
     #[test]
     fn rows_have_the_same_bits_however_they_are_batched() {
-        let portable = crate::rows::PortableOps;
-        for ops in [None, Some(&portable)] {
+        let kinds = KernelKind::ALL.into_iter().filter(|k| k.supported());
+        for kind in std::iter::once(None).chain(kinds.map(Some)) {
             for dims in [(4, 2, 64, 37, 5), (2, 1, 40, 21, 0), (2, 2, 16, 12, 30)] {
                 let c = case(dims, 11);
                 let rows = c.shape.rows;
-                let whole = attend_rows(&c, 0..rows, ops);
+                let whole = attend_rows(&c, 0..rows, kind);
                 let width = c.shape.heads * c.shape.head_dim;
                 let splits: [&[usize]; 3] = [&[1; 64][..rows], &[3, 9, 2, 5], &[8, 1, 4]];
                 for split in splits {
@@ -659,14 +669,13 @@ mod tests {
                         if run.is_empty() {
                             break;
                         }
-                        let got = attend_rows(&c, run.clone(), ops);
+                        let got = attend_rows(&c, run.clone(), kind);
                         let want = &whole[run.start * width..run.end * width];
                         for (i, (g, w)) in got.iter().zip(want).enumerate() {
                             assert_eq!(
                                 g.to_bits(),
                                 w.to_bits(),
-                                "{dims:?}, rows {run:?} ({}): value {i}: {g} vs {w}",
-                                if ops.is_some() { "portable" } else { "vector" }
+                                "{dims:?}, rows {run:?} ({kind:?}): value {i}: {g} vs {w}"
                             );
                         }
                         at = run.end;

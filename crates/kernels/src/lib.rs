@@ -11,8 +11,8 @@
 //!   (`Q4_K` stays 4-bit in memory and is unpacked a slice at a time);
 //! * [`QuantizedRows`] quantizes the activations to int8 with one scale per
 //!   [`GROUP`] values (the granularity llama.cpp's and candle's `Q8_K` use);
-//! * [`PackedMatrix::matmul`] multiplies them, with an AVX-512 VNNI kernel when the CPU has it
-//!   and a portable kernel with the same arithmetic otherwise.
+//! * [`PackedMatrix::matmul`] multiplies them, with an AVX-512 VNNI kernel or an AVX2 one
+//!   when the CPU has it, and a portable kernel otherwise.
 //!
 //! Around the products, the rest of a scoring pass: fused RMS-norm and SwiGLU
 //! quantization, the rotary head split, causal attention, and the log-softmax with the
@@ -21,10 +21,12 @@
 //! Everything is checked: shapes and byte lengths are validated and a bad weight is refused
 //! with a [`KernelError`], never a panic.
 //!
-//! On one CPU every row's results have the same bits however rows are batched, so a
-//! validator's one-pass scoring reproduces a miner's token-by-token decoding exactly. The
-//! vector and portable kernels round differently; `AGORA_KERNELS=portable` turns the
-//! vector kernels off, to see on one machine what a CPU without them computes.
+//! Every row's results have the same bits however rows are batched, and on every kernel:
+//! each is a spelling of one arithmetic (exact integer block sums, then the same float
+//! operations per output in the same order, with fused multiply-adds). So a validator's
+//! one-pass scoring reproduces a miner's token-by-token decoding exactly, whichever of
+//! these kernels either machine runs. `AGORA_KERNELS` (`avxvnni`, `avx2`, `portable`) caps
+//! the kernel this process picks, to run on one machine what another CPU runs.
 
 mod attention;
 mod out;
@@ -55,6 +57,11 @@ pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 pub const PANEL: usize = 32;
 /// Activation values that share one quantization scale (eight weight blocks).
 pub const GROUP: usize = 8 * BLOCK;
+/// Activation groups per slice of the GEMM: a product sums its groups a slice at a time,
+/// from zero, and adds the slices' sums in order. That is part of the arithmetic every
+/// kernel follows: the vector kernels keep a panel's slice of weights (1,024 values) in L1
+/// while every row tile passes over it.
+pub(crate) const SLICE_GROUPS: usize = 4;
 
 /// Why a weight or an input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,23 +74,65 @@ pub enum KernelError {
     Data(String),
 }
 
-/// Which kernel a product runs on.
+/// Which kernel a product runs on. Every kernel computes the same bits: the vector ones
+/// are faster spellings of the portable arithmetic (integer block sums, then the same
+/// float operations per output, fused multiply-adds included, in the same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelKind {
     /// AVX-512 with VNNI int8 dot products.
     Avx512Vnni,
-    /// Plain Rust, any CPU; the reference the vector kernel is tested against.
+    /// AVX2 with FMA and the 256-bit VNNI int8 dot products of recent desktops
+    /// (Intel from Alder Lake).
+    AvxVnni,
+    /// AVX2 with FMA: the vector unit of nearly every x86 desktop since 2013 (AMD up to
+    /// Zen 3 included).
+    Avx2,
+    /// Plain Rust, any CPU; the reference the vector kernels are tested against.
     Portable,
 }
 
 impl KernelKind {
-    /// The fastest kernel this CPU runs.
-    pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if x86::available() {
-            return KernelKind::Avx512Vnni;
+    /// Every kind, fastest first.
+    pub const ALL: [KernelKind; 4] = [
+        KernelKind::Avx512Vnni,
+        KernelKind::AvxVnni,
+        KernelKind::Avx2,
+        KernelKind::Portable,
+    ];
+
+    /// Whether this CPU has the instructions the kernel needs.
+    pub fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512Vnni => x86::avx512_supported(),
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::AvxVnni => x86::avx_vnni_supported(),
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx2 => x86::avx2_supported(),
+            KernelKind::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        KernelKind::Portable
+    }
+
+    /// The kernel this process runs: the fastest this CPU supports, unless the
+    /// environment variable `AGORA_KERNELS` names a slower one (`avxvnni`, `avx2` or
+    /// `portable`), so that one machine can run what another CPU runs.
+    pub fn detect() -> Self {
+        static KIND: std::sync::OnceLock<KernelKind> = std::sync::OnceLock::new();
+        *KIND.get_or_init(|| {
+            let ceiling = match std::env::var("AGORA_KERNELS").as_deref() {
+                Ok("portable") => KernelKind::Portable,
+                Ok("avx2") => KernelKind::Avx2,
+                Ok("avxvnni") => KernelKind::AvxVnni,
+                _ => KernelKind::Avx512Vnni,
+            };
+            KernelKind::ALL
+                .into_iter()
+                .skip_while(|&k| k != ceiling)
+                .find(|k| k.supported())
+                .unwrap_or(KernelKind::Portable)
+        })
     }
 }
 
@@ -108,8 +157,20 @@ impl Parallel for Serial {
 }
 
 /// Computes and quantizes rows `rows` of `source` into `q` and `d` (those rows' slices) on
-/// the widest vector unit this CPU has. Returns whether every value was finite.
+/// the kernel this process runs. Returns whether every value was finite.
 pub(crate) fn process_rows(
+    source: rows::Source<'_>,
+    rows: Range<usize>,
+    k: usize,
+    q: &mut [u8],
+    d: &mut [f32],
+) -> bool {
+    process_rows_on(KernelKind::detect(), source, rows, k, q, d)
+}
+
+/// [`process_rows`] on `kind` (the portable code where this CPU lacks it).
+pub(crate) fn process_rows_on(
+    kind: KernelKind,
     source: rows::Source<'_>,
     rows: Range<usize>,
     k: usize,
@@ -119,30 +180,41 @@ pub(crate) fn process_rows(
     let groups = k.div_ceil(GROUP);
     let mut scratch = Vec::new();
     let mut finite = true;
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = x86::Avx512Ops::new();
     for (i, r) in rows.enumerate() {
         let (q, d) = (
             &mut q[i * k..(i + 1) * k],
             &mut d[i * groups..(i + 1) * groups],
         );
-        #[cfg(target_arch = "x86_64")]
-        if let Some(ops) = &avx512 {
-            finite &= rows::process_row(ops, source, r, k, &mut scratch, q, d);
-            continue;
-        }
-        finite &= rows::process_row(&rows::PortableOps, source, r, k, &mut scratch, q, d);
+        finite &= match kind {
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512Vnni | KernelKind::AvxVnni | KernelKind::Avx2 if kind.supported() => {
+                x86::process_row(kind, source, r, k, &mut scratch, q, d)
+            }
+            _ => rows::process_row(&rows::PortableOps, source, r, k, &mut scratch, q, d),
+        };
     }
     finite
 }
 
-/// One attention head on the widest vector unit this CPU has.
+/// One attention head on the kernel this process runs.
 pub(crate) fn attend_head(call: &attention::Call<'_>, h: usize, space: &mut attention::Workspace) {
-    #[cfg(target_arch = "x86_64")]
-    if x86::available() {
-        return x86::attend_head(call, h, space);
+    attend_head_on(KernelKind::detect(), call, h, space)
+}
+
+/// [`attend_head`] on `kind` (the portable code where this CPU lacks it).
+pub(crate) fn attend_head_on(
+    kind: KernelKind,
+    call: &attention::Call<'_>,
+    h: usize,
+    space: &mut attention::Workspace,
+) {
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Avx512Vnni | KernelKind::AvxVnni | KernelKind::Avx2 if kind.supported() => {
+            x86::attend_head(kind, call, h, space)
+        }
+        _ => attention::attend_head(&rows::PortableOps, call, h, space),
     }
-    attention::attend_head(&rows::PortableOps, call, h, space)
 }
 
 #[cfg(test)]

@@ -361,7 +361,8 @@ impl PackedMatrix {
     }
 
     /// `out = x Wᵀ` for quantized rows `x` (`m × k`) into `out` (`m × n`, row-major),
-    /// on `kernel`, splitting the output panels over `parallel`.
+    /// on `kernel` (the portable one where this CPU lacks it), splitting the output panels
+    /// over `parallel`.
     pub fn matmul(
         &self,
         x: &QuantizedRows,
@@ -386,10 +387,10 @@ impl PackedMatrix {
         if x.m == 0 {
             return Ok(());
         }
-        let kernel = if kernel == KernelKind::Avx512Vnni && KernelKind::detect() != kernel {
-            KernelKind::Portable
-        } else {
+        let kernel = if kernel.supported() {
             kernel
+        } else {
+            KernelKind::Portable
         };
         let out = crate::out::SharedOut::new(out, self.n);
         let sums = match self.format {
@@ -398,7 +399,9 @@ impl PackedMatrix {
         };
         parallel.run(self.panels, &|panels| match kernel {
             #[cfg(target_arch = "x86_64")]
-            KernelKind::Avx512Vnni => crate::x86::panels(self, x, &sums, panels, &out),
+            KernelKind::Avx512Vnni | KernelKind::AvxVnni | KernelKind::Avx2 => {
+                crate::x86::panels(kernel, self, x, &sums, panels, &out)
+            }
             _ => crate::portable::panels(self, x, &sums, panels, &out),
         });
         Ok(())

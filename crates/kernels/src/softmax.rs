@@ -32,11 +32,24 @@ pub fn log_softmax(logits: &[f32], out: &mut [f32]) -> Result<Distribution, Kern
             out.len()
         )));
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::x86::available() {
-        return crate::x86::log_softmax(logits, out);
+    log_softmax_on(crate::KernelKind::detect(), logits, out)
+}
+
+/// [`log_softmax`] after its checks, on `kind` (the portable code where this CPU lacks it).
+fn log_softmax_on(
+    kind: crate::KernelKind,
+    logits: &[f32],
+    out: &mut [f32],
+) -> Result<Distribution, KernelError> {
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        crate::KernelKind::Avx512Vnni | crate::KernelKind::AvxVnni | crate::KernelKind::Avx2
+            if kind.supported() =>
+        {
+            crate::x86::log_softmax(kind, logits, out)
+        }
+        _ => log_softmax_row(logits, out),
     }
-    log_softmax_row(logits, out)
 }
 
 /// [`log_softmax`] after its checks. Inlined into each CPU's entry point so that it
@@ -128,12 +141,20 @@ mod tests {
                 "n {n}: {} vs {var}",
                 got.logprob_variance
             );
-            // The portable code gives the same answer on every CPU.
+            // Every kernel this CPU has gives the portable code's bits.
             let mut portable = vec![0f32; n];
-            let p = log_softmax_row(&logits, &mut portable).unwrap();
-            assert!((p.entropy - got.entropy).abs() <= 1e-5 * got.entropy.abs().max(1.0));
-            for (a, b) in portable.iter().zip(&out) {
-                assert!((a - b).abs() < 1e-5);
+            let p = log_softmax_on(crate::KernelKind::Portable, &logits, &mut portable).unwrap();
+            for kind in crate::KernelKind::ALL.into_iter().filter(|k| k.supported()) {
+                let mut vector = vec![0f32; n];
+                let v = log_softmax_on(kind, &logits, &mut vector).unwrap();
+                assert_eq!(v, p, "n {n}, {kind:?}");
+                assert!(
+                    vector
+                        .iter()
+                        .zip(&portable)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "n {n}, {kind:?}"
+                );
             }
         }
     }

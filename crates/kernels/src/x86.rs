@@ -5,6 +5,9 @@
 //! vector), folds them into a per-group float sum with the block's weight scales, and once
 //! per group of eight blocks applies the activation scale and removes the +128 offset.
 //! Every weight load serves `R` rows and every broadcast activation word two vectors.
+//!
+//! The slice loop, the row and attention entry points and CPU detection are shared with
+//! the AVX2 kernels in [`avx2`], which compute the same bits on eight-lane vectors.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
@@ -13,27 +16,36 @@ use std::ops::Range;
 use crate::attention::QUERY_BLOCK;
 use crate::out::SharedOut;
 use crate::pack::{PackedFormat, PackedMatrix, PANEL_BLOCK_BYTES};
-use crate::rows::{QuantizedRows, RowOps, EXP_TAYLOR, LN2_HI, LN2_LO};
-use crate::{BLOCK, GROUP, PANEL};
+use crate::rows::{QuantizedRows, RowOps, Source, EXP_TAYLOR, LN2_HI, LN2_LO};
+use crate::{KernelKind, BLOCK, GROUP, PANEL, SLICE_GROUPS};
+
+mod avx2;
 
 /// Activation rows per tile: six rows keep twelve independent dot-product chains in
 /// flight, enough to cover the instruction's latency on both vector ports.
 const TILE_ROWS: usize = 6;
 
-/// Activation groups per pass over a panel: 1,024 values, so the panel's slice of
-/// weights (32 KiB plus scales) stays in L1 across the row tiles.
-const SLICE_GROUPS: usize = 4;
-
-/// Whether this CPU runs the kernel, and `AGORA_KERNELS=portable` has not turned the
-/// vector kernels off.
-pub(crate) fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
+/// Whether this CPU has AVX-512 with VNNI.
+pub(crate) fn avx512_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
-            && std::env::var("AGORA_KERNELS").map_or(true, |v| v != "portable")
+            && avx2_supported()
     })
+}
+
+/// Whether this CPU has AVX2 with FMA.
+pub(crate) fn avx2_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// Whether this CPU has AVX-VNNI, the 256-bit int8 dot products of recent desktops.
+pub(crate) fn avx_vnni_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| avx2_supported() && is_x86_feature_detected!("avxvnni"))
 }
 
 /// The row arithmetic on AVX-512: sixteen values per instruction for the SwiGLU
@@ -43,8 +55,44 @@ pub(crate) struct Avx512Ops(());
 
 impl Avx512Ops {
     pub(crate) fn new() -> Option<Self> {
-        available().then_some(Avx512Ops(()))
+        avx512_supported().then_some(Avx512Ops(()))
     }
+}
+
+/// [`crate::rows::process_row`] on a vector kernel `kind` this CPU supports.
+pub(crate) fn process_row(
+    kind: KernelKind,
+    source: Source<'_>,
+    r: usize,
+    k: usize,
+    scratch: &mut Vec<f32>,
+    q: &mut [u8],
+    d: &mut [f32],
+) -> bool {
+    match (kind, Avx512Ops::new()) {
+        (KernelKind::Avx512Vnni, Some(ops)) => {
+            // SAFETY: the CPU has the features (`ops` exists); the body is safe Rust.
+            unsafe { process_row_avx512(&ops, source, r, k, scratch, q, d) }
+        }
+        _ => {
+            assert!(avx2_supported(), "the AVX2 path needs a CPU that has it");
+            // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
+            unsafe { avx2::process_row(source, r, k, scratch, q, d) }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn process_row_avx512(
+    ops: &Avx512Ops,
+    source: Source<'_>,
+    r: usize,
+    k: usize,
+    scratch: &mut Vec<f32>,
+    q: &mut [u8],
+    d: &mut [f32],
+) -> bool {
+    crate::rows::process_row(ops, source, r, k, scratch, q, d)
 }
 
 impl RowOps for Avx512Ops {
@@ -75,24 +123,32 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     crate::rows::rms_norm_row(x, weight, eps, out)
 }
 
-/// [`crate::attention::attend_head`] compiled for AVX-512.
+/// [`crate::attention::attend_head`] on a vector kernel `kind` this CPU supports.
 pub(crate) fn attend_head(
+    kind: KernelKind,
     call: &crate::attention::Call<'_>,
     h: usize,
     space: &mut crate::attention::Workspace,
 ) {
-    assert!(available(), "the AVX-512 path needs a CPU that has it");
-    // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
-    unsafe { attend_head_avx512(call, h, space) }
+    match (kind, Avx512Ops::new()) {
+        // SAFETY: the CPU has the features (`ops` exists); the body is safe Rust.
+        (KernelKind::Avx512Vnni, Some(ops)) => unsafe { attend_head_avx512(&ops, call, h, space) },
+        _ => {
+            assert!(avx2_supported(), "the AVX2 path needs a CPU that has it");
+            // SAFETY: as above, for AVX2.
+            unsafe { avx2::attend_head(call, h, space) }
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f")]
 fn attend_head_avx512(
+    ops: &Avx512Ops,
     call: &crate::attention::Call<'_>,
     h: usize,
     space: &mut crate::attention::Workspace,
 ) {
-    crate::attention::attend_head(&Avx512Ops(()), call, h, space)
+    crate::attention::attend_head(ops, call, h, space)
 }
 
 impl crate::attention::AttentionOps for Avx512Ops {
@@ -285,14 +341,19 @@ unsafe fn values_pass<const N: usize, const ROWS: usize>(
     }
 }
 
-/// [`crate::softmax::log_softmax_row`] compiled for AVX-512.
+/// [`crate::softmax::log_softmax_row`] on a vector kernel `kind` this CPU supports.
 pub(crate) fn log_softmax(
+    kind: KernelKind,
     logits: &[f32],
     out: &mut [f32],
 ) -> Result<crate::Distribution, crate::KernelError> {
-    assert!(available(), "the AVX-512 path needs a CPU that has it");
-    // SAFETY: the CPU has the features (asserted above); the body is safe Rust.
-    unsafe { log_softmax_avx512(logits, out) }
+    if kind == KernelKind::Avx512Vnni && avx512_supported() {
+        // SAFETY: the CPU has the features (checked above); the body is safe Rust.
+        return unsafe { log_softmax_avx512(logits, out) };
+    }
+    assert!(avx2_supported(), "the AVX2 path needs a CPU that has it");
+    // SAFETY: as above, for AVX2.
+    unsafe { avx2::log_softmax(logits, out) }
 }
 
 #[target_feature(enable = "avx512f")]
@@ -406,17 +467,22 @@ struct SliceWeights {
 
 /// Computes the output columns of `panels` for every row of `x`; `sums` are the rows'
 /// block sums for a `Q4_K` weight (see [`QuantizedRows::block_sums`]).
+/// Runs on `kind`, a vector kernel this CPU supports.
 pub(crate) fn panels(
+    kind: KernelKind,
     w: &PackedMatrix,
     x: &QuantizedRows,
     sums: &[f32],
     panels: Range<usize>,
     out: &SharedOut,
 ) {
+    let wide = kind == KernelKind::Avx512Vnni;
     assert!(
-        available(),
-        "the AVX-512 VNNI kernel needs a CPU that has it"
+        kind != KernelKind::Portable && kind.supported(),
+        "the {kind:?} kernel needs a CPU that has it"
     );
+    let vnni = kind == KernelKind::AvxVnni;
+    let tile_rows = if wide { TILE_ROWS } else { avx2::TILE_ROWS };
     assert!(x.k == w.k && panels.end <= w.panels);
     assert!(x.q.len() == x.m * x.k && x.d.len() == x.m * w.groups());
     let q4k = w.format == PackedFormat::Q4K;
@@ -431,7 +497,7 @@ pub(crate) fn panels(
     // `Q4_K` nibbles are unpacked a slice at a time into bytes that every row tile reads.
     // A single row tile per slice (a decode step) unpacks in registers instead: nothing
     // would share the unpacked bytes.
-    let in_register = q4k && x.m <= TILE_ROWS;
+    let in_register = q4k && x.m <= tile_rows;
     let mut unpacked = if q4k && !in_register {
         vec![0u8; SLICE_GROUPS * blocks_per_group * PANEL_BLOCK_BYTES]
     } else {
@@ -453,7 +519,13 @@ pub(crate) fn panels(
                 } else {
                     // SAFETY: the CPU has the features (asserted above); `unpacked` holds a
                     // whole slice's bytes, twice the packed slice's.
-                    unsafe { unpack_nibbles(packed, &mut unpacked) };
+                    unsafe {
+                        if wide {
+                            unpack_nibbles(packed, &mut unpacked)
+                        } else {
+                            avx2::unpack_nibbles(packed, &mut unpacked)
+                        }
+                    };
                     unpacked.as_ptr()
                 };
                 SliceWeights {
@@ -486,7 +558,7 @@ pub(crate) fn panels(
             };
             let mut r0 = 0;
             while r0 < x.m {
-                let rows = (x.m - r0).min(TILE_ROWS);
+                let rows = (x.m - r0).min(tile_rows);
                 let args = (&slice_weights, x, sums, r0, p, w.n, out, r0 == 0);
                 // SAFETY: the CPU has the features (asserted above); the shapes of `w`, `x`,
                 // `sums` and `out` were checked against each other, so every pointer the
@@ -504,11 +576,12 @@ pub(crate) fn panels(
                     };
                 }
                 unsafe {
-                    match (w.format, in_register) {
-                        (PackedFormat::Q8_0, _) => by_rows!(false, false, false),
-                        (PackedFormat::Q6K, _) => by_rows!(false, false, true),
-                        (PackedFormat::Q4K, false) => by_rows!(true, false, false),
-                        (PackedFormat::Q4K, true) => by_rows!(true, true, false),
+                    match (wide, w.format, in_register) {
+                        (true, PackedFormat::Q8_0, _) => by_rows!(false, false, false),
+                        (true, PackedFormat::Q6K, _) => by_rows!(false, false, true),
+                        (true, PackedFormat::Q4K, false) => by_rows!(true, false, false),
+                        (true, PackedFormat::Q4K, true) => by_rows!(true, true, false),
+                        (false, format, _) => avx2::tile_for(format, in_register, vnni, rows, args),
                     }
                 }
                 r0 += rows;
@@ -728,7 +801,6 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool, const HALV
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::{process_row, PortableOps, Source};
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
@@ -736,66 +808,52 @@ mod tests {
             .collect()
     }
 
+    /// Every row kernel this CPU has gives the portable bytes and scales, for plain,
+    /// SwiGLU and RMS-normalised rows.
     #[test]
     fn vector_rows_match_the_portable_ones() {
-        let Some(ops) = Avx512Ops::new() else {
-            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
-            return;
-        };
         let k = 608; // two full groups and a partial one
-        for (source, len) in [(0, k), (1, 2 * k)] {
+        let weight = values(k, 9);
+        for (source, len) in [(0, k), (1, 2 * k), (2, k)] {
             let x = values(2 * len, source);
-            let src = |x| {
-                if source == 0 {
-                    Source::Plain(x)
-                } else {
-                    Source::SwiGlu(x)
-                }
+            let src = || match source {
+                0 => Source::Plain(&x),
+                1 => Source::SwiGlu(&x),
+                _ => Source::RmsNorm {
+                    x: &x,
+                    weight: &weight,
+                    eps: 1e-5,
+                },
             };
-            let (mut qa, mut qb) = (vec![0u8; k], vec![0u8; k]);
-            let (mut da, mut db) = (vec![0f32; 3], vec![0f32; 3]);
-            let mut scratch = Vec::new();
-            for r in 0..2 {
-                assert!(process_row(
-                    &ops,
-                    src(&x),
-                    r,
-                    k,
-                    &mut scratch,
-                    &mut qa,
-                    &mut da
-                ));
-                assert!(process_row(
-                    &PortableOps,
-                    src(&x),
-                    r,
-                    k,
-                    &mut scratch,
-                    &mut qb,
-                    &mut db
-                ));
-                for (a, b) in da.iter().zip(&db) {
-                    assert!((a - b).abs() <= 1e-6 * b.abs(), "scale {a} vs {b}");
-                }
-                let off_by_one = qa.iter().zip(&qb).filter(|(a, b)| a != b).count();
-                assert!(qa.iter().zip(&qb).all(|(a, b)| a.abs_diff(*b) <= 1));
-                if source == 0 {
-                    // Plain rows: the same arithmetic, so the same bytes.
-                    assert_eq!(off_by_one, 0);
-                }
+            let (mut want_q, mut want_d) = (vec![0u8; 2 * k], vec![0f32; 6]);
+            assert!(crate::process_rows_on(
+                KernelKind::Portable,
+                src(),
+                0..2,
+                k,
+                &mut want_q,
+                &mut want_d
+            ));
+            for kind in KernelKind::ALL.into_iter().filter(|k| k.supported()) {
+                let (mut q, mut d) = (vec![0u8; 2 * k], vec![0f32; 6]);
+                assert!(crate::process_rows_on(kind, src(), 0..2, k, &mut q, &mut d));
+                assert_eq!(q, want_q, "{kind:?}, source {source}");
+                assert!(
+                    d.iter()
+                        .zip(&want_d)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{kind:?}, source {source}: {d:?} vs {want_d:?}"
+                );
             }
         }
         let mut x = values(k, 3);
         x[400] = f32::NAN;
-        let (mut q, mut d) = (vec![0u8; k], vec![0f32; 3]);
-        assert!(!process_row(
-            &ops,
-            Source::Plain(&x),
-            0,
-            k,
-            &mut Vec::new(),
-            &mut q,
-            &mut d
-        ));
+        for kind in KernelKind::ALL.into_iter().filter(|k| k.supported()) {
+            let (mut q, mut d) = (vec![0u8; k], vec![0f32; 3]);
+            assert!(
+                !crate::process_rows_on(kind, Source::Plain(&x), 0..1, k, &mut q, &mut d),
+                "{kind:?}"
+            );
+        }
     }
 }

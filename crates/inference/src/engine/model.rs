@@ -34,9 +34,10 @@ pub(crate) struct Linear {
 /// Where a projection's weight lives and which kernel multiplies by it.
 #[derive(Debug)]
 enum Weight {
-    /// `Q8_0`, `Q4_K` or `Q6_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI):
-    /// two to three times candle's speed for the many rows of a prefill, which is what a
-    /// validator's scoring pass runs, and as fast or faster for a decode step.
+    /// `Q8_0`, `Q4_K` or `Q6_K` repacked for the int8 GEMM (on CPUs with AVX-512 VNNI or
+    /// AVX2): two to three times candle's speed for the many rows of a prefill, which is
+    /// what a validator's scoring pass runs, and as fast or faster for a decode step. Its
+    /// results have the same bits on every such CPU.
     Packed(Box<PackedMatrix>),
     /// Everything else: candle's quantized or dense matmul.
     Candle(QMatMul),
@@ -52,7 +53,7 @@ impl Weight {
             QMatMul::QTensor(t)
                 if matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K)
                     && t.device().is_cpu()
-                    && KernelKind::detect() == KernelKind::Avx512Vnni =>
+                    && KernelKind::detect() != KernelKind::Portable =>
             {
                 let (n, k) = t.shape().dims2()?;
                 let bytes = t.data()?;
@@ -212,7 +213,7 @@ fn packed_swiglu(
         quantize_rows(x, norm, &mut s.rows)?;
         s.hidden.resize(m * gate_up.rows(), 0.0);
         gate_up
-            .matmul(&s.rows, &mut s.hidden, KernelKind::Avx512Vnni, &CandlePool)
+            .matmul(&s.rows, &mut s.hidden, KernelKind::detect(), &CandlePool)
             .map_err(kernel_error)?;
         s.hidden_rows
             .requantize_swiglu(&s.hidden, m, gate_up.rows() / 2, &CandlePool)
@@ -241,7 +242,7 @@ fn quantize_rows(x: &Tensor, norm: Option<(&Tensor, f32)>, rows: &mut QuantizedR
 
 fn packed_matmul(w: &PackedMatrix, rows: &QuantizedRows) -> Result<Vec<f32>> {
     let mut out = vec![0f32; rows.rows() * w.rows()];
-    w.matmul(rows, &mut out, KernelKind::Avx512Vnni, &CandlePool)
+    w.matmul(rows, &mut out, KernelKind::detect(), &CandlePool)
         .map_err(kernel_error)?;
     Ok(out)
 }

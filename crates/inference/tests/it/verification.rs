@@ -214,7 +214,7 @@ fn other_kernels_challenges() -> Vec<Challenge> {
 }
 
 /// The miner's side of [`honest_miners_on_other_kernels_are_accepted`], run by it in a
-/// child process with the portable kernels; it does nothing when run on its own.
+/// child process on other kernels; it does nothing when run on its own.
 #[test]
 #[ignore = "run by honest_miners_on_other_kernels_are_accepted in a child process"]
 fn other_kernels_miner() {
@@ -234,12 +234,9 @@ fn other_kernels_miner() {
     std::fs::write(out, serde_json::to_vec(&answers).expect("encode")).expect("write answers");
 }
 
-/// An honest miner whose CPU runs other kernels than the validator's (here: the portable
-/// ones, as on a CPU without AVX-512 VNNI, in a child process) computes int8 activations
-/// rounded differently; its answers must pass all the same. On a CPU without AVX-512 VNNI
-/// both sides run the portable kernels and agree to the bit.
-#[test]
-fn honest_miners_on_other_kernels_are_accepted() {
+/// The answers of [`other_kernels_miner`] run in a child process with
+/// `AGORA_KERNELS=kernels`.
+fn answers_on_other_kernels(kernels: &str) -> Vec<Answer> {
     let answers_file = tempfile::NamedTempFile::new().expect("temp file");
     let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
@@ -248,7 +245,7 @@ fn honest_miners_on_other_kernels_are_accepted() {
             "--ignored",
             "--quiet",
         ])
-        .env("AGORA_KERNELS", "portable")
+        .env("AGORA_KERNELS", kernels)
         .env(OTHER_KERNELS_ANSWERS, answers_file.path())
         .stdout(std::process::Stdio::null())
         .status()
@@ -257,43 +254,74 @@ fn honest_miners_on_other_kernels_are_accepted() {
     let bytes = std::fs::read(answers_file.path()).expect("read answers");
     let answers: Vec<(String, Vec<f32>, String, TokenIds)> =
         serde_json::from_slice(&bytes).expect("decode answers");
-    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
-    let validator = load(dir.path());
-    let challenges = other_kernels_challenges();
-    assert_eq!(answers.len(), challenges.len());
-    let policy = VerifyPolicy::default();
-    let mut worst = 0f32;
-    for (challenge, (text, reported_logprobs, finish_reason, ids)) in challenges.iter().zip(answers)
-    {
-        let a = Answer {
+    answers
+        .into_iter()
+        .map(|(text, reported_logprobs, finish_reason, ids)| Answer {
             text,
             reported_logprobs,
             finish_reason,
             ids,
-        };
-        let messages = [ChatMessage::new("user", challenge.prompt.clone())];
-        let mut sequence = a.ids.prompt_token_ids.clone();
-        sequence.extend(&a.ids.completion_token_ids);
-        let scored = validator
-            .score(&sequence, a.ids.prompt_token_ids.len(), 0)
-            .expect("score");
-        for (s, r) in scored.iter().zip(&a.reported_logprobs) {
-            worst = worst.max((s.logprob - r).abs());
+        })
+        .collect()
+}
+
+/// An honest miner whose CPU runs other kernels than the validator's must be accepted.
+/// The AVX2 kernels (with and without VNNI) give the AVX-512 kernels' bits, so such a
+/// miner's log-probs equal the validator's exactly. A CPU with none of them (here: the
+/// portable setting, which multiplies with candle's products) rounds int8 activations
+/// differently, and its answers must pass all the same. Each miner runs in a child
+/// process with `AGORA_KERNELS` set.
+#[test]
+fn honest_miners_on_other_kernels_are_accepted() {
+    use agora_kernels::KernelKind;
+    let dir = tiny(Arch::Llama, GGUF_Q8, 1);
+    let validator = load(dir.path());
+    let challenges = other_kernels_challenges();
+    let policy = VerifyPolicy::default();
+    let ours = KernelKind::detect();
+    for (kernels, kind) in [
+        ("avxvnni", KernelKind::AvxVnni),
+        ("avx2", KernelKind::Avx2),
+        ("portable", KernelKind::Portable),
+    ] {
+        if !kind.supported() || kind == ours {
+            println!("other kernels: {kernels} skipped (this CPU lacks it, or runs it itself)");
+            continue;
         }
-        if let Err(why) = check_answer(&validator, &messages, challenge, &a, &policy) {
-            panic!("an honest answer from other kernels was rejected: {why}");
+        let answers = answers_on_other_kernels(kernels);
+        assert_eq!(answers.len(), challenges.len());
+        let mut worst = 0f32;
+        for (challenge, a) in challenges.iter().zip(&answers) {
+            let messages = [ChatMessage::new("user", challenge.prompt.clone())];
+            let mut sequence = a.ids.prompt_token_ids.clone();
+            sequence.extend(&a.ids.completion_token_ids);
+            let scored = validator
+                .score(&sequence, a.ids.prompt_token_ids.len(), 0)
+                .expect("score");
+            for (s, r) in scored.iter().zip(&a.reported_logprobs) {
+                worst = worst.max((s.logprob - r).abs());
+            }
+            if let Err(why) = check_answer(&validator, &messages, challenge, a, &policy) {
+                panic!("an honest answer from the {kernels} kernels was rejected: {why}");
+            }
         }
-    }
-    if agora_kernels::KernelKind::detect() == agora_kernels::KernelKind::Avx512Vnni {
-        // Otherwise the child did not run other kernels and the test proves nothing.
-        assert!(
-            worst > 0.0,
-            "the portable miner matched the vector validator to the bit"
+        if kind == KernelKind::Portable {
+            // Candle's products round otherwise: were the difference zero, the child
+            // would not have run other kernels and the test would prove nothing.
+            assert!(
+                worst > 0.0,
+                "the {kernels} miner matched the validator to the bit"
+            );
+        } else {
+            assert_eq!(
+                worst, 0.0,
+                "the {kernels} miner's log-probs differ from ours"
+            );
+        }
+        println!(
+            "other kernels: {kernels}: {} honest answers of {OTHER_KERNELS_TOKENS} tokens \
+             accepted; largest log-prob difference {worst:.4} nats",
+            challenges.len()
         );
     }
-    println!(
-        "other kernels: {} honest answers of {OTHER_KERNELS_TOKENS} tokens accepted; largest \
-         log-prob difference {worst:.4} nats",
-        challenges.len()
-    );
 }
