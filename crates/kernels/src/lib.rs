@@ -117,7 +117,8 @@ impl KernelKind {
 
     /// The kernel this process runs: the fastest this CPU supports, unless the
     /// environment variable `AGORA_KERNELS` names a slower one (`avxvnni`, `avx2` or
-    /// `portable`), so that one machine can run what another CPU runs.
+    /// `portable`; `avx512` is the default), so that one machine can run what another CPU
+    /// runs.
     pub fn detect() -> Self {
         static KIND: std::sync::OnceLock<KernelKind> = std::sync::OnceLock::new();
         *KIND.get_or_init(|| {
@@ -125,7 +126,16 @@ impl KernelKind {
                 Ok("portable") => KernelKind::Portable,
                 Ok("avx2") => KernelKind::Avx2,
                 Ok("avxvnni") => KernelKind::AvxVnni,
-                _ => KernelKind::Avx512Vnni,
+                Ok("avx512") | Err(_) => KernelKind::Avx512Vnni,
+                Ok(other) => {
+                    // A knob read once, before any logging is set up: a typo must not
+                    // pass silently for the kernel it meant to choose.
+                    eprintln!(
+                        "AGORA_KERNELS={other:?} is not one of avx512, avxvnni, avx2, \
+                         portable: using the fastest kernel this CPU has"
+                    );
+                    KernelKind::Avx512Vnni
+                }
             };
             KernelKind::ALL
                 .into_iter()

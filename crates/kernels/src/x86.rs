@@ -465,9 +465,9 @@ struct SliceWeights {
     prefetch_scales: usize,
 }
 
-/// Computes the output columns of `panels` for every row of `x`; `sums` are the rows'
-/// block sums for a `Q4_K` weight (see [`QuantizedRows::block_sums`]).
-/// Runs on `kind`, a vector kernel this CPU supports.
+/// Computes the output columns of `panels` for every row of `x` on `kind`, a vector kernel
+/// this CPU supports; `sums` are the rows' block sums for a `Q4_K` weight (see
+/// [`QuantizedRows::block_sums`]).
 pub(crate) fn panels(
     kind: KernelKind,
     w: &PackedMatrix,

@@ -143,7 +143,8 @@ unsafe fn tile_plain<
     tile::<R, MINS, NIBBLES, HALVES, SIGNED, false>(args)
 }
 
-/// [`tile`] with AVX-VNNI products.
+/// [`tile`] with AVX-VNNI products, which multiply the offset bytes of every format
+/// directly (`SIGNED` is there for [`tile_for`]'s uniform calls, and ignored).
 ///
 /// Safety: as [`tile`], on a CPU with AVX2, FMA and AVX-VNNI.
 #[target_feature(enable = "avx2,fma,avxvnni")]
@@ -220,7 +221,7 @@ unsafe fn tile<
         PANEL_BLOCK_BYTES
     };
     let low_nibbles = _mm256_set1_epi8(0x0F);
-    let offset_bytes = _mm256_set1_epi8(-128);
+    let one_bytes = _mm256_set1_epi8(1);
     let ones = _mm256_set1_epi16(1);
     let rows: [*const u8; R] = std::array::from_fn(|r| x.q.as_ptr().add((r0 + r) * x.k));
     let accumulate = w.groups.start > 0;
@@ -248,8 +249,10 @@ unsafe fn tile<
                 // This half's columns within the panel's per-block vectors.
                 let c = HALF * half;
                 let mut isum = [[_mm256_setzero_si256(); 2]; R];
-                // `SIGNED`: 128 · Σ w per column, the offset's share of each row's sum.
-                let mut offset_sum = [_mm256_setzero_si256(); 2];
+                // `SIGNED`: the block's weight sums per column, as 16-bit pair sums (at
+                // most 8 · 2 · 128 in magnitude); 128 times their total is the offset's
+                // share of each row's sum.
+                let mut weight_sum = [_mm256_setzero_si256(); 2];
                 for s in 0..BLOCK / 4 {
                     let (w0, w1) = if NIBBLES {
                         let at = wb.add(s * 64);
@@ -274,9 +277,8 @@ unsafe fn tile<
                         )
                     };
                     let (a0, a1) = if SIGNED {
-                        for (sum, w) in offset_sum.iter_mut().zip([w0, w1]) {
-                            let pairs = _mm256_maddubs_epi16(offset_bytes, w);
-                            *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
+                        for (sum, w) in weight_sum.iter_mut().zip([w0, w1]) {
+                            *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(one_bytes, w));
                         }
                         (_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(w1, w1))
                     } else {
@@ -303,9 +305,11 @@ unsafe fn tile<
                     }
                 }
                 if SIGNED {
+                    let offset =
+                        weight_sum.map(|sum| _mm256_slli_epi32::<7>(_mm256_madd_epi16(sum, ones)));
                     for sum in isum.iter_mut() {
-                        sum[0] = _mm256_add_epi32(sum[0], offset_sum[0]);
-                        sum[1] = _mm256_add_epi32(sum[1], offset_sum[1]);
+                        sum[0] = _mm256_add_epi32(sum[0], offset[0]);
+                        sum[1] = _mm256_add_epi32(sum[1], offset[1]);
                     }
                 }
                 let d = if MINS {
