@@ -70,9 +70,9 @@ pub(crate) fn process_row(
     d: &mut [f32],
 ) -> bool {
     match (kind, Avx512Ops::new()) {
+        // Each of `ops`'s methods enters AVX-512 code itself.
         (KernelKind::Avx512Vnni, Some(ops)) => {
-            // SAFETY: the CPU has the features (`ops` exists); the body is safe Rust.
-            unsafe { process_row_avx512(&ops, source, r, k, scratch, q, d) }
+            crate::rows::process_row(&ops, source, r, k, scratch, q, d)
         }
         _ => {
             assert!(avx2_supported(), "the AVX2 path needs a CPU that has it");
@@ -80,19 +80,6 @@ pub(crate) fn process_row(
             unsafe { avx2::process_row(source, r, k, scratch, q, d) }
         }
     }
-}
-
-#[target_feature(enable = "avx512f")]
-fn process_row_avx512(
-    ops: &Avx512Ops,
-    source: Source<'_>,
-    r: usize,
-    k: usize,
-    scratch: &mut Vec<f32>,
-    q: &mut [u8],
-    d: &mut [f32],
-) -> bool {
-    crate::rows::process_row(ops, source, r, k, scratch, q, d)
 }
 
 impl RowOps for Avx512Ops {
@@ -465,6 +452,50 @@ struct SliceWeights {
     prefetch_scales: usize,
 }
 
+impl SliceWeights {
+    /// Asks for block `rel` of the next slice (the same panel's next groups, or the next
+    /// panel's first) and its scales to come into L2. The first row tile of a slice calls
+    /// this while the other row tiles work from L1: otherwise every slice starts with a
+    /// stall on memory. `mins` and `scales_per_block` say which scales the format has.
+    ///
+    /// A prefetch never faults, so an address past the end of the weights is harmless;
+    /// `wrapping_add` keeps it defined.
+    #[inline(always)]
+    fn prefetch_ahead(&self, rel: usize, mins: bool, scales_per_block: usize) {
+        if self.prefetch_qs == 0 {
+            return;
+        }
+        let ahead = self
+            .stored_qs
+            .wrapping_add(rel * self.stored_block_bytes + self.prefetch_qs);
+        // SAFETY: a prefetch reads nothing and never faults (SSE, on every x86-64 CPU).
+        unsafe {
+            for line in (0..self.stored_block_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
+            }
+        }
+        let (scales_here, scale_bytes) = if mins {
+            (
+                self.factors.wrapping_add(rel * 2 * PANEL) as *const i8,
+                2 * PANEL,
+            )
+        } else {
+            let per_block = scales_per_block * PANEL;
+            (
+                self.scales.wrapping_add(rel * per_block) as *const i8,
+                4 * per_block,
+            )
+        };
+        let scales_ahead = scales_here.wrapping_add(self.prefetch_scales);
+        // SAFETY: as above.
+        unsafe {
+            for line in (0..scale_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(line));
+            }
+        }
+    }
+}
+
 /// Computes the output columns of `panels` for every row of `x` on `kind`, a vector kernel
 /// this CPU supports; `sums` are the rows' block sums for a `Q4_K` weight (see
 /// [`QuantizedRows::block_sums`]).
@@ -677,34 +708,8 @@ unsafe fn tile<const R: usize, const MINS: bool, const NIBBLES: bool, const HALV
             let rel = b - b0;
             let mut isum = [[_mm512_setzero_si512(); 2]; R];
             let wb = w.qs.add(rel * block_bytes);
-            if prefetch && w.prefetch_qs > 0 {
-                // The first row tile of a slice asks for the next slice's weights (the
-                // same panel's next groups, or the next panel's first) to come into L2
-                // while the other row tiles work from L1: otherwise every slice starts
-                // with a stall on memory. A prefetch never faults, so the address past
-                // the end of the weights is harmless; `wrapping_add` keeps it defined.
-                let ahead = w
-                    .stored_qs
-                    .wrapping_add(rel * w.stored_block_bytes + w.prefetch_qs);
-                for line in (0..w.stored_block_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
-                }
-                let (scales_here, scale_bytes) = if MINS {
-                    (
-                        w.factors.wrapping_add(rel * 2 * PANEL) as *const i8,
-                        2 * PANEL,
-                    )
-                } else {
-                    let per_block = scales_per_block * PANEL;
-                    (
-                        w.scales.wrapping_add(rel * per_block) as *const i8,
-                        4 * per_block,
-                    )
-                };
-                let scales_ahead = scales_here.wrapping_add(w.prefetch_scales);
-                for line in (0..scale_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T1>(scales_ahead.wrapping_add(line));
-                }
+            if prefetch {
+                w.prefetch_ahead(rel, MINS, scales_per_block);
             }
             for s in 0..BLOCK / 4 {
                 let (w0, w1) = if NIBBLES {

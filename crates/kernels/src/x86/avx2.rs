@@ -235,15 +235,8 @@ unsafe fn tile<
         for b in first..(first + blocks_per_group).min(w.blocks) {
             let rel = b - b0;
             let wb = w.qs.add(rel * block_bytes);
-            if prefetch && w.prefetch_qs > 0 {
-                // As the AVX-512 tile does: the first row tile asks for the next slice's
-                // weights while the others work from L1.
-                let ahead = w
-                    .stored_qs
-                    .wrapping_add(rel * w.stored_block_bytes + w.prefetch_qs);
-                for line in (0..w.stored_block_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line) as *const i8);
-                }
+            if prefetch {
+                w.prefetch_ahead(rel, MINS, if HALVES { 2 } else { 1 });
             }
             for (half, group_sum) in group_sum.iter_mut().enumerate().take(halves) {
                 // This half's columns within the panel's per-block vectors.
